@@ -1,0 +1,19 @@
+//! The coupon issuance domain, shared by every crate of the project. No I/O lives here.
+//!
+//! # Layout
+//! - [`ids`]: `UserId` and `CampaignId`, parsed once at the edge and trusted after.
+//! - [`campaign`]: a campaign, its coupon limit and its optional window.
+//! - [`event`]: `CouponIssued`, the one Kafka event the api produces and the consumer reads.
+//! - [`gate`]: what the Redis gate decides for one apply.
+//! - [`stack`]: the default addresses of the local stack, shared by every binary.
+
+pub mod campaign;
+pub mod event;
+pub mod gate;
+pub mod ids;
+pub mod stack;
+
+pub use campaign::{Campaign, CampaignState, CouponLimit};
+pub use event::CouponIssued;
+pub use gate::{GateOutcome, Seq};
+pub use ids::{CampaignId, UserId};
