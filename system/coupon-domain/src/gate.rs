@@ -17,3 +17,58 @@ pub enum GateOutcome {
     /// Every slot is taken.
     SoldOut,
 }
+
+/// The Redis keys of one campaign's gate. They share the hash tag `{campaign}`, so the gate's
+/// one script touches a single slot and runs unchanged on Redis Cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateKeys {
+    /// Written when the gate is initialised; gone means Redis lost the gate's state.
+    pub marker: String,
+    /// Hash: user id -> slot (seq). The set of winners.
+    pub winners: String,
+    /// The highest slot handed out so far.
+    pub next_seq: String,
+    /// Slots released by undone admissions, handed out again before new ones.
+    pub released: String,
+    /// Held while one process rebuilds the gate.
+    pub rebuild_lock: String,
+}
+
+impl GateKeys {
+    /// `prefix` isolates deployments and tests; the default deployment uses `coupon`.
+    pub fn new(prefix: &str, campaign: &crate::CampaignId) -> Self {
+        let base = format!("{prefix}:{{{campaign}}}");
+        Self {
+            marker: format!("{base}:marker"),
+            winners: format!("{base}:winners"),
+            next_seq: format!("{base}:next_seq"),
+            released: format!("{base}:released"),
+            rebuild_lock: format!("{base}:rebuild_lock"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_one_hash_tag_per_campaign() {
+        let campaign = crate::CampaignId::parse("spring").expect("valid id");
+        let keys = GateKeys::new("coupon", &campaign);
+        for key in [
+            &keys.marker,
+            &keys.winners,
+            &keys.next_seq,
+            &keys.released,
+            &keys.rebuild_lock,
+        ] {
+            assert!(key.starts_with("coupon:{spring}:"), "{key}");
+        }
+        let other = GateKeys::new(
+            "coupon",
+            &crate::CampaignId::parse("autumn").expect("valid id"),
+        );
+        assert_ne!(keys.winners, other.winners);
+    }
+}

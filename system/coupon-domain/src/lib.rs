@@ -5,9 +5,11 @@
 //! - [`campaign`]: a campaign, its coupon limit and its optional window.
 //! - [`event`]: `CouponIssued`, the one Kafka event the api produces and the consumer reads.
 //! - [`gate`]: what the Redis gate decides for one apply.
+//! - [`duration`]: durations as typed on a command line (`250ms`, `5s`, `2m`).
 //! - [`stack`]: the default addresses of the local stack, shared by every binary.
 
 pub mod campaign;
+pub mod duration;
 pub mod event;
 pub mod gate;
 pub mod ids;
@@ -15,5 +17,5 @@ pub mod stack;
 
 pub use campaign::{Campaign, CampaignState, CouponLimit};
 pub use event::CouponIssued;
-pub use gate::{GateOutcome, Seq};
+pub use gate::{GateKeys, GateOutcome, Seq};
 pub use ids::{CampaignId, UserId};

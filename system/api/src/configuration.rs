@@ -1,0 +1,90 @@
+//! Settings from flags and env vars. Every default matches the local stack (`scripts/stack`)
+//! and `docker-compose.yml`, so the api runs with no configuration at all.
+
+use std::{fmt, net::SocketAddr, time::Duration};
+
+use clap::Args;
+use coupon_domain::stack;
+
+#[derive(Clone, Args)]
+pub struct Settings {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "API_ADDR", default_value = stack::DEFAULT_API_ADDR)]
+    pub addr: SocketAddr,
+
+    /// Redis holding the gate.
+    #[arg(long, env = "REDIS_URL", default_value = stack::DEFAULT_REDIS_URL)]
+    pub redis_url: String,
+
+    /// MySQL or MariaDB holding campaigns and coupons.
+    #[arg(long, env = "DATABASE_URL", default_value = stack::DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "KAFKA_BROKERS", default_value = stack::DEFAULT_KAFKA_BROKERS)]
+    pub kafka_brokers: String,
+
+    /// Topic of `CouponIssued` events.
+    #[arg(long, env = "KAFKA_TOPIC", default_value = stack::DEFAULT_TOPIC)]
+    pub topic: String,
+
+    /// Partitions to create the topic with, when it is missing.
+    #[arg(long, env = "KAFKA_TOPIC_PARTITIONS", default_value_t = stack::DEFAULT_TOPIC_PARTITIONS)]
+    pub topic_partitions: i32,
+
+    /// The consumer group whose committed offsets the api reports as lag.
+    #[arg(long, env = "KAFKA_GROUP", default_value = stack::DEFAULT_CONSUMER_GROUP)]
+    pub group: String,
+
+    /// Prefix of every Redis key the gate uses.
+    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "coupon")]
+    pub redis_key_prefix: String,
+
+    /// Bearer token for /admin endpoints. Without one, they are disabled.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// How long an apply waits for the broker's acknowledgement before answering `pending`.
+    #[arg(long, env = "PUBLISH_WAIT", default_value = "5s", value_parser = parse_duration)]
+    pub publish_wait: Duration,
+
+    /// How long the producer keeps trying to deliver an event before it fails it for good
+    /// (then the admission is undone). Also the grace a gate rebuild waits for in-flight events.
+    #[arg(long, env = "DELIVERY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub delivery_timeout: Duration,
+
+    /// Redis response timeout; above a burst's queueing time (the redis crate's default is 500ms).
+    #[arg(long, env = "REDIS_RESPONSE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub redis_response_timeout: Duration,
+
+    /// TCP listen backlog, so a burst of connections is not dropped into SYN retransmits.
+    #[arg(long, env = "LISTEN_BACKLOG", default_value_t = 8192)]
+    pub listen_backlog: u32,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1024)]
+    pub max_body_bytes: usize,
+
+    /// Give up connecting to a dependency at startup after this long (retrying with backoff).
+    #[arg(long, env = "STARTUP_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub startup_timeout: Duration,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("addr", &self.addr)
+            .field("redis_url", &self.redis_url)
+            .field("database_url", &coupon_store::redact(&self.database_url))
+            .field("kafka_brokers", &self.kafka_brokers)
+            .field("topic", &self.topic)
+            .field("redis_key_prefix", &self.redis_key_prefix)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// `250ms`, `5s`, `2m`, or a plain number of seconds.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    coupon_domain::duration::parse(raw)
+}

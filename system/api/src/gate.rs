@@ -1,0 +1,270 @@
+//! The Redis gate. One Lua script decides `already_applied`, `sold_out` or `issued(seq)` for a
+//! (campaign, user) pair: the duplicate check and the limit check happen in one atomic step,
+//! never as two round trips that could interleave with another apply.
+
+use std::time::Duration;
+
+use coupon_domain::{CampaignId, GateKeys, GateOutcome, Seq, UserId};
+use redis::{AsyncCommands, Script, aio::ConnectionManager, aio::ConnectionManagerConfig};
+
+/// Admit a user: returns `{"issued", seq}`, `{"already", seq}`, `{"sold_out", 0}`, or
+/// `{"lost", 0}` when the campaign's marker is gone (Redis lost the gate's state).
+const ADMIT: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'lost', 0} end
+local held = redis.call('HGET', KEYS[2], ARGV[1])
+if held then return {'already', tonumber(held)} end
+local seq = redis.call('LPOP', KEYS[4])
+if not seq then
+  local taken = tonumber(redis.call('GET', KEYS[3]) or '0')
+  if taken >= tonumber(ARGV[2]) then return {'sold_out', 0} end
+  seq = redis.call('INCR', KEYS[3])
+end
+redis.call('HSET', KEYS[2], ARGV[1], seq)
+return {'issued', tonumber(seq)}
+";
+
+/// Undo an admission whose event could not be published: the user leaves the gate and the
+/// slot is handed out again. Only if the user still holds that very slot.
+const RELEASE: &str = r"
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('RPUSH', KEYS[2], ARGV[2])
+  return 1
+end
+return 0
+";
+
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    #[error("redis at {address} is unreachable: {source}")]
+    Unreachable {
+        address: String,
+        #[source]
+        source: redis::RedisError,
+    },
+    #[error("redis command failed: {0}")]
+    Command(#[from] redis::RedisError),
+    #[error("unexpected reply from the gate script: {0}")]
+    Protocol(String),
+}
+
+/// What the gate decided, or that it cannot decide because its state is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Decided(GateOutcome),
+    Lost,
+}
+
+/// The gate's state for one campaign, for stats and the verifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GateStats {
+    pub initialised: bool,
+    pub winners: u64,
+    pub next_seq: u64,
+    pub released: u64,
+}
+
+#[derive(Clone)]
+pub struct Gate {
+    conn: ConnectionManager,
+    prefix: String,
+    address: String,
+    admit: Script,
+    release: Script,
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gate {
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        response_timeout: Duration,
+    ) -> Result<Self, GateError> {
+        let unreachable = |source| GateError::Unreachable {
+            address: url.to_owned(),
+            source,
+        };
+        let client = redis::Client::open(url).map_err(unreachable)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Duration::from_secs(3))
+            .set_response_timeout(response_timeout)
+            .set_number_of_retries(2);
+        let conn = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(unreachable)?;
+        Ok(Self {
+            conn,
+            prefix: prefix.to_owned(),
+            address: url.to_owned(),
+            admit: Script::new(ADMIT),
+            release: Script::new(RELEASE),
+        })
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    pub fn keys(&self, campaign: &CampaignId) -> GateKeys {
+        GateKeys::new(&self.prefix, campaign)
+    }
+
+    pub async fn ping(&self) -> Result<(), GateError> {
+        let mut conn = self.conn.clone();
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(campaign_id = %campaign, user_id = %user))]
+    pub async fn admit(
+        &self,
+        campaign: &CampaignId,
+        user: UserId,
+        limit: u32,
+    ) -> Result<Admission, GateError> {
+        let keys = self.keys(campaign);
+        let mut conn = self.conn.clone();
+        let (verdict, seq): (String, i64) = self
+            .admit
+            .key(&keys.marker)
+            .key(&keys.winners)
+            .key(&keys.next_seq)
+            .key(&keys.released)
+            .arg(user.get())
+            .arg(limit)
+            .invoke_async(&mut conn)
+            .await?;
+        let seq = || {
+            u32::try_from(seq)
+                .map(Seq)
+                .map_err(|_| GateError::Protocol(format!("seq {seq} out of range")))
+        };
+        Ok(match verdict.as_str() {
+            "issued" => Admission::Decided(GateOutcome::Issued(seq()?)),
+            "already" => Admission::Decided(GateOutcome::AlreadyApplied),
+            "sold_out" => Admission::Decided(GateOutcome::SoldOut),
+            "lost" => Admission::Lost,
+            other => return Err(GateError::Protocol(format!("unknown verdict {other:?}"))),
+        })
+    }
+
+    /// Undoes one admission; `Ok(false)` when the user no longer holds that slot.
+    #[tracing::instrument(skip_all, fields(campaign_id = %campaign, user_id = %user, seq = seq.0))]
+    pub async fn release(
+        &self,
+        campaign: &CampaignId,
+        user: UserId,
+        seq: Seq,
+    ) -> Result<bool, GateError> {
+        let keys = self.keys(campaign);
+        let mut conn = self.conn.clone();
+        let released: i64 = self
+            .release
+            .key(&keys.winners)
+            .key(&keys.released)
+            .arg(user.get())
+            .arg(seq.0)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(released == 1)
+    }
+
+    /// Initialises an empty gate for a campaign that never had one. No-op if it exists.
+    pub async fn initialise_empty(&self, campaign: &CampaignId) -> Result<(), GateError> {
+        let keys = self.keys(campaign);
+        let mut conn = self.conn.clone();
+        let _: Option<String> = redis::cmd("SET")
+            .arg(&keys.marker)
+            .arg(epoch_marker())
+            .arg("NX")
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Removes the marker: every admit answers `lost` until a rebuild installs the gate again.
+    pub async fn forget_marker(&self, campaign: &CampaignId) -> Result<(), GateError> {
+        let keys = self.keys(campaign);
+        let mut conn = self.conn.clone();
+        let _: () = conn.del(&keys.marker).await?;
+        Ok(())
+    }
+
+    pub async fn stats(&self, campaign: &CampaignId) -> Result<GateStats, GateError> {
+        let keys = self.keys(campaign);
+        let mut conn = self.conn.clone();
+        let (initialised, winners, next_seq, released): (bool, u64, Option<u64>, u64) =
+            redis::pipe()
+                .exists(&keys.marker)
+                .hlen(&keys.winners)
+                .get(&keys.next_seq)
+                .llen(&keys.released)
+                .query_async(&mut conn)
+                .await?;
+        Ok(GateStats {
+            initialised,
+            winners,
+            next_seq: next_seq.unwrap_or_default(),
+            released,
+        })
+    }
+
+    /// Takes the campaign's rebuild lock for `ttl`; `false` when another process holds it.
+    pub async fn try_lock_rebuild(
+        &self,
+        campaign: &CampaignId,
+        ttl: Duration,
+    ) -> Result<bool, GateError> {
+        let keys = self.keys(campaign);
+        let mut conn = self.conn.clone();
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(&keys.rebuild_lock)
+            .arg(epoch_marker())
+            .arg("NX")
+            .arg("PX")
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+            .query_async(&mut conn)
+            .await?;
+        Ok(taken.is_some())
+    }
+
+    /// Installs a rebuilt gate: the winners, the highest slot, the free slots below it, then
+    /// the marker last. Until the marker is back, every admit answers `lost`, so nobody is
+    /// admitted against a half-written gate.
+    pub async fn install(
+        &self,
+        campaign: &CampaignId,
+        winners: &[(UserId, Seq)],
+        next_seq: u32,
+        free_slots: &[u32],
+    ) -> Result<(), GateError> {
+        let keys = self.keys(campaign);
+        let mut conn = self.conn.clone();
+        let _: () = conn
+            .del(&[&keys.winners, &keys.next_seq, &keys.released])
+            .await?;
+        for chunk in winners.chunks(1000) {
+            let pairs: Vec<(u64, u32)> = chunk.iter().map(|(u, s)| (u.get(), s.0)).collect();
+            let _: () = conn.hset_multiple(&keys.winners, &pairs).await?;
+        }
+        let _: () = conn.set(&keys.next_seq, next_seq).await?;
+        for chunk in free_slots.chunks(1000) {
+            let _: () = conn.rpush(&keys.released, chunk).await?;
+        }
+        let _: () = conn.set(&keys.marker, epoch_marker()).await?;
+        let _: () = conn.del(&keys.rebuild_lock).await?;
+        Ok(())
+    }
+}
+
+/// When the gate was (re)initialised, in ms since the epoch: tells one gate life from the next.
+fn epoch_marker() -> String {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).to_string()
+}

@@ -1,0 +1,120 @@
+//! The api's Prometheus metrics, served at `GET /metrics` in the text format.
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    registry::Registry,
+};
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: String,
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<ResultLabel, Counter>,
+    pub apply_seconds: Histogram,
+    pub gate_seconds: Histogram,
+    pub publish_seconds: Histogram,
+    pub releases: Counter,
+    pub release_failures: Counter,
+    pub pending_resolved: Family<ResultLabel, Counter>,
+    pub gate_rebuilds: Counter,
+}
+
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    // 100µs to ~13s, doubling.
+    prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 18)
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("coupon_api");
+        let requests = Family::<ResultLabel, Counter>::default();
+        let apply_seconds = Histogram::new(latency_buckets());
+        let gate_seconds = Histogram::new(latency_buckets());
+        let publish_seconds = Histogram::new(latency_buckets());
+        let releases = Counter::default();
+        let release_failures = Counter::default();
+        let pending_resolved = Family::<ResultLabel, Counter>::default();
+        let gate_rebuilds = Counter::default();
+        registry.register(
+            "apply_requests",
+            "Apply requests by result",
+            requests.clone(),
+        );
+        registry.register(
+            "apply_duration_seconds",
+            "Apply latency, end to end",
+            apply_seconds.clone(),
+        );
+        registry.register(
+            "gate_duration_seconds",
+            "Redis gate script latency",
+            gate_seconds.clone(),
+        );
+        registry.register(
+            "publish_duration_seconds",
+            "Kafka produce latency until acknowledged",
+            publish_seconds.clone(),
+        );
+        registry.register(
+            "admissions_released",
+            "Admissions undone after a failed publish",
+            releases.clone(),
+        );
+        registry.register(
+            "admission_release_failures",
+            "Attempts to undo an admission that failed (retried)",
+            release_failures.clone(),
+        );
+        registry.register(
+            "pending_resolved",
+            "Pending applies resolved later, by final result",
+            pending_resolved.clone(),
+        );
+        registry.register(
+            "gate_rebuilds",
+            "Gates rebuilt after Redis lost their state",
+            gate_rebuilds.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            apply_seconds,
+            gate_seconds,
+            publish_seconds,
+            releases,
+            release_failures,
+            pending_resolved,
+            gate_rebuilds,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn count_request(&self, result: &str) {
+        self.requests
+            .get_or_create(&ResultLabel {
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn count_pending_resolved(&self, result: &str) {
+        self.pending_resolved
+            .get_or_create(&ResultLabel {
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,232 @@
+//! Gate lifecycle: initialise a new campaign's gate, and rebuild a gate whose Redis state was
+//! lost (restart without data, FLUSHALL, a deleted key) from MySQL rows plus Kafka events.
+//!
+//! A campaign's gate is first recorded as initialised in MySQL, then its Redis marker is set.
+//! So a campaign marked initialised whose marker is missing has lost its gate: every admit
+//! answers `lost` (503) until the rebuild installs the winners again and sets the marker last.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use anyhow::Context;
+use coupon_domain::{Campaign, CampaignId, CouponIssued, Seq, UserId};
+use coupon_store::{StoredCampaign, campaigns, coupons};
+
+use crate::startup::SharedState;
+
+/// Whether a campaign's gate can admit right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GateReadiness {
+    Ready,
+    Rebuilding,
+}
+
+/// At startup: initialise new gates, and start rebuilding lost ones.
+pub async fn prepare_all_gates(state: &SharedState) -> anyhow::Result<()> {
+    let all = campaigns::list(&state.pool)
+        .await
+        .context("failed to list campaigns")?;
+    for stored in &all {
+        ensure_gate(state, stored).await.with_context(|| {
+            format!(
+                "failed to prepare the gate of campaign {}",
+                stored.campaign.id
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Makes the gate ready if it can be right away; otherwise starts a rebuild in the background.
+pub async fn ensure_gate(
+    state: &SharedState,
+    stored: &StoredCampaign,
+) -> anyhow::Result<GateReadiness> {
+    let id = &stored.campaign.id;
+    if state.gate.stats(id).await?.initialised {
+        return Ok(GateReadiness::Ready);
+    }
+    if !stored.gate_initialised {
+        // A new campaign: nobody was ever admitted, so an empty gate is the truth. Record it in
+        // MySQL first, so a later loss of the marker is recognised as a loss.
+        campaigns::mark_gate_initialised(&state.pool, id).await?;
+        state.gate.initialise_empty(id).await?;
+        return Ok(GateReadiness::Ready);
+    }
+    spawn_rebuild(state, stored.campaign.clone());
+    Ok(GateReadiness::Rebuilding)
+}
+
+/// Starts a rebuild of the campaign's gate unless one already runs in this process. Other
+/// processes are kept out by the rebuild lock in Redis.
+pub fn spawn_rebuild(state: &SharedState, campaign: Campaign) {
+    let newly_started = state
+        .rebuilds_running
+        .lock()
+        .map(|mut running| running.insert(campaign.id.clone()))
+        .unwrap_or(false);
+    if !newly_started {
+        return;
+    }
+    let state = state.clone();
+    tokio::spawn(async move {
+        let id = campaign.id.clone();
+        match rebuild(&state, &campaign).await {
+            Ok(Some(plan)) => tracing::warn!(
+                campaign_id = %id,
+                winners = plan.winners.len(),
+                next_seq = plan.next_seq,
+                free_slots = plan.free_slots.len(),
+                "gate rebuilt from mysql and kafka"
+            ),
+            Ok(None) => tracing::info!(campaign_id = %id, "another process is rebuilding the gate"),
+            Err(error) => {
+                tracing::error!(campaign_id = %id, error = format!("{error:#}"), "gate rebuild failed; will retry on the next apply")
+            }
+        }
+        if let Ok(mut running) = state.rebuilds_running.lock() {
+            running.remove(&id);
+        }
+    });
+}
+
+/// Rebuilds the gate; `Ok(None)` when another process holds the rebuild lock.
+async fn rebuild(state: &SharedState, campaign: &Campaign) -> anyhow::Result<Option<RebuildPlan>> {
+    let settings = &state.settings;
+    // Admissions made before the loss may still be on their way to the broker; the producer
+    // gives up on them within the delivery timeout, so wait that out before reading Kafka.
+    let grace = settings.delivery_timeout + Duration::from_secs(1);
+    if !state
+        .gate
+        .try_lock_rebuild(&campaign.id, grace + Duration::from_secs(120))
+        .await?
+    {
+        return Ok(None);
+    }
+    tracing::warn!(campaign_id = %campaign.id, grace = ?grace, "gate state lost in redis; rebuilding");
+    tokio::time::sleep(grace).await;
+    let rows = coupons::list(&state.pool, &campaign.id).await?;
+    let events = coupon_kafka::scan::all_events(
+        &settings.kafka_brokers,
+        &settings.topic,
+        Duration::from_secs(60),
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "failed to read topic {} from kafka at {}",
+            settings.topic, settings.kafka_brokers
+        )
+    })?;
+    let from_rows = rows
+        .iter()
+        .filter_map(|row| Some((UserId::parse(row.user_id).ok()?, Seq(row.seq))));
+    let from_events = events
+        .iter()
+        .filter_map(|raw| CouponIssued::from_json(&raw.payload).ok())
+        .filter(|event| event.campaign_id == campaign.id)
+        .map(|event| (event.user_id, event.seq));
+    let plan = plan_rebuild(from_rows, from_events);
+    state
+        .gate
+        .install(&campaign.id, &plan.winners, plan.next_seq, &plan.free_slots)
+        .await?;
+    state.metrics.gate_rebuilds.inc();
+    Ok(Some(plan))
+}
+
+/// Forces a rebuild of a live gate (the admin endpoint): admissions stop at once, then the
+/// gate is rebuilt as after a loss.
+pub async fn force_rebuild(state: &SharedState, campaign: &Campaign) -> anyhow::Result<()> {
+    state.gate.forget_marker(&campaign.id).await?;
+    campaigns::mark_gate_initialised(&state.pool, &campaign.id).await?;
+    spawn_rebuild(state, campaign.clone());
+    Ok(())
+}
+
+/// The gate to install: every known winner, the highest slot handed out, and the free slots
+/// below it (slots released before the loss), which are handed out again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebuildPlan {
+    pub winners: Vec<(UserId, Seq)>,
+    pub next_seq: u32,
+    pub free_slots: Vec<u32>,
+}
+
+/// Rows are the truth for a user they hold; events add the winners not yet written.
+pub fn plan_rebuild(
+    rows: impl IntoIterator<Item = (UserId, Seq)>,
+    events: impl IntoIterator<Item = (UserId, Seq)>,
+) -> RebuildPlan {
+    let mut winners: BTreeMap<UserId, Seq> = BTreeMap::new();
+    for (user, seq) in rows {
+        winners.insert(user, seq);
+    }
+    for (user, seq) in events {
+        winners.entry(user).or_insert(seq);
+    }
+    let next_seq = winners.values().map(|s| s.0).max().unwrap_or(0);
+    let taken: std::collections::HashSet<u32> = winners.values().map(|s| s.0).collect();
+    let free_slots = (1..=next_seq).filter(|s| !taken.contains(s)).collect();
+    RebuildPlan {
+        winners: winners.into_iter().collect(),
+        next_seq,
+        free_slots,
+    }
+}
+
+/// Whether the gate of `id` is usable, starting a rebuild when it was lost.
+pub async fn readiness_after_loss(
+    state: &SharedState,
+    id: &CampaignId,
+) -> anyhow::Result<GateReadiness> {
+    let stored = state
+        .campaigns
+        .fresh(id)
+        .await?
+        .with_context(|| format!("campaign {id} vanished from mysql"))?;
+    ensure_gate(state, &stored).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: u64) -> UserId {
+        UserId::parse(id).expect("positive")
+    }
+
+    #[test]
+    fn rebuild_unites_rows_and_unwritten_events() {
+        let plan = plan_rebuild(
+            [(user(1), Seq(1)), (user(2), Seq(2))],
+            [(user(2), Seq(2)), (user(5), Seq(5))],
+        );
+        assert_eq!(
+            plan.winners,
+            vec![(user(1), Seq(1)), (user(2), Seq(2)), (user(5), Seq(5))]
+        );
+        assert_eq!(plan.next_seq, 5);
+        assert_eq!(plan.free_slots, vec![3, 4]);
+    }
+
+    #[test]
+    fn a_row_wins_over_an_event_for_the_same_user() {
+        let plan = plan_rebuild([(user(1), Seq(1))], [(user(1), Seq(9))]);
+        assert_eq!(plan.winners, vec![(user(1), Seq(1))]);
+        assert_eq!(plan.next_seq, 1);
+        assert!(plan.free_slots.is_empty());
+    }
+
+    #[test]
+    fn empty_history_rebuilds_an_empty_gate() {
+        let plan = plan_rebuild([], []);
+        assert_eq!(
+            plan,
+            RebuildPlan {
+                winners: vec![],
+                next_seq: 0,
+                free_slots: vec![]
+            }
+        );
+    }
+}

@@ -1,0 +1,297 @@
+//! `POST /campaigns/{campaign_id}/apply`: gate, publish, answer.
+
+use std::time::Instant;
+
+use axum::{
+    Json,
+    extract::{
+        Path, State,
+        rejection::{JsonRejection, PathRejection},
+    },
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use coupon_domain::{Campaign, CampaignId, CampaignState, CouponIssued, GateOutcome, Seq, UserId};
+use rdkafka::producer::DeliveryFuture;
+use serde_json::json;
+
+use crate::{
+    error::ApiError,
+    gate::Admission,
+    publisher::Published,
+    rebuild::{self, GateReadiness},
+    startup::SharedState,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApplyBody {
+    pub user_id: UserId,
+}
+
+/// The answer to one apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyReply {
+    Issued {
+        campaign_id: CampaignId,
+        user_id: UserId,
+        seq: Seq,
+    },
+    /// The broker has not acknowledged yet; the system resolves it (issued, or slot released).
+    Pending {
+        campaign_id: CampaignId,
+        user_id: UserId,
+        seq: Seq,
+    },
+    AlreadyApplied,
+    SoldOut,
+    NotOpen,
+    Closed,
+}
+
+impl ApplyBody {
+    /// Exactly `{"user_id": <positive integer that fits u64>}`, with a message naming what is
+    /// wrong otherwise. (Plain serde would also take `[1]`, and its messages omit the field.)
+    fn parse(body: serde_json::Value) -> Result<Self, ApiError> {
+        let invalid = |message: String| ApiError::Unprocessable(message);
+        let serde_json::Value::Object(fields) = body else {
+            return Err(invalid(format!(
+                "the body must be a JSON object like {{\"user_id\": 1}}, got {body}"
+            )));
+        };
+        if let Some(unknown) = fields.keys().find(|key| *key != "user_id") {
+            return Err(invalid(format!(
+                "unknown field `{unknown}`, expected only `user_id`"
+            )));
+        }
+        let raw = fields
+            .get("user_id")
+            .ok_or_else(|| invalid("missing field `user_id`".to_owned()))?;
+        let user_id = raw
+            .as_u64()
+            .and_then(|id| UserId::parse(id).ok())
+            .ok_or_else(|| {
+                invalid(format!(
+                    "user_id must be a positive integer that fits in u64, got {raw}"
+                ))
+            })?;
+        Ok(Self { user_id })
+    }
+}
+
+impl ApplyReply {
+    pub fn result(&self) -> &'static str {
+        match self {
+            Self::Issued { .. } => "issued",
+            Self::Pending { .. } => "pending",
+            Self::AlreadyApplied => "already_applied",
+            Self::SoldOut => "sold_out",
+            Self::NotOpen => "not_open",
+            Self::Closed => "closed",
+        }
+    }
+}
+
+impl IntoResponse for ApplyReply {
+    fn into_response(self) -> Response {
+        let result = self.result();
+        let (status, body) = match &self {
+            Self::Issued {
+                campaign_id,
+                user_id,
+                seq,
+            } => (
+                StatusCode::CREATED,
+                json!({ "result": result, "campaign_id": campaign_id, "user_id": user_id, "seq": seq.0 }),
+            ),
+            Self::Pending {
+                campaign_id,
+                user_id,
+                seq,
+            } => (
+                StatusCode::ACCEPTED,
+                json!({ "result": result, "campaign_id": campaign_id, "user_id": user_id, "seq": seq.0 }),
+            ),
+            Self::AlreadyApplied => (StatusCode::CONFLICT, json!({ "result": result })),
+            Self::SoldOut => (StatusCode::GONE, json!({ "result": result })),
+            Self::NotOpen => (StatusCode::FORBIDDEN, json!({ "result": result })),
+            Self::Closed => (StatusCode::GONE, json!({ "result": result })),
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+pub async fn apply(
+    State(state): State<SharedState>,
+    campaign_id: Result<Path<String>, PathRejection>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
+) -> Result<ApplyReply, ApiError> {
+    let started = Instant::now();
+    let reply = apply_steps(&state, campaign_id, body).await;
+    let result = match &reply {
+        Ok(reply) => reply.result(),
+        Err(ApiError::Unavailable { .. }) => "unavailable",
+        Err(ApiError::CampaignNotFound(_)) => "not_found",
+        Err(ApiError::Internal(_)) => "error",
+        Err(_) => "invalid",
+    };
+    state.metrics.count_request(result);
+    state
+        .metrics
+        .apply_seconds
+        .observe(started.elapsed().as_secs_f64());
+    reply
+}
+
+async fn apply_steps(
+    state: &SharedState,
+    campaign_id: Result<Path<String>, PathRejection>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
+) -> Result<ApplyReply, ApiError> {
+    let Path(raw_id) = campaign_id?;
+    let campaign_id =
+        CampaignId::parse(&raw_id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let ApplyBody { user_id } = ApplyBody::parse(body?.0)?;
+    let campaign = find_campaign(state, &campaign_id).await?;
+    match campaign.state_at(time::OffsetDateTime::now_utc()) {
+        CampaignState::NotOpen => return Ok(ApplyReply::NotOpen),
+        CampaignState::Closed => return Ok(ApplyReply::Closed),
+        CampaignState::Open => {}
+    }
+    match admit(state, &campaign, user_id).await? {
+        GateOutcome::Issued(seq) => publish_win(state, &campaign, user_id, seq).await,
+        GateOutcome::AlreadyApplied => Ok(ApplyReply::AlreadyApplied),
+        GateOutcome::SoldOut => Ok(ApplyReply::SoldOut),
+    }
+}
+
+async fn find_campaign(state: &SharedState, id: &CampaignId) -> Result<Campaign, ApiError> {
+    state
+        .campaigns
+        .get(id)
+        .await
+        .map_err(|e| ApiError::unavailable("mysql", e))?
+        .ok_or_else(|| ApiError::CampaignNotFound(id.to_string()))
+}
+
+/// One atomic gate step. If the gate's state is gone, a new campaign's gate is initialised and
+/// the step retried once; a lost one is rebuilt in the background and the apply refused (503).
+async fn admit(
+    state: &SharedState,
+    campaign: &Campaign,
+    user_id: UserId,
+) -> Result<GateOutcome, ApiError> {
+    for _ in 0..2 {
+        let started = Instant::now();
+        let admission = state
+            .gate
+            .admit(&campaign.id, user_id, campaign.limit.get())
+            .await
+            .map_err(|e| ApiError::unavailable("redis", e))?;
+        state
+            .metrics
+            .gate_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match admission {
+            Admission::Decided(outcome) => return Ok(outcome),
+            Admission::Lost => {
+                let readiness = rebuild::readiness_after_loss(state, &campaign.id)
+                    .await
+                    .map_err(|e| ApiError::unavailable("redis", e))?;
+                if readiness == GateReadiness::Rebuilding {
+                    break;
+                }
+            }
+        }
+    }
+    Err(ApiError::unavailable(
+        "redis",
+        anyhow::anyhow!(
+            "the gate of campaign {} is being rebuilt after redis lost its state",
+            campaign.id
+        ),
+    ))
+}
+
+async fn publish_win(
+    state: &SharedState,
+    campaign: &Campaign,
+    user_id: UserId,
+    seq: Seq,
+) -> Result<ApplyReply, ApiError> {
+    let event = CouponIssued {
+        campaign_id: campaign.id.clone(),
+        user_id,
+        seq,
+        issued_at_ms: i64::try_from(
+            time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000,
+        )
+        .unwrap_or_default(),
+    };
+    let started = Instant::now();
+    let published = state.publisher.publish(&event).await;
+    state
+        .metrics
+        .publish_seconds
+        .observe(started.elapsed().as_secs_f64());
+    match published {
+        Published::Acked { .. } => Ok(ApplyReply::Issued {
+            campaign_id: event.campaign_id,
+            user_id,
+            seq,
+        }),
+        Published::Failed(error) => {
+            undo_admission(state, &event).await;
+            Err(ApiError::unavailable("kafka", error))
+        }
+        Published::Pending(delivery) => {
+            tokio::spawn(resolve_pending(state.clone(), event.clone(), delivery));
+            Ok(ApplyReply::Pending {
+                campaign_id: event.campaign_id,
+                user_id,
+                seq,
+            })
+        }
+    }
+}
+
+/// Resolves an apply answered `pending`: the producer reports within its delivery timeout
+/// whether the event was written (the coupon stands) or not (the admission is undone).
+async fn resolve_pending(state: SharedState, event: CouponIssued, delivery: DeliveryFuture) {
+    match delivery.await {
+        Ok(Ok(_)) => state.metrics.count_pending_resolved("issued"),
+        Ok(Err((error, _))) => {
+            tracing::warn!(campaign_id = %event.campaign_id, user_id = %event.user_id, error = %error, "pending event failed; releasing its slot");
+            undo_admission(&state, &event).await;
+            state.metrics.count_pending_resolved("released");
+        }
+        Err(_canceled) => {
+            tracing::error!(campaign_id = %event.campaign_id, user_id = %event.user_id, "producer closed with the event in flight; outcome unknown");
+            state.metrics.count_pending_resolved("unknown");
+        }
+    }
+}
+
+/// Takes the user back out of the gate and frees the slot. Retried with backoff while Redis is
+/// unreachable, so a failed publish never leaves a burnt slot behind for long.
+async fn undo_admission(state: &SharedState, event: &CouponIssued) {
+    let mut backoff = std::time::Duration::from_millis(100);
+    for _ in 0..20 {
+        match state
+            .gate
+            .release(&event.campaign_id, event.user_id, event.seq)
+            .await
+        {
+            Ok(_) => {
+                state.metrics.releases.inc();
+                return;
+            }
+            Err(error) => {
+                state.metrics.release_failures.inc();
+                tracing::warn!(campaign_id = %event.campaign_id, user_id = %event.user_id, error = %error, "failed to release an admission; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+            }
+        }
+    }
+    tracing::error!(campaign_id = %event.campaign_id, user_id = %event.user_id, seq = event.seq.0, "gave up releasing an admission; the slot stays held");
+}

@@ -1,0 +1,49 @@
+//! `GET /campaigns/{campaign_id}`: the campaign, its gate and its rows.
+
+use axum::{
+    Json,
+    extract::{Path, State, rejection::PathRejection},
+};
+use coupon_domain::{Campaign, CampaignId};
+use serde_json::{Value, json};
+
+use crate::{error::ApiError, startup::SharedState};
+
+pub async fn show(
+    State(state): State<SharedState>,
+    campaign_id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path(raw_id) = campaign_id?;
+    let id = CampaignId::parse(&raw_id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let campaign = state
+        .campaigns
+        .get(&id)
+        .await
+        .map_err(|e| ApiError::unavailable("mysql", e))?
+        .ok_or_else(|| ApiError::CampaignNotFound(id.to_string()))?;
+    Ok(Json(describe(&state, &campaign).await?))
+}
+
+/// The campaign with its live numbers: issued (the gate's winners), persisted (coupon rows).
+pub async fn describe(state: &SharedState, campaign: &Campaign) -> Result<Value, ApiError> {
+    let gate = state
+        .gate
+        .stats(&campaign.id)
+        .await
+        .map_err(|e| ApiError::unavailable("redis", e))?;
+    let persisted = coupon_store::coupons::count(&state.pool, &campaign.id)
+        .await
+        .map_err(|e| ApiError::unavailable("mysql", e))?;
+    let limit = u64::from(campaign.limit.get());
+    Ok(json!({
+        "campaign_id": campaign.id,
+        "limit": limit,
+        "issued": gate.winners,
+        "persisted": persisted,
+        "remaining": limit.saturating_sub(gate.winners),
+        "opens_at": campaign.opens_at.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
+        "closes_at": campaign.closes_at.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
+        "state": campaign.state_at(time::OffsetDateTime::now_utc()),
+        "gate": if gate.initialised { "ready" } else { "rebuilding" },
+    }))
+}

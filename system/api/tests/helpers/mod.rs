@@ -1,0 +1,209 @@
+//! A whole pipeline per test: the api and the consumer in-process, against the real stack, with
+//! their own database, topic, consumer group and Redis key prefix.
+
+#![allow(dead_code)]
+
+use std::{net::SocketAddr, time::Duration};
+
+use coupon_api::{Application, Settings as ApiSettings};
+use coupon_consumer::{Consumer, Settings as ConsumerSettings};
+use serde_json::{Value, json};
+use testkit::{RedisNamespace, Stack, TestDatabase, TestTopic, eventually, unique_group};
+use tokio::{sync::oneshot, task::JoinHandle};
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+pub struct TestPipeline {
+    pub stack: Stack,
+    pub base_url: String,
+    pub client: reqwest::Client,
+    pub db: TestDatabase,
+    pub topic: TestTopic,
+    pub redis: RedisNamespace,
+    pub group: String,
+    pub api_settings: ApiSettings,
+    pub consumer_settings: ConsumerSettings,
+    api: Option<(oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>)>,
+    consumer: Option<(oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>)>,
+}
+
+pub fn init_test_log() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        coupon_runtime::init_telemetry("info");
+    }
+}
+
+fn parse_duration(raw: &str) -> Duration {
+    coupon_domain::duration::parse(raw).unwrap_or(Duration::from_secs(5))
+}
+
+impl TestPipeline {
+    pub async fn spawn() -> anyhow::Result<Self> {
+        init_test_log();
+        let stack = Stack::from_env();
+        let db = TestDatabase::create(&stack).await?;
+        let topic = TestTopic::create(&stack, 4).await?;
+        let redis = RedisNamespace::new(&stack)?;
+        let group = unique_group();
+        let api_settings = ApiSettings {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            redis_url: stack.redis_url.clone(),
+            database_url: db.url.clone(),
+            kafka_brokers: stack.kafka_brokers.clone(),
+            topic: topic.name.clone(),
+            topic_partitions: topic.partitions,
+            group: group.clone(),
+            redis_key_prefix: redis.prefix.trim_end_matches(':').to_owned(),
+            admin_token: Some(ADMIN_TOKEN.to_owned()),
+            publish_wait: parse_duration("5s"),
+            delivery_timeout: parse_duration("3s"),
+            redis_response_timeout: parse_duration("10s"),
+            listen_backlog: 1024,
+            max_body_bytes: 1024,
+            startup_timeout: parse_duration("10s"),
+        };
+        let consumer_settings = ConsumerSettings {
+            database_url: db.url.clone(),
+            kafka_brokers: stack.kafka_brokers.clone(),
+            topic: topic.name.clone(),
+            topic_partitions: topic.partitions,
+            group: group.clone(),
+            batch_size: 200,
+            retry_interval: parse_duration("200ms"),
+            metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            startup_timeout: parse_duration("10s"),
+        };
+        let mut pipeline = Self {
+            stack,
+            base_url: String::new(),
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .timeout(Duration::from_secs(30))
+                .build()?,
+            db,
+            topic,
+            redis,
+            group,
+            api_settings,
+            consumer_settings,
+            api: None,
+            consumer: None,
+        };
+        pipeline.start_api().await?;
+        pipeline.start_consumer().await?;
+        Ok(pipeline)
+    }
+
+    pub async fn start_api(&mut self) -> anyhow::Result<()> {
+        let app = Application::build(self.api_settings.clone()).await?;
+        self.base_url = format!("http://{}", app.local_addr());
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(app.run_until_stopped(async move {
+            let _ = stop_rx.await;
+        }));
+        self.api = Some((stop_tx, handle));
+        Ok(())
+    }
+
+    pub async fn start_consumer(&mut self) -> anyhow::Result<()> {
+        let consumer = Consumer::build(self.consumer_settings.clone()).await?;
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(consumer.run_until_stopped(async move {
+            let _ = stop_rx.await;
+        }));
+        self.consumer = Some((stop_tx, handle));
+        Ok(())
+    }
+
+    /// Kills the consumer task where it stands: no graceful shutdown, no final commit.
+    pub async fn crash_consumer(&mut self) {
+        if let Some((_stop, handle)) = self.consumer.take() {
+            handle.abort();
+            let _ = handle.await;
+        }
+    }
+
+    pub async fn create_campaign(&self, id: &str, limit: u32) -> anyhow::Result<()> {
+        let response = self
+            .client
+            .post(format!("{}/admin/campaigns", self.base_url))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({ "id": id, "limit": limit }))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status() == 201,
+            "campaign creation failed: {} {}",
+            response.status(),
+            response.text().await?
+        );
+        Ok(())
+    }
+
+    pub async fn apply(&self, campaign: &str, user_id: u64) -> anyhow::Result<(u16, Value)> {
+        let response = self
+            .client
+            .post(format!("{}/campaigns/{campaign}/apply", self.base_url))
+            .json(&json!({ "user_id": user_id }))
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await?))
+    }
+
+    pub async fn rows(&self, campaign: &str) -> anyhow::Result<Vec<(u64, u32)>> {
+        Ok(
+            sqlx::query_as("SELECT user_id, seq FROM coupon WHERE campaign_id = ? ORDER BY seq")
+                .bind(campaign)
+                .fetch_all(&self.db.pool)
+                .await?,
+        )
+    }
+
+    pub async fn lag(&self) -> anyhow::Result<i64> {
+        let offsets =
+            coupon_kafka::offsets::read(&self.stack.kafka_brokers, &self.topic.name, &self.group)
+                .await?;
+        Ok(coupon_kafka::offsets::total_lag(&offsets))
+    }
+
+    pub async fn high_watermark_total(&self) -> anyhow::Result<i64> {
+        let offsets =
+            coupon_kafka::offsets::read(&self.stack.kafka_brokers, &self.topic.name, &self.group)
+                .await?;
+        Ok(offsets.iter().map(|p| p.high).sum())
+    }
+
+    /// Waits until the consumer group has committed everything on the broker and the campaign
+    /// has `expected` rows, then returns the rows.
+    pub async fn drained_rows(
+        &self,
+        campaign: &str,
+        expected: usize,
+    ) -> anyhow::Result<Vec<(u64, u32)>> {
+        eventually(
+            &format!("{expected} rows in {campaign} and consumer lag 0"),
+            Duration::from_secs(60),
+            || async {
+                let rows = self.rows(campaign).await?;
+                let lag = self.lag().await?;
+                Ok((rows.len() >= expected && lag == 0).then_some(rows))
+            },
+        )
+        .await
+    }
+
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        for (stop, handle) in [self.api.take(), self.consumer.take()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = stop.send(());
+            handle.await??;
+        }
+        self.redis.cleanup().await?;
+        self.topic.cleanup().await?;
+        self.db.cleanup().await?;
+        Ok(())
+    }
+}

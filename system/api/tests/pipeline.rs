@@ -1,0 +1,146 @@
+//! The original course's three tests, over HTTP, against the real stack; plus the crash and
+//! data-loss cases its final design gets wrong. Every wait polls a condition with a deadline.
+
+mod helpers;
+
+use std::collections::HashSet;
+
+use futures::{StreamExt, stream};
+use helpers::TestPipeline;
+
+#[tokio::test]
+async fn one_apply_gives_one_coupon() -> anyhow::Result<()> {
+    let pipeline = TestPipeline::spawn().await?;
+    pipeline.create_campaign("one", 100).await?;
+    let (status, body) = pipeline.apply("one", 42).await?;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["result"], "issued");
+    assert_eq!(body["seq"], 1);
+    let rows = pipeline.drained_rows("one", 1).await?;
+    assert_eq!(rows, vec![(42, 1)]);
+    pipeline.shutdown().await
+}
+
+#[tokio::test]
+async fn thousand_distinct_users_through_a_32_wide_pool_get_exactly_100() -> anyhow::Result<()> {
+    let pipeline = TestPipeline::spawn().await?;
+    pipeline.create_campaign("burst", 100).await?;
+    let replies: Vec<(u64, u16)> = stream::iter(1..=1000u64)
+        .map(|user| {
+            let pipeline = &pipeline;
+            async move {
+                pipeline
+                    .apply("burst", user)
+                    .await
+                    .map(|(status, _)| (user, status))
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    let winners: HashSet<u64> = replies
+        .iter()
+        .filter(|(_, s)| *s == 201)
+        .map(|(u, _)| *u)
+        .collect();
+    assert_eq!(winners.len(), 100);
+    assert_eq!(replies.iter().filter(|(_, s)| *s == 410).count(), 900);
+
+    let rows = pipeline.drained_rows("burst", 100).await?;
+    assert_eq!(rows.len(), 100);
+    let row_users: HashSet<u64> = rows.iter().map(|(u, _)| *u).collect();
+    assert_eq!(
+        row_users, winners,
+        "every issued reply has its row, and no other row exists"
+    );
+    let seqs: Vec<u32> = rows.iter().map(|(_, s)| *s).collect();
+    assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
+    pipeline.shutdown().await
+}
+
+#[tokio::test]
+async fn thousand_applies_by_one_user_give_exactly_one() -> anyhow::Result<()> {
+    let pipeline = TestPipeline::spawn().await?;
+    pipeline.create_campaign("same-user", 100).await?;
+    let statuses: Vec<u16> = stream::iter(0..1000)
+        .map(|_| async {
+            pipeline
+                .apply("same-user", 7)
+                .await
+                .map(|(status, _)| status)
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1);
+    assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 999);
+    assert_eq!(pipeline.drained_rows("same-user", 1).await?, vec![(7, 1)]);
+    pipeline.shutdown().await
+}
+
+#[tokio::test]
+async fn consumer_killed_mid_stream_and_restarted_loses_and_duplicates_nothing()
+-> anyhow::Result<()> {
+    let mut pipeline = TestPipeline::spawn().await?;
+    pipeline.create_campaign("crash", 300).await?;
+    for user in 1..=150 {
+        assert_eq!(pipeline.apply("crash", user).await?.0, 201);
+    }
+    pipeline.crash_consumer().await;
+    for user in 151..=300 {
+        assert_eq!(pipeline.apply("crash", user).await?.0, 201);
+    }
+    pipeline.start_consumer().await?;
+    let rows = pipeline.drained_rows("crash", 300).await?;
+    let users: HashSet<u64> = rows.iter().map(|(u, _)| *u).collect();
+    assert_eq!(rows.len(), 300);
+    assert_eq!(users, (1..=300).collect::<HashSet<_>>());
+    pipeline.shutdown().await
+}
+
+#[tokio::test]
+async fn gate_state_lost_mid_campaign_never_over_issues_nor_issues_twice() -> anyhow::Result<()> {
+    let pipeline = TestPipeline::spawn().await?;
+    pipeline.create_campaign("flush", 50).await?;
+    for user in 1..=30 {
+        assert_eq!(pipeline.apply("flush", user).await?.0, 201);
+    }
+    // What FLUSHALL does to this campaign: every gate key is gone (scoped to this test's prefix,
+    // so tests running beside it keep their state).
+    pipeline.redis.clone().cleanup().await?;
+
+    let (status, body) = pipeline.apply("flush", 31).await?;
+    assert_eq!(
+        status, 503,
+        "the api must refuse while the gate is rebuilt: {body}"
+    );
+    assert_eq!(body["result"], "unavailable");
+
+    // Once rebuilt, earlier winners are still winners, and only 20 slots remain.
+    let (status, _) = testkit::eventually(
+        "the gate to be rebuilt",
+        std::time::Duration::from_secs(30),
+        || async {
+            let (status, body) = pipeline.apply("flush", 5).await?;
+            Ok((status != 503).then_some((status, body)))
+        },
+    )
+    .await?;
+    assert_eq!(status, 409, "user 5 already won before the loss");
+    let mut issued = 0;
+    for user in 31..=100 {
+        if pipeline.apply("flush", user).await?.0 == 201 {
+            issued += 1;
+        }
+    }
+    assert_eq!(issued, 20);
+    let rows = pipeline.drained_rows("flush", 50).await?;
+    assert_eq!(rows.len(), 50);
+    let users: HashSet<u64> = rows.iter().map(|(u, _)| *u).collect();
+    assert_eq!(users.len(), 50);
+    pipeline.shutdown().await
+}

@@ -1,0 +1,255 @@
+//! The consume loop. Each batch is written in one MySQL transaction; only after it committed
+//! are the batch's offsets committed to Kafka. A transient database error retries the batch with
+//! backoff (nothing is committed meanwhile); an event that can never be written is captured in
+//! `failed_event` with its reason, in the same transaction, so the partition moves on.
+
+use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use coupon_domain::{CampaignId, CouponIssued, CouponLimit};
+use coupon_store::{
+    CouponToWrite, NewFailedEvent, Source, WriteOutcome, campaigns, coupons, is_transient,
+};
+use rdkafka::{
+    Message, Offset, TopicPartitionList,
+    consumer::{CommitMode, Consumer, StreamConsumer},
+    message::OwnedMessage,
+};
+use sqlx::MySqlPool;
+
+use crate::{configuration::Settings, metrics::Metrics};
+
+/// Caches campaign limits (they never change); `None` caches nothing, so a campaign created
+/// later is found.
+#[derive(Debug, Default)]
+pub struct CampaignLimits(HashMap<CampaignId, CouponLimit>);
+
+impl CampaignLimits {
+    async fn get(
+        &mut self,
+        pool: &MySqlPool,
+        id: &CampaignId,
+    ) -> Result<Option<CouponLimit>, sqlx::Error> {
+        if let Some(limit) = self.0.get(id) {
+            return Ok(Some(*limit));
+        }
+        let found = campaigns::find(pool, id).await.map_err(store_to_sqlx)?;
+        Ok(found.map(|stored| {
+            self.0.insert(id.clone(), stored.campaign.limit);
+            stored.campaign.limit
+        }))
+    }
+}
+
+fn store_to_sqlx(error: coupon_store::StoreError) -> sqlx::Error {
+    match error {
+        coupon_store::StoreError::Query(e)
+        | coupon_store::StoreError::Connect { source: e, .. } => e,
+        other => sqlx::Error::Protocol(other.to_string()),
+    }
+}
+
+/// Sorts a batch into rows to write and events to capture as failed.
+pub async fn classify(
+    pool: &MySqlPool,
+    limits: &mut CampaignLimits,
+    messages: &[OwnedMessage],
+) -> Result<(Vec<CouponToWrite>, Vec<NewFailedEvent>), sqlx::Error> {
+    let mut rows = Vec::with_capacity(messages.len());
+    let mut failures = Vec::new();
+    for message in messages {
+        let payload = message.payload().unwrap_or_default().to_vec();
+        let source = Source {
+            partition: message.partition(),
+            offset: message.offset(),
+        };
+        let failure = |reason, detail: String, event: Option<&CouponIssued>| NewFailedEvent {
+            partition: source.partition,
+            offset: source.offset,
+            payload: payload.clone(),
+            campaign_id: event.map(|e| e.campaign_id.to_string()),
+            user_id: event.map(|e| e.user_id.get()),
+            reason,
+            detail,
+        };
+        let event = match CouponIssued::from_json(&payload) {
+            Ok(event) => event,
+            Err(error) => {
+                failures.push(failure("malformed", error.to_string(), None));
+                continue;
+            }
+        };
+        match limits.get(pool, &event.campaign_id).await? {
+            None => failures.push(failure(
+                "unknown_campaign",
+                format!("campaign `{}` does not exist", event.campaign_id),
+                Some(&event),
+            )),
+            Some(limit) if event.seq.0 == 0 || event.seq.0 > limit.get() => failures.push(failure(
+                "seq_out_of_range",
+                format!("seq {} is outside 1..={}", event.seq.0, limit.get()),
+                Some(&event),
+            )),
+            Some(limit) => rows.push(CouponToWrite {
+                event,
+                limit,
+                source,
+                payload,
+            }),
+        }
+    }
+    Ok((rows, failures))
+}
+
+/// Writes one batch, retrying transient errors with backoff until it commits or `stop` fires.
+/// Returns `false` when stopped before the batch committed (its offsets must not be committed).
+pub async fn write_until_committed(
+    pool: &MySqlPool,
+    limits: &mut CampaignLimits,
+    metrics: &Metrics,
+    messages: &[OwnedMessage],
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<bool> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let attempt = async {
+            let (rows, failures) = classify(pool, limits, messages).await?;
+            let outcomes = coupons::write_batch(pool, &rows, &failures).await?;
+            Ok::<_, sqlx::Error>((outcomes, failures))
+        }
+        .await;
+        match attempt {
+            Ok((outcomes, failures)) => {
+                record(metrics, &outcomes, &failures);
+                return Ok(true);
+            }
+            Err(error) if is_transient(&error) => {
+                metrics.transient_errors.inc();
+                tracing::warn!(error = %error, retry_in = ?backoff, events = messages.len(), "transient database error; retrying the batch");
+                let mut stop = stop.clone();
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    _ = stop.wait_for(|stopped| *stopped) => return Ok(false),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(error) => return Err(error).context("failed to write a batch of coupons"),
+        }
+    }
+}
+
+fn record(metrics: &Metrics, outcomes: &[WriteOutcome], failures: &[NewFailedEvent]) {
+    metrics.batches.inc();
+    for outcome in outcomes {
+        match outcome {
+            WriteOutcome::Written => {
+                metrics.rows_written.inc();
+            }
+            WriteOutcome::AlreadyWritten => {
+                metrics.already_written.inc();
+            }
+            WriteOutcome::Refused { reason } => {
+                tracing::warn!(
+                    reason,
+                    "coupon refused by the database; captured as failed event"
+                );
+                metrics.count_failed_event(reason);
+            }
+        }
+    }
+    for failure in failures {
+        tracing::warn!(
+            partition = failure.partition,
+            offset = failure.offset,
+            reason = failure.reason,
+            "event captured as failed event"
+        );
+        metrics.count_failed_event(failure.reason);
+    }
+}
+
+/// Offsets to commit after a batch: for each partition, one past its last event.
+fn next_offsets(topic: &str, messages: &[OwnedMessage]) -> anyhow::Result<TopicPartitionList> {
+    let mut highest: HashMap<i32, i64> = HashMap::new();
+    for message in messages {
+        let entry = highest
+            .entry(message.partition())
+            .or_insert(message.offset());
+        *entry = (*entry).max(message.offset());
+    }
+    let mut list = TopicPartitionList::new();
+    for (partition, offset) in highest {
+        list.add_partition_offset(topic, partition, Offset::Offset(offset + 1))?;
+    }
+    Ok(list)
+}
+
+/// Consumes until `shutdown` resolves; the batch in hand is finished and committed first.
+pub async fn run(
+    settings: &Settings,
+    pool: MySqlPool,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let consumer: StreamConsumer =
+        coupon_kafka::consumer_config(&settings.kafka_brokers, &settings.group)
+            .create()
+            .with_context(|| {
+                format!(
+                    "failed to create a kafka consumer for {}",
+                    settings.kafka_brokers
+                )
+            })?;
+    consumer
+        .subscribe(&[&settings.topic])
+        .with_context(|| format!("failed to subscribe to topic {}", settings.topic))?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut limits = CampaignLimits::default();
+    tokio::pin!(shutdown);
+    let mut stopping = false;
+    tracing::info!(topic = %settings.topic, group = %settings.group, "consumer running");
+    loop {
+        let first = tokio::select! {
+            () = &mut shutdown, if !stopping => break,
+            received = consumer.recv() => received,
+        };
+        let mut batch = vec![first.context("kafka consume failed")?.detach()];
+        while batch.len() < settings.batch_size {
+            match tokio::time::timeout(Duration::from_millis(5), consumer.recv()).await {
+                Ok(Ok(message)) => batch.push(message.detach()),
+                Ok(Err(error)) => {
+                    tracing::warn!(error = %error, "kafka consume error");
+                    break;
+                }
+                Err(_idle) => break,
+            }
+        }
+        // Finish the batch in hand even when shutdown arrives: a transient-error retry loop is
+        // told to stop, and the batch then either commits or is left for redelivery.
+        let write = write_until_committed(&pool, &mut limits, &metrics, &batch, &stop_rx);
+        tokio::pin!(write);
+        let committed = loop {
+            tokio::select! {
+                written = &mut write => break written?,
+                () = &mut shutdown, if !stopping => {
+                    stopping = true;
+                    let _ = stop_tx.send(true);
+                }
+            }
+        };
+        if !committed {
+            break;
+        }
+        consumer
+            .commit(&next_offsets(&settings.topic, &batch)?, CommitMode::Async)
+            .context("failed to commit offsets")?;
+        if stopping {
+            break;
+        }
+    }
+    if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+        tracing::debug!(error = %error, "nothing to commit at shutdown");
+    }
+    tracing::info!("consumer stopped");
+    Ok(())
+}

@@ -1,0 +1,92 @@
+//! The consumer's Prometheus metrics: rows written, failures by reason, lag. Served at
+//! `GET /metrics` on the consumer's metrics address.
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub rows_written: Counter,
+    pub already_written: Counter,
+    failed_events: Family<ReasonLabel, Counter>,
+    pub transient_errors: Counter,
+    pub batches: Counter,
+    pub failed_events_resolved: Counter,
+    pub lag: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("coupon_consumer");
+        let metrics = Self {
+            rows_written: Counter::default(),
+            already_written: Counter::default(),
+            failed_events: Family::default(),
+            transient_errors: Counter::default(),
+            batches: Counter::default(),
+            failed_events_resolved: Counter::default(),
+            lag: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "rows_written",
+            "Coupon rows written",
+            metrics.rows_written.clone(),
+        );
+        registry.register(
+            "already_written",
+            "Redelivered events whose coupon was already on file",
+            metrics.already_written.clone(),
+        );
+        registry.register(
+            "failed_events",
+            "Events captured in failed_event, by reason",
+            metrics.failed_events.clone(),
+        );
+        registry.register(
+            "transient_errors",
+            "Batches retried after a transient database error",
+            metrics.transient_errors.clone(),
+        );
+        registry.register("batches", "Batches committed", metrics.batches.clone());
+        registry.register(
+            "failed_events_resolved",
+            "Failed events the retry worker resolved",
+            metrics.failed_events_resolved.clone(),
+        );
+        registry.register(
+            "lag",
+            "Events on the broker the group has not committed",
+            metrics.lag.clone(),
+        );
+        Self {
+            registry,
+            ..metrics
+        }
+    }
+}
+
+impl Metrics {
+    pub fn count_failed_event(&self, reason: &str) {
+        self.failed_events
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,143 @@
+//! Kafka for the issuance pipeline, shared by the api, the consumer and the verifier.
+//!
+//! # Layout
+//! - [`producer_config`], [`consumer_config`]: the settings the guarantees depend on.
+//! - [`ensure_topic`]: create the topic with an explicit partition count when missing.
+//! - [`offsets`]: high watermarks and a group's committed offsets, read without joining it.
+//! - [`scan`]: every committed event of a topic, from the beginning (gate rebuild, verifier).
+
+pub mod offsets;
+pub mod scan;
+
+use std::time::Duration;
+
+use rdkafka::{
+    ClientConfig,
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    consumer::{BaseConsumer, Consumer},
+    types::RDKafkaErrorCode,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    #[error("kafka at {brokers} is unreachable: {source}")]
+    Unreachable {
+        brokers: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("kafka at {brokers} refused to create topic `{topic}`: {code}")]
+    CreateTopic {
+        brokers: String,
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
+    #[error("topic `{topic}` does not exist on kafka at {brokers}")]
+    NoSuchTopic { brokers: String, topic: String },
+    #[error("kafka client error: {0}")]
+    Client(#[from] rdkafka::error::KafkaError),
+    #[error("kafka worker thread failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// An idempotent producer that waits for every in-sync replica: an acknowledged event is on
+/// the broker exactly once, in order per key. `delivery_timeout` bounds how long an event may
+/// stay unacknowledged before librdkafka reports it failed.
+pub fn producer_config(brokers: &str, delivery_timeout: Duration) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "2")
+        .set(
+            "message.timeout.ms",
+            delivery_timeout.as_millis().to_string(),
+        )
+        .set("socket.connection.setup.timeout.ms", "5000");
+    config
+}
+
+/// A group member that stores offsets only when told to, after the database committed.
+pub fn consumer_config(brokers: &str, group: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000")
+        .set("socket.connection.setup.timeout.ms", "5000");
+    config
+}
+
+/// Fails with [`KafkaError::Unreachable`] unless a broker answers a metadata request in time.
+pub async fn check_reachable(brokers: &str, timeout: Duration) -> Result<(), KafkaError> {
+    let brokers = brokers.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()?;
+        consumer
+            .fetch_metadata(None, timeout)
+            .map(drop)
+            .map_err(|source| KafkaError::Unreachable { brokers, source })
+    })
+    .await?
+}
+
+/// Creates `topic` with `partitions` partitions unless it exists. Topic auto-creation is off on
+/// the broker, so the pipeline owns its partition count.
+pub async fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> Result<(), KafkaError> {
+    check_reachable(brokers, Duration::from_secs(5)).await?;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &options,
+        )
+        .await?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(KafkaError::CreateTopic {
+                    brokers: brokers.to_owned(),
+                    topic,
+                    code,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The partition count of `topic`, from the broker's metadata.
+pub async fn partition_count(brokers: &str, topic: &str) -> Result<i32, KafkaError> {
+    let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()?;
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .map_err(|source| KafkaError::Unreachable {
+                brokers: brokers.clone(),
+                source,
+            })?;
+        match metadata.topics().first() {
+            Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+                Ok(i32::try_from(t.partitions().len()).unwrap_or(i32::MAX))
+            }
+            _ => Err(KafkaError::NoSuchTopic { brokers, topic }),
+        }
+    })
+    .await?
+}

@@ -1,0 +1,77 @@
+//! Process plumbing shared by every binary of the project.
+//!
+//! # Layout
+//! - [`init_telemetry`]: structured logs to stderr, filtered by `RUST_LOG`.
+//! - [`shutdown_signal`]: resolves on ctrl-c or SIGTERM.
+//! - [`retry_startup`]: connect to a dependency with backoff, naming it when it never answers.
+
+use std::{future::Future, time::Duration};
+
+use anyhow::Context;
+use tracing_subscriber::EnvFilter;
+
+/// Logs to stderr at `default_level` unless `RUST_LOG` says otherwise.
+pub fn init_telemetry(default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested");
+}
+
+/// Retries `connect` with backoff until it succeeds or `deadline` passes. Each failure is
+/// logged with the service and its address, and the final error names both: a missing service
+/// is reported, never waited on silently.
+pub async fn retry_startup<T, E, F, Fut>(
+    service: &str,
+    address: &str,
+    deadline: Duration,
+    mut connect: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let give_up = tokio::time::Instant::now() + deadline;
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match connect().await {
+            Ok(value) => return Ok(value),
+            Err(error) if tokio::time::Instant::now() + backoff < give_up => {
+                tracing::warn!(service, address, error = %error, retry_in = ?backoff, "dependency not reachable yet");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(error) => {
+                return Err(anyhow::Error::new(error)).with_context(|| {
+                    format!("{service} at {address} is unreachable (gave up after {deadline:?})")
+                });
+            }
+        }
+    }
+}

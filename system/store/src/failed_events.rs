@@ -1,0 +1,108 @@
+//! Events that could not become a coupon row: captured with their reason and raw payload, so the
+//! partition is never blocked, and re-processed by the consumer's retry worker until resolved.
+
+use sqlx::{MySql, MySqlPool, Transaction};
+
+use crate::StoreError;
+
+/// A failed event to capture.
+#[derive(Debug, Clone)]
+pub struct NewFailedEvent {
+    pub partition: i32,
+    pub offset: i64,
+    pub payload: Vec<u8>,
+    pub campaign_id: Option<String>,
+    pub user_id: Option<u64>,
+    pub reason: &'static str,
+    pub detail: String,
+}
+
+/// A captured failed event, as the retry worker and the verifier read it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct FailedEvent {
+    pub id: u64,
+    pub kafka_partition: i32,
+    pub kafka_offset: i64,
+    pub payload: Vec<u8>,
+    pub campaign_id: Option<String>,
+    pub user_id: Option<u64>,
+    pub reason: String,
+    pub status: String,
+    pub attempts: u32,
+}
+
+/// Captures the event once: a redelivered message finds its capture already on file.
+pub async fn insert(
+    tx: &mut Transaction<'_, MySql>,
+    event: &NewFailedEvent,
+) -> Result<(), sqlx::Error> {
+    let result = sqlx::query(
+        "INSERT INTO failed_event (kafka_partition, kafka_offset, payload, campaign_id, user_id, reason, detail) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(event.partition)
+    .bind(event.offset)
+    .bind(&event.payload)
+    .bind(&event.campaign_id)
+    .bind(event.user_id)
+    .bind(event.reason)
+    .bind(&event.detail)
+    .execute(&mut **tx)
+    .await;
+    match result {
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(()),
+        other => other.map(drop),
+    }
+}
+
+const COLUMNS: &str =
+    "id, kafka_partition, kafka_offset, payload, campaign_id, user_id, reason, status, attempts";
+
+pub async fn list_open(pool: &MySqlPool, limit: u32) -> Result<Vec<FailedEvent>, StoreError> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM failed_event WHERE status = 'open' ORDER BY id LIMIT ?"
+    ))
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+pub async fn list_all(pool: &MySqlPool) -> Result<Vec<FailedEvent>, StoreError> {
+    Ok(
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM failed_event ORDER BY id"))
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
+pub async fn count_open(pool: &MySqlPool) -> Result<u64, StoreError> {
+    let (count,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM failed_event WHERE status = 'open'")
+            .fetch_one(pool)
+            .await?;
+    Ok(u64::try_from(count).unwrap_or_default())
+}
+
+pub async fn mark_resolved(pool: &MySqlPool, id: u64, detail: &str) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE failed_event SET status = 'resolved', detail = ?, attempts = attempts + 1, \
+         updated_at = CURRENT_TIMESTAMP(3) WHERE id = ?",
+    )
+    .bind(detail)
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn record_attempt(pool: &MySqlPool, id: u64, detail: &str) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE failed_event SET detail = ?, attempts = attempts + 1, \
+         updated_at = CURRENT_TIMESTAMP(3) WHERE id = ?",
+    )
+    .bind(detail)
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
