@@ -15,7 +15,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use crate::{error::ApiError, rebuild, routes::campaigns::describe, startup::SharedState};
+use crate::{
+    error::ApiError,
+    rebuild,
+    routes::campaigns::{campaign_from_path, describe},
+    startup::SharedState,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -109,19 +114,12 @@ pub async fn rebuild_gate(
     campaign_id: Result<Path<String>, PathRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     authorize(&state, &headers)?;
-    let Path(raw_id) = campaign_id?;
-    let id = CampaignId::parse(&raw_id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let campaign = state
-        .campaigns
-        .get(&id)
-        .await
-        .map_err(|e| ApiError::unavailable("mysql", e))?
-        .ok_or_else(|| ApiError::CampaignNotFound(id.to_string()))?;
+    let campaign = campaign_from_path(&state, campaign_id).await?;
     rebuild::force_rebuild(&state, &campaign)
         .await
         .map_err(|e| ApiError::unavailable("redis", e))?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "result": "rebuilding", "campaign_id": id })),
+        Json(json!({ "result": "rebuilding", "campaign_id": campaign.id })),
     ))
 }

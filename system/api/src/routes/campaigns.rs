@@ -13,15 +13,23 @@ pub async fn show(
     State(state): State<SharedState>,
     campaign_id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let campaign = campaign_from_path(&state, campaign_id).await?;
+    Ok(Json(describe(&state, &campaign).await?))
+}
+
+/// The campaign a `{campaign_id}` path segment names: 400 when malformed, 404 when unknown.
+pub async fn campaign_from_path(
+    state: &SharedState,
+    campaign_id: Result<Path<String>, PathRejection>,
+) -> Result<Campaign, ApiError> {
     let Path(raw_id) = campaign_id?;
     let id = CampaignId::parse(&raw_id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let campaign = state
+    state
         .campaigns
         .get(&id)
         .await
         .map_err(|e| ApiError::unavailable("mysql", e))?
-        .ok_or_else(|| ApiError::CampaignNotFound(id.to_string()))?;
-    Ok(Json(describe(&state, &campaign).await?))
+        .ok_or_else(|| ApiError::CampaignNotFound(id.to_string()))
 }
 
 /// The campaign with its live numbers: issued (the gate's winners), persisted (coupon rows).
