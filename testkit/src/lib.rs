@@ -7,6 +7,11 @@
 //! - [`Stack`]: where the services are (env vars, or the local stack's defaults).
 //! - [`TestDatabase`], [`TestTopic`], [`RedisNamespace`]: created per test, dropped by `cleanup`.
 //! - [`eventually`]: poll a condition until a deadline, instead of sleeping.
+//! - [`private_kafka::PrivateKafka`]: a broker of a test's own, to kill and restart.
+//! - [`proxy::TcpProxy`]: take a real service away from one client, and give it back.
+
+pub mod private_kafka;
+pub mod proxy;
 
 use std::{future::Future, time::Duration};
 

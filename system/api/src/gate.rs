@@ -9,30 +9,11 @@ use redis::{AsyncCommands, Script, aio::ConnectionManager, aio::ConnectionManage
 
 /// Admit a user: returns `{"issued", seq}`, `{"already", seq}`, `{"sold_out", 0}`, or
 /// `{"lost", 0}` when the campaign's marker is gone (Redis lost the gate's state).
-const ADMIT: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'lost', 0} end
-local held = redis.call('HGET', KEYS[2], ARGV[1])
-if held then return {'already', tonumber(held)} end
-local seq = redis.call('LPOP', KEYS[4])
-if not seq then
-  local taken = tonumber(redis.call('GET', KEYS[3]) or '0')
-  if taken >= tonumber(ARGV[2]) then return {'sold_out', 0} end
-  seq = redis.call('INCR', KEYS[3])
-end
-redis.call('HSET', KEYS[2], ARGV[1], seq)
-return {'issued', tonumber(seq)}
-";
+const ADMIT: &str = include_str!("gate/admit.lua");
 
 /// Undo an admission whose event could not be published: the user leaves the gate and the
 /// slot is handed out again. Only if the user still holds that very slot.
-const RELEASE: &str = r"
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
-  redis.call('HDEL', KEYS[1], ARGV[1])
-  redis.call('RPUSH', KEYS[2], ARGV[2])
-  return 1
-end
-return 0
-";
+const RELEASE: &str = include_str!("gate/release.lua");
 
 #[derive(Debug, thiserror::Error)]
 pub enum GateError {

@@ -1,5 +1,10 @@
-//! Publishes `CouponIssued` events with an idempotent, acks=all producer and reports whether the
-//! broker acknowledged them, definitively refused them, or has not answered yet.
+//! Publishes `CouponIssued` events with an idempotent, acks=all producer, and tells apart what
+//! the broker acknowledged, what was certainly not written, and what is in doubt.
+//!
+//! In doubt means the event may be on the broker: a delivery timeout or a lost connection after
+//! the send. Such an admission must never be undone (the event could still become a coupon
+//! while its slot went to someone else). Instead the same event is published again until the
+//! broker acknowledges it: a duplicate is harmless, because the consumer's write is idempotent.
 
 use std::time::Duration;
 
@@ -7,6 +12,7 @@ use coupon_domain::CouponIssued;
 use rdkafka::{
     error::KafkaError,
     producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer},
+    types::RDKafkaErrorCode,
 };
 
 /// What became of one publish, as far as the api can tell within its wait.
@@ -15,21 +21,41 @@ pub enum Published {
         partition: i32,
         offset: i64,
     },
-    /// Definitively not written: the admission must be undone.
-    Failed(KafkaError),
-    /// No answer within the wait; the delivery future resolves it later, within the producer's
-    /// delivery timeout.
-    Pending(DeliveryFuture),
+    /// Certainly not written: the admission must be undone.
+    Refused(KafkaError),
+    /// May or may not be written: still waiting for the broker (`Some`), or failed in a way
+    /// that does not rule out that it was written (`None`).
+    InDoubt(Option<DeliveryFuture>),
 }
 
 impl std::fmt::Debug for Published {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Acked { partition, offset } => write!(f, "Acked({partition}@{offset})"),
-            Self::Failed(error) => write!(f, "Failed({error})"),
-            Self::Pending(_) => f.write_str("Pending"),
+            Self::Refused(error) => write!(f, "Refused({error})"),
+            Self::InDoubt(_) => f.write_str("InDoubt"),
         }
     }
+}
+
+/// Errors for which the broker (or librdkafka, before sending) certainly did not append the
+/// event. Everything else, timeouts and transport errors above all, is in doubt.
+pub fn certainly_not_written(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::InvalidRecord
+                | RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::ClusterAuthorizationFailed
+                | RDKafkaErrorCode::InvalidRequiredAcks
+                | RDKafkaErrorCode::PolicyViolation
+                | RDKafkaErrorCode::QueueFull
+                | RDKafkaErrorCode::UnknownTopic
+        )
+    )
 }
 
 #[derive(Clone)]
@@ -62,26 +88,61 @@ impl Publisher {
         })
     }
 
-    #[tracing::instrument(skip_all, fields(campaign_id = %event.campaign_id, user_id = %event.user_id, seq = event.seq.0))]
-    pub async fn publish(&self, event: &CouponIssued) -> Published {
+    fn send(&self, event: &CouponIssued) -> Result<DeliveryFuture, KafkaError> {
         let key = event.key();
         let payload = event.to_json();
         let record = FutureRecord::to(&self.topic).key(&key).payload(&payload);
-        let mut delivery = match self.producer.send_result(record) {
+        // An error here means the event never left the process.
+        self.producer
+            .send_result(record)
+            .map_err(|(error, _)| error)
+    }
+
+    #[tracing::instrument(skip_all, fields(campaign_id = %event.campaign_id, user_id = %event.user_id, seq = event.seq.0))]
+    pub async fn publish(&self, event: &CouponIssued) -> Published {
+        let mut delivery = match self.send(event) {
             Ok(delivery) => delivery,
-            // Not even queued (queue full, unknown topic): certainly not written.
-            Err((error, _)) => return Published::Failed(error),
+            Err(error) => return Published::Refused(error),
         };
         match tokio::time::timeout(self.wait, &mut delivery).await {
             Ok(Ok(Ok(delivery))) => Published::Acked {
                 partition: delivery.partition,
                 offset: delivery.offset,
             },
-            Ok(Ok(Err((error, _)))) => Published::Failed(error),
-            // The producer went away with the message in flight: nobody knows. Leaving the
-            // slot held can under-issue, never over-issue, and the verifier reports it.
-            Ok(Err(_canceled)) => Published::Pending(delivery),
-            Err(_elapsed) => Published::Pending(delivery),
+            Ok(Ok(Err((error, _)))) if certainly_not_written(&error) => Published::Refused(error),
+            Ok(Ok(Err((error, _)))) => {
+                tracing::warn!(error = %error, "publish in doubt");
+                Published::InDoubt(None)
+            }
+            Ok(Err(_canceled)) => Published::InDoubt(None),
+            Err(_elapsed) => Published::InDoubt(Some(delivery)),
+        }
+    }
+
+    /// Publishes the event again and again until the broker acknowledges it, or `deadline`
+    /// passes. For admissions in doubt: after this, the event is certainly on the broker.
+    pub async fn publish_until_acked(
+        &self,
+        event: &CouponIssued,
+        deadline: Duration,
+    ) -> Result<(), KafkaError> {
+        let give_up = tokio::time::Instant::now() + deadline;
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let attempt = match self.send(event) {
+                Ok(delivery) => match delivery.await {
+                    Ok(Ok(_)) => return Ok(()),
+                    Ok(Err((error, _))) => error,
+                    Err(_canceled) => KafkaError::Canceled,
+                },
+                Err(error) => error,
+            };
+            if tokio::time::Instant::now() + backoff >= give_up {
+                return Err(attempt);
+            }
+            tracing::warn!(campaign_id = %event.campaign_id, user_id = %event.user_id, error = %attempt, retry_in = ?backoff, "republishing an event in doubt");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
 

@@ -144,3 +144,43 @@ async fn gate_state_lost_mid_campaign_never_over_issues_nor_issues_twice() -> an
     assert_eq!(users.len(), 50);
     pipeline.shutdown().await
 }
+
+#[tokio::test]
+async fn two_apis_and_two_consumers_together_still_issue_exactly_the_limit() -> anyhow::Result<()> {
+    let mut pipeline = TestPipeline::spawn().await?;
+    pipeline.start_api().await?;
+    pipeline.start_consumer().await?;
+    pipeline.create_campaign("scale", 100).await?;
+    let urls = pipeline.api_urls.clone();
+    assert_eq!(urls.len(), 2);
+    let replies: Vec<(u64, u16)> = stream::iter(1..=1000u64)
+        .map(|user| {
+            let (pipeline, url) = (&pipeline, &urls[usize::try_from(user % 2).unwrap_or(0)]);
+            async move {
+                pipeline
+                    .apply_via(url, "scale", user)
+                    .await
+                    .map(|(status, _)| (user, status))
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    let winners: HashSet<u64> = replies
+        .iter()
+        .filter(|(_, s)| *s == 201)
+        .map(|(u, _)| *u)
+        .collect();
+    assert_eq!(winners.len(), 100);
+    assert!(
+        winners.iter().any(|u| u % 2 == 0) && winners.iter().any(|u| u % 2 == 1),
+        "both apis issued"
+    );
+    let rows = pipeline.drained_rows("scale", 100).await?;
+    let row_users: HashSet<u64> = rows.iter().map(|(u, _)| *u).collect();
+    assert_eq!(rows.len(), 100);
+    assert_eq!(row_users, winners);
+    pipeline.shutdown().await
+}

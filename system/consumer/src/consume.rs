@@ -213,11 +213,22 @@ pub async fn run(
             () = &mut shutdown, if !stopping => break,
             received = consumer.recv() => received,
         };
-        let mut batch = vec![first.context("kafka consume failed")?.detach()];
+        // Broker errors (a restart, a lost connection) surface here; librdkafka reconnects by
+        // itself, so they are logged and the loop goes on.
+        let mut batch = match first {
+            Ok(message) => vec![message.detach()],
+            Err(error) => {
+                metrics.consume_errors.inc();
+                tracing::warn!(error = %error, "kafka consume error; continuing");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         while batch.len() < settings.batch_size {
             match tokio::time::timeout(Duration::from_millis(5), consumer.recv()).await {
                 Ok(Ok(message)) => batch.push(message.detach()),
                 Ok(Err(error)) => {
+                    metrics.consume_errors.inc();
                     tracing::warn!(error = %error, "kafka consume error");
                     break;
                 }
@@ -240,9 +251,13 @@ pub async fn run(
         if !committed {
             break;
         }
-        consumer
-            .commit(&next_offsets(&settings.topic, &batch)?, CommitMode::Async)
-            .context("failed to commit offsets")?;
+        // A failed commit only means redelivery after a restart, which the idempotent write
+        // absorbs; the next batch's commit covers these offsets too.
+        if let Err(error) =
+            consumer.commit(&next_offsets(&settings.topic, &batch)?, CommitMode::Async)
+        {
+            tracing::warn!(error = %error, "failed to commit offsets; they are committed with the next batch");
+        }
         if stopping {
             break;
         }

@@ -19,6 +19,7 @@ pub struct Metrics {
     pub already_written: Counter,
     failed_events: Family<ReasonLabel, Counter>,
     pub transient_errors: Counter,
+    pub consume_errors: Counter,
     pub batches: Counter,
     pub failed_events_resolved: Counter,
     pub lag: Gauge,
@@ -32,6 +33,7 @@ impl Default for Metrics {
             already_written: Counter::default(),
             failed_events: Family::default(),
             transient_errors: Counter::default(),
+            consume_errors: Counter::default(),
             batches: Counter::default(),
             failed_events_resolved: Counter::default(),
             lag: Gauge::default(),
@@ -56,6 +58,11 @@ impl Default for Metrics {
             "transient_errors",
             "Batches retried after a transient database error",
             metrics.transient_errors.clone(),
+        );
+        registry.register(
+            "consume_errors",
+            "Errors reading from kafka (the consumer reconnects and goes on)",
+            metrics.consume_errors.clone(),
         );
         registry.register("batches", "Batches committed", metrics.batches.clone());
         registry.register(

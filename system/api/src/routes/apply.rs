@@ -18,7 +18,7 @@ use serde_json::json;
 use crate::{
     error::ApiError,
     gate::Admission,
-    publisher::Published,
+    publisher::{Published, certainly_not_written},
     rebuild::{self, GateReadiness},
     startup::SharedState,
 };
@@ -239,12 +239,12 @@ async fn publish_win(
             user_id,
             seq,
         }),
-        Published::Failed(error) => {
+        Published::Refused(error) => {
             undo_admission(state, &event).await;
             Err(ApiError::unavailable("kafka", error))
         }
-        Published::Pending(delivery) => {
-            tokio::spawn(resolve_pending(state.clone(), event.clone(), delivery));
+        Published::InDoubt(delivery) => {
+            tokio::spawn(resolve_in_doubt(state.clone(), event.clone(), delivery));
             Ok(ApplyReply::Pending {
                 campaign_id: event.campaign_id,
                 user_id,
@@ -254,22 +254,40 @@ async fn publish_win(
     }
 }
 
-/// Resolves an apply answered `pending`: the producer reports within its delivery timeout
-/// whether the event was written (the coupon stands) or not (the admission is undone).
-async fn resolve_pending(state: SharedState, event: CouponIssued, delivery: DeliveryFuture) {
-    match delivery.await {
-        Ok(Ok(_)) => state.metrics.count_pending_resolved("issued"),
-        Ok(Err((error, _))) => {
-            tracing::warn!(campaign_id = %event.campaign_id, user_id = %event.user_id, error = %error, "pending event failed; releasing its slot");
-            undo_admission(&state, &event).await;
-            state.metrics.count_pending_resolved("released");
+/// Resolves an apply answered `pending`. If the broker reports the event certainly not written,
+/// the admission is undone; otherwise the event is published again until acknowledged, so the
+/// coupon is issued. Never both.
+async fn resolve_in_doubt(
+    state: SharedState,
+    event: CouponIssued,
+    delivery: Option<DeliveryFuture>,
+) {
+    if let Some(delivery) = delivery {
+        match delivery.await {
+            Ok(Ok(_)) => return state.metrics.count_pending_resolved("issued"),
+            Ok(Err((error, _))) if certainly_not_written(&error) => {
+                tracing::warn!(campaign_id = %event.campaign_id, user_id = %event.user_id, error = %error, "pending event refused; releasing its slot");
+                undo_admission(&state, &event).await;
+                return state.metrics.count_pending_resolved("released");
+            }
+            Ok(Err(_)) | Err(_) => {}
         }
-        Err(_canceled) => {
-            tracing::error!(campaign_id = %event.campaign_id, user_id = %event.user_id, "producer closed with the event in flight; outcome unknown");
-            state.metrics.count_pending_resolved("unknown");
+    }
+    match state
+        .publisher
+        .publish_until_acked(&event, IN_DOUBT_DEADLINE)
+        .await
+    {
+        Ok(()) => state.metrics.count_pending_resolved("issued"),
+        Err(error) => {
+            tracing::error!(campaign_id = %event.campaign_id, user_id = %event.user_id, seq = event.seq.0, error = %error, "gave up republishing an event in doubt; its slot stays held");
+            state.metrics.count_pending_resolved("unresolved");
         }
     }
 }
+
+/// How long an api keeps republishing an event in doubt before it gives up (and says so).
+const IN_DOUBT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Takes the user back out of the gate and frees the slot. Retried with backoff while Redis is
 /// unreachable, so a failed publish never leaves a burnt slot behind for long.

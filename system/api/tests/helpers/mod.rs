@@ -23,9 +23,15 @@ pub struct TestPipeline {
     pub group: String,
     pub api_settings: ApiSettings,
     pub consumer_settings: ConsumerSettings,
-    api: Option<(oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>)>,
-    consumer: Option<(oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>)>,
+    /// Every api started, by base url (the first is `base_url`).
+    pub api_urls: Vec<String>,
+    apis: Vec<Running>,
+    consumers: Vec<Running>,
+    /// The metrics of every consumer started, newest last.
+    pub consumer_metrics: Vec<std::sync::Arc<coupon_consumer::metrics::Metrics>>,
 }
+
+type Running = (oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>);
 
 pub fn init_test_log() {
     if std::env::var_os("TEST_LOG").is_some() {
@@ -39,8 +45,12 @@ fn parse_duration(raw: &str) -> Duration {
 
 impl TestPipeline {
     pub async fn spawn() -> anyhow::Result<Self> {
+        Self::spawn_on(Stack::from_env()).await
+    }
+
+    /// A pipeline on `stack`, e.g. with a private Kafka broker the test may kill.
+    pub async fn spawn_on(stack: Stack) -> anyhow::Result<Self> {
         init_test_log();
-        let stack = Stack::from_env();
         let db = TestDatabase::create(&stack).await?;
         let topic = TestTopic::create(&stack, 4).await?;
         let redis = RedisNamespace::new(&stack)?;
@@ -86,8 +96,10 @@ impl TestPipeline {
             group,
             api_settings,
             consumer_settings,
-            api: None,
-            consumer: None,
+            api_urls: Vec::new(),
+            apis: Vec::new(),
+            consumers: Vec::new(),
+            consumer_metrics: Vec::new(),
         };
         pipeline.start_api().await?;
         pipeline.start_consumer().await?;
@@ -96,28 +108,33 @@ impl TestPipeline {
 
     pub async fn start_api(&mut self) -> anyhow::Result<()> {
         let app = Application::build(self.api_settings.clone()).await?;
-        self.base_url = format!("http://{}", app.local_addr());
+        let url = format!("http://{}", app.local_addr());
+        if self.base_url.is_empty() {
+            self.base_url = url.clone();
+        }
+        self.api_urls.push(url);
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(app.run_until_stopped(async move {
             let _ = stop_rx.await;
         }));
-        self.api = Some((stop_tx, handle));
+        self.apis.push((stop_tx, handle));
         Ok(())
     }
 
     pub async fn start_consumer(&mut self) -> anyhow::Result<()> {
         let consumer = Consumer::build(self.consumer_settings.clone()).await?;
+        self.consumer_metrics.push(consumer.metrics());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(consumer.run_until_stopped(async move {
             let _ = stop_rx.await;
         }));
-        self.consumer = Some((stop_tx, handle));
+        self.consumers.push((stop_tx, handle));
         Ok(())
     }
 
-    /// Kills the consumer task where it stands: no graceful shutdown, no final commit.
+    /// Kills the newest consumer task where it stands: no graceful shutdown, no final commit.
     pub async fn crash_consumer(&mut self) {
-        if let Some((_stop, handle)) = self.consumer.take() {
+        if let Some((_stop, handle)) = self.consumers.pop() {
             handle.abort();
             let _ = handle.await;
         }
@@ -141,9 +158,18 @@ impl TestPipeline {
     }
 
     pub async fn apply(&self, campaign: &str, user_id: u64) -> anyhow::Result<(u16, Value)> {
+        self.apply_via(&self.base_url, campaign, user_id).await
+    }
+
+    pub async fn apply_via(
+        &self,
+        base_url: &str,
+        campaign: &str,
+        user_id: u64,
+    ) -> anyhow::Result<(u16, Value)> {
         let response = self
             .client
-            .post(format!("{}/campaigns/{campaign}/apply", self.base_url))
+            .post(format!("{base_url}/campaigns/{campaign}/apply"))
             .json(&json!({ "user_id": user_id }))
             .send()
             .await?;
@@ -194,10 +220,12 @@ impl TestPipeline {
     }
 
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
-        for (stop, handle) in [self.api.take(), self.consumer.take()]
-            .into_iter()
-            .flatten()
-        {
+        let running: Vec<Running> = self
+            .apis
+            .drain(..)
+            .chain(self.consumers.drain(..))
+            .collect();
+        for (stop, handle) in running {
             let _ = stop.send(());
             handle.await??;
         }

@@ -1,0 +1,180 @@
+//! Faults between the pipeline and its stores, injected for one test only: a TCP proxy takes
+//! MySQL away from the consumer while the shared server keeps running for every other test.
+
+mod helpers;
+
+use std::time::Duration;
+
+use helpers::TestPipeline;
+use testkit::{eventually, proxy::TcpProxy};
+
+#[tokio::test]
+async fn mysql_unreachable_while_consuming_then_rows_arrive_afterwards() -> anyhow::Result<()> {
+    let mut pipeline = TestPipeline::spawn().await?;
+    pipeline.crash_consumer().await;
+    pipeline.create_campaign("outage", 500).await?;
+
+    // The replacement consumer reaches MySQL only through the proxy.
+    let mysql = tokio::net::lookup_host(mysql_host_port(&pipeline.db.url)?)
+        .await?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("mysql address does not resolve"))?;
+    let proxy = TcpProxy::start(mysql).await?;
+    pipeline.consumer_settings.database_url = pipeline
+        .db
+        .url
+        .replace(&mysql_host_port(&pipeline.db.url)?, &proxy.addr.to_string());
+    pipeline.start_consumer().await?;
+    let metrics = pipeline
+        .consumer_metrics
+        .last()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("no consumer"))?;
+
+    proxy.cut();
+    for user in 1..=200 {
+        assert_eq!(pipeline.apply("outage", user).await?.0, 201);
+    }
+    // The consumer has met the outage and is retrying, and nothing was written meanwhile.
+    eventually(
+        "the consumer to retry a transient error",
+        Duration::from_secs(30),
+        || async { Ok((metrics.transient_errors.get() >= 2).then_some(())) },
+    )
+    .await?;
+    assert!(pipeline.rows("outage").await?.is_empty());
+    assert!(
+        pipeline.lag().await? > 0,
+        "offsets were committed without rows"
+    );
+
+    proxy.restore();
+    let rows = pipeline.drained_rows("outage", 200).await?;
+    assert_eq!(rows.len(), 200);
+    let (failed,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM failed_event")
+        .fetch_one(&pipeline.db.pool)
+        .await?;
+    assert_eq!(
+        failed, 0,
+        "a transient outage must not turn events into failed events"
+    );
+    pipeline.shutdown().await
+}
+
+fn mysql_host_port(url: &str) -> anyhow::Result<String> {
+    let after_at = url.rsplit_once('@').map(|(_, rest)| rest).unwrap_or(url);
+    let host_port = after_at.split('/').next().unwrap_or_default();
+    anyhow::ensure!(
+        host_port.contains(':'),
+        "DATABASE_URL needs an explicit host:port, got {host_port}"
+    );
+    Ok(host_port.to_owned())
+}
+
+#[tokio::test]
+async fn kafka_broker_killed_and_restarted_during_a_burst_loses_no_issued_coupon()
+-> anyhow::Result<()> {
+    let mut broker = testkit::private_kafka::PrivateKafka::start().await?;
+    let stack = testkit::Stack {
+        kafka_brokers: broker.brokers.clone(),
+        ..testkit::Stack::from_env()
+    };
+    let pipeline = std::sync::Arc::new(TestPipeline::spawn_on(stack).await?);
+    pipeline.create_campaign("broker", 300).await?;
+
+    // A steady stream of distinct users, 8 at a time, while the broker dies and comes back.
+    let burst = tokio::spawn({
+        let pipeline = pipeline.clone();
+        async move {
+            use futures::StreamExt;
+            futures::stream::iter(1..=1500u64)
+                .map(|user| {
+                    let pipeline = pipeline.clone();
+                    async move {
+                        (
+                            user,
+                            pipeline
+                                .apply("broker", user)
+                                .await
+                                .map(|(status, _)| status),
+                        )
+                    }
+                })
+                .buffer_unordered(8)
+                .collect::<Vec<_>>()
+                .await
+        }
+    });
+    eventually(
+        "some coupons issued before the crash",
+        Duration::from_secs(30),
+        || async { Ok((pipeline.rows("broker").await?.len() >= 50).then_some(())) },
+    )
+    .await?;
+    broker.kill()?;
+    broker.restart().await?;
+    let replies = burst.await?;
+
+    let status_of = |wanted: u16| -> std::collections::HashSet<u64> {
+        replies
+            .iter()
+            .filter(|(_, status)| matches!(status, Ok(s) if *s == wanted))
+            .map(|(user, _)| *user)
+            .collect()
+    };
+    let (issued, pending, refused) = (status_of(201), status_of(202), status_of(503));
+    assert!(!issued.is_empty());
+    // Every pending apply resolves to a coupon once the broker is back (events in doubt are
+    // republished, never released), so the campaign still ends with exactly its limit.
+    let rows = match pipeline.drained_rows("broker", 300).await {
+        Ok(rows) => rows,
+        Err(error) => {
+            let metrics = pipeline
+                .client
+                .get(format!("{}/metrics", pipeline.base_url))
+                .send()
+                .await?
+                .text()
+                .await?;
+            let interesting: Vec<&str> = metrics
+                .lines()
+                .filter(|l| l.contains("pending_resolved") || l.contains("apply_requests_total"))
+                .collect();
+            anyhow::bail!(
+                "{error}: rows {}, lag {}, issued {}, pending {}, refused {}, api metrics {interesting:?}, consumer rows {}",
+                pipeline.rows("broker").await?.len(),
+                pipeline.lag().await?,
+                issued.len(),
+                pending.len(),
+                refused.len(),
+                pipeline
+                    .consumer_metrics
+                    .last()
+                    .map(|m| m.rows_written.get())
+                    .unwrap_or_default(),
+            );
+        }
+    };
+    let row_users: std::collections::HashSet<u64> = rows.iter().map(|(u, _)| *u).collect();
+    assert_eq!(
+        rows.len(),
+        300,
+        "issued {}, pending {}, refused {}",
+        issued.len(),
+        pending.len(),
+        refused.len()
+    );
+    assert_eq!(row_users.len(), rows.len(), "a user holds two coupons");
+    assert!(issued.is_subset(&row_users), "an issued reply has no row");
+    assert!(
+        pending.is_subset(&row_users),
+        "a pending reply was neither issued nor released"
+    );
+    assert!(
+        refused.is_disjoint(&row_users),
+        "a refused (503) user has a coupon"
+    );
+    let pipeline = std::sync::Arc::into_inner(pipeline)
+        .ok_or_else(|| anyhow::anyhow!("pipeline still shared"))?;
+    pipeline.shutdown().await
+}

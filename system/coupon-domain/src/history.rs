@@ -1,0 +1,179 @@
+//! The loadgen's per-request history: one JSON line per request, written by `loadgen` and read
+//! by the `verifier`, which checks every reply against the stores.
+
+use serde::{Deserialize, Serialize};
+
+/// What one apply request came to, as the client saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResultClass {
+    /// 201: the user won a slot.
+    Issued,
+    /// 202: the outcome is not known yet; the system resolves it.
+    Pending,
+    /// 409: the user had already won.
+    AlreadyApplied,
+    /// 410 `sold_out`.
+    SoldOut,
+    /// 403 `not_open`.
+    NotOpen,
+    /// 410 `closed`.
+    Closed,
+    /// 404.
+    NotFound,
+    /// 400, 413, 415, 422: the request was refused as invalid.
+    Invalid,
+    /// 503: a dependency was down and the request had no effect.
+    Unavailable,
+    /// No reply within the client's timeout: outcome unknown.
+    Timeout,
+    /// The connection failed or was reset: outcome unknown.
+    TransportError,
+    /// A reply this client does not understand (e.g. 500).
+    Unexpected,
+}
+
+impl ResultClass {
+    /// Classifies a reply from its status and the `result` field of its body, if any.
+    pub fn from_reply(status: u16, result: Option<&str>) -> Self {
+        match (status, result) {
+            (201, _) => Self::Issued,
+            (202, _) => Self::Pending,
+            (409, _) => Self::AlreadyApplied,
+            (410, Some("closed")) => Self::Closed,
+            (410, _) => Self::SoldOut,
+            (403, Some("not_open")) => Self::NotOpen,
+            (404, _) => Self::NotFound,
+            (400 | 413 | 415 | 422, _) => Self::Invalid,
+            (503, _) => Self::Unavailable,
+            _ => Self::Unexpected,
+        }
+    }
+
+    /// The request certainly did not give this user a coupon.
+    pub fn is_definite_refusal(self) -> bool {
+        matches!(
+            self,
+            Self::SoldOut
+                | Self::NotOpen
+                | Self::Closed
+                | Self::NotFound
+                | Self::Invalid
+                | Self::Unavailable
+        )
+    }
+
+    /// Nobody can tell from the reply whether a coupon was issued.
+    pub fn is_unknown(self) -> bool {
+        matches!(
+            self,
+            Self::Pending | Self::Timeout | Self::TransportError | Self::Unexpected
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Issued => "issued",
+            Self::Pending => "pending",
+            Self::AlreadyApplied => "already_applied",
+            Self::SoldOut => "sold_out",
+            Self::NotOpen => "not_open",
+            Self::Closed => "closed",
+            Self::NotFound => "not_found",
+            Self::Invalid => "invalid",
+            Self::Unavailable => "unavailable",
+            Self::Timeout => "timeout",
+            Self::TransportError => "transport_error",
+            Self::Unexpected => "unexpected",
+        }
+    }
+
+    pub const ALL: [ResultClass; 12] = [
+        Self::Issued,
+        Self::Pending,
+        Self::AlreadyApplied,
+        Self::SoldOut,
+        Self::NotOpen,
+        Self::Closed,
+        Self::NotFound,
+        Self::Invalid,
+        Self::Unavailable,
+        Self::Timeout,
+        Self::TransportError,
+        Self::Unexpected,
+    ];
+}
+
+/// One request of a loadgen run. Times are microseconds since the Unix epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryRecord {
+    pub run_id: String,
+    pub campaign_id: String,
+    pub user_id: u64,
+    /// Unique within the run.
+    pub request_id: u64,
+    /// When the schedule meant to send it (the burst's plan); the gap to `sent_at_us` shows
+    /// the client's own queueing.
+    pub intended_at_us: i64,
+    pub sent_at_us: i64,
+    /// From send to the end of the reply; `None` when no reply came.
+    pub response_us: Option<u64>,
+    /// HTTP status; `None` when no reply came.
+    pub status: Option<u16>,
+    pub result: ResultClass,
+    /// The slot, for `issued` and `pending` replies.
+    pub seq: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_classify_by_status_and_result() {
+        assert_eq!(
+            ResultClass::from_reply(201, Some("issued")),
+            ResultClass::Issued
+        );
+        assert_eq!(
+            ResultClass::from_reply(410, Some("sold_out")),
+            ResultClass::SoldOut
+        );
+        assert_eq!(
+            ResultClass::from_reply(410, Some("closed")),
+            ResultClass::Closed
+        );
+        assert_eq!(ResultClass::from_reply(422, None), ResultClass::Invalid);
+        assert_eq!(ResultClass::from_reply(500, None), ResultClass::Unexpected);
+        assert!(ResultClass::Unavailable.is_definite_refusal());
+        assert!(!ResultClass::AlreadyApplied.is_definite_refusal());
+        assert!(ResultClass::Timeout.is_unknown() && !ResultClass::Issued.is_unknown());
+        let names: std::collections::HashSet<&str> =
+            ResultClass::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names.len(), ResultClass::ALL.len());
+    }
+
+    #[test]
+    fn a_record_round_trips_as_one_json_line() {
+        let record = HistoryRecord {
+            run_id: "r".into(),
+            campaign_id: "c".into(),
+            user_id: 9,
+            request_id: 1,
+            intended_at_us: 10,
+            sent_at_us: 12,
+            response_us: Some(500),
+            status: Some(201),
+            result: ResultClass::Issued,
+            seq: Some(3),
+        };
+        let line = serde_json::to_string(&record).expect("serialises");
+        assert!(!line.contains('\n'));
+        assert!(line.contains("\"result\":\"issued\""));
+        assert_eq!(
+            serde_json::from_str::<HistoryRecord>(&line).ok(),
+            Some(record)
+        );
+    }
+}

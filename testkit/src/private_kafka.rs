@@ -1,0 +1,160 @@
+//! A Kafka broker of a test's own: the real broker from the jars `scripts/stack up` fetched,
+//! on free ports with its own data directory, so a test can kill and restart it without
+//! touching the shared stack.
+
+use std::{
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+use rdkafka::{
+    ClientConfig,
+    consumer::{BaseConsumer, Consumer},
+};
+
+use crate::unique_name;
+
+#[derive(Debug)]
+pub struct PrivateKafka {
+    pub brokers: String,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+/// Where `scripts/stack` caches the broker's jars (same env vars and defaults).
+fn kafka_libs() -> anyhow::Result<PathBuf> {
+    let version = std::env::var("KAFKA_VERSION").unwrap_or_else(|_| "4.1.1".into());
+    let cache = match std::env::var_os("FCFS_CACHE_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => match std::env::var_os("XDG_CACHE_HOME") {
+            Some(dir) => PathBuf::from(dir).join("fcfs-coupons"),
+            None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?)
+                .join(".cache/fcfs-coupons"),
+        },
+    };
+    let libs = cache.join(format!("kafka-{version}/libs"));
+    if !libs.join(format!("kafka_2.13-{version}.jar")).exists() {
+        bail!(
+            "no kafka jars in {}: run scripts/stack up first",
+            libs.display()
+        );
+    }
+    Ok(libs)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl PrivateKafka {
+    /// Formats a fresh data directory and starts the broker; returns once it answers.
+    pub async fn start() -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(unique_name("fcfs-test-kafka"));
+        std::fs::create_dir_all(dir.join("data"))?;
+        let (port, controller_port) = (free_port()?, free_port()?);
+        let config = format!(
+            "process.roles=broker,controller\nnode.id=1\n\
+             controller.quorum.voters=1@127.0.0.1:{controller_port}\n\
+             listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}\n\
+             advertised.listeners=PLAINTEXT://127.0.0.1:{port}\n\
+             controller.listener.names=CONTROLLER\ninter.broker.listener.name=PLAINTEXT\n\
+             listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n\
+             log.dirs={}\nauto.create.topics.enable=false\nnum.partitions=1\n\
+             offsets.topic.replication.factor=1\noffsets.topic.num.partitions=4\n\
+             transaction.state.log.replication.factor=1\ntransaction.state.log.min.isr=1\n\
+             share.coordinator.state.topic.replication.factor=1\nshare.coordinator.state.topic.min.isr=1\n\
+             group.initial.rebalance.delay.ms=0\n",
+            dir.join("data").display()
+        );
+        std::fs::write(dir.join("server.properties"), config)?;
+        let mut broker = Self {
+            brokers: format!("127.0.0.1:{port}"),
+            dir,
+            child: None,
+        };
+        let status = broker
+            .java()?
+            .args([
+                "kafka.tools.StorageTool",
+                "format",
+                "--cluster-id",
+                "MkU3OEVBNTcwNTJENDM2Qk",
+            ])
+            .arg("--config")
+            .arg(broker.dir.join("server.properties"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .context("failed to run kafka StorageTool")?;
+        anyhow::ensure!(status.success(), "kafka StorageTool format failed");
+        broker.restart().await?;
+        Ok(broker)
+    }
+
+    fn java(&self) -> anyhow::Result<Command> {
+        let mut command = Command::new("java");
+        command
+            .args(["-Xms128m", "-Xmx384m", "-XX:+UseSerialGC", "-cp"])
+            .arg(format!("{}/*", kafka_libs()?.display()));
+        Ok(command)
+    }
+
+    /// Kills the broker with SIGKILL: no clean shutdown, as in a crash.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Starts the broker again on the same ports and data, and waits until it answers.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.child.is_none(), "the broker is already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("broker.log"))?;
+        let child = self
+            .java()?
+            .arg("kafka.Kafka")
+            .arg(self.dir.join("server.properties"))
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("failed to start a private kafka broker")?;
+        self.child = Some(child);
+        let brokers = self.brokers.clone();
+        crate::eventually(
+            &format!("the private kafka broker at {brokers} to answer"),
+            Duration::from_secs(90),
+            || {
+                let brokers = brokers.clone();
+                async move {
+                    let answered = tokio::task::spawn_blocking(move || {
+                        let consumer: BaseConsumer = ClientConfig::new()
+                            .set("bootstrap.servers", &brokers)
+                            .create()?;
+                        let metadata = consumer.fetch_metadata(None, Duration::from_secs(1))?;
+                        Ok::<_, rdkafka::error::KafkaError>(!metadata.brokers().is_empty())
+                    })
+                    .await?;
+                    Ok(answered.unwrap_or(false).then_some(()))
+                }
+            },
+        )
+        .await
+        .with_context(|| format!("see {}", self.dir.join("broker.log").display()))?;
+        Ok(())
+    }
+}
+
+impl Drop for PrivateKafka {
+    fn drop(&mut self) {
+        let _ = self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

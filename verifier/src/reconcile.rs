@@ -1,0 +1,552 @@
+//! The verifier's core: a pure function from the facts collected in MySQL, Redis, Kafka and the
+//! loadgen history to a verdict on each invariant. No I/O here, so every check is tested with
+//! a case that breaks it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use coupon_domain::history::{HistoryRecord, ResultClass};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowFact {
+    pub user_id: u64,
+    pub seq: u32,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventFact {
+    pub user_id: u64,
+    pub seq: u32,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedFact {
+    pub user_id: Option<u64>,
+    pub reason: String,
+    pub open: bool,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GateFact {
+    pub initialised: bool,
+    /// user -> slot
+    pub winners: BTreeMap<u64, u32>,
+    pub next_seq: u64,
+    pub released: Vec<u32>,
+}
+
+/// Everything known about one campaign after the pipeline drained.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Facts {
+    pub campaign_id: String,
+    pub limit: u32,
+    pub rows: Vec<RowFact>,
+    pub events: Vec<EventFact>,
+    pub failed: Vec<FailedFact>,
+    pub gate: Option<GateFact>,
+    /// The consumer group's lag over the whole topic.
+    pub lag: i64,
+    /// The run's requests for this campaign, when a run is verified.
+    pub history: Option<Vec<HistoryRecord>>,
+    /// Whether the run created the campaign (then every row must come from this history).
+    pub campaign_created_by_run: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pass,
+    Fail,
+    /// Not applicable to these facts (e.g. no history to check replies against).
+    Skip,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Offender {
+    pub user_id: u64,
+    /// Where the user was seen: Redis, Kafka partition and offset, MySQL row, the reply.
+    pub seen: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub expected: String,
+    pub observed: String,
+    pub status: Status,
+    pub offenders: Vec<Offender>,
+}
+
+/// Requests whose outcome was unknown (pending, timeout, reset), as they turned out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct UnknownOutcomes {
+    pub recovered: usize,
+    pub not_issued: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    pub campaign_id: String,
+    pub checks: Vec<Check>,
+    pub unknown_outcomes: UnknownOutcomes,
+}
+
+impl Verdict {
+    pub fn holds(&self) -> bool {
+        self.checks.iter().all(|c| c.status != Status::Fail)
+    }
+
+    pub fn failed_ids(&self) -> Vec<&'static str> {
+        self.checks
+            .iter()
+            .filter(|c| c.status == Status::Fail)
+            .map(|c| c.id)
+            .collect()
+    }
+}
+
+/// Where each user appears, for offender listings.
+struct Index<'a> {
+    facts: &'a Facts,
+    rows: BTreeMap<u64, Vec<&'a RowFact>>,
+    events: BTreeMap<u64, Vec<&'a EventFact>>,
+    replies: BTreeMap<u64, Vec<&'a HistoryRecord>>,
+}
+
+impl<'a> Index<'a> {
+    fn new(facts: &'a Facts) -> Self {
+        let mut rows: BTreeMap<u64, Vec<&RowFact>> = BTreeMap::new();
+        for row in &facts.rows {
+            rows.entry(row.user_id).or_default().push(row);
+        }
+        let mut events: BTreeMap<u64, Vec<&EventFact>> = BTreeMap::new();
+        for event in &facts.events {
+            events.entry(event.user_id).or_default().push(event);
+        }
+        let mut replies: BTreeMap<u64, Vec<&HistoryRecord>> = BTreeMap::new();
+        for record in facts.history.iter().flatten() {
+            replies.entry(record.user_id).or_default().push(record);
+        }
+        Self {
+            facts,
+            rows,
+            events,
+            replies,
+        }
+    }
+
+    fn seen(&self, user: u64) -> String {
+        let mut places = Vec::new();
+        for row in self.rows.get(&user).into_iter().flatten() {
+            places.push(format!(
+                "mysql row seq {} (from kafka p{}@{})",
+                row.seq, row.partition, row.offset
+            ));
+        }
+        for event in self.events.get(&user).into_iter().flatten() {
+            places.push(format!(
+                "kafka p{}@{} seq {}",
+                event.partition, event.offset, event.seq
+            ));
+        }
+        if let Some(seq) = self.facts.gate.as_ref().and_then(|g| g.winners.get(&user)) {
+            places.push(format!("redis winner seq {seq}"));
+        }
+        for failed in self.facts.failed.iter().filter(|f| f.user_id == Some(user)) {
+            places.push(format!(
+                "failed_event {} ({}) p{}@{}",
+                failed.reason,
+                if failed.open { "open" } else { "resolved" },
+                failed.partition,
+                failed.offset
+            ));
+        }
+        let replies: Vec<String> = self
+            .replies
+            .get(&user)
+            .into_iter()
+            .flatten()
+            .map(|r| match r.seq {
+                Some(seq) => format!("{} seq {seq}", r.result.as_str()),
+                None => r.result.as_str().to_owned(),
+            })
+            .collect();
+        if !replies.is_empty() {
+            places.push(format!("replies: {}", replies.join(", ")));
+        }
+        if places.is_empty() {
+            "nowhere".to_owned()
+        } else {
+            places.join("; ")
+        }
+    }
+
+    fn offenders(&self, users: impl IntoIterator<Item = u64>) -> Vec<Offender> {
+        users
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .map(|user_id| Offender {
+                user_id,
+                seen: self.seen(user_id),
+            })
+            .collect()
+    }
+
+    fn has_class(&self, user: u64, class: ResultClass) -> bool {
+        self.replies
+            .get(&user)
+            .is_some_and(|rs| rs.iter().any(|r| r.result == class))
+    }
+}
+
+fn status(ok: bool) -> Status {
+    if ok { Status::Pass } else { Status::Fail }
+}
+
+pub fn reconcile(facts: &Facts) -> Verdict {
+    let index = Index::new(facts);
+    let checks = vec![
+        over_issue(&index),
+        one_per_user(&index),
+        issued_have_rows(&index),
+        no_phantoms(&index),
+        refusals_left_nothing(&index),
+        stores_agree(&index),
+        exactly_limit(&index),
+    ];
+    Verdict {
+        campaign_id: facts.campaign_id.clone(),
+        checks,
+        unknown_outcomes: unknown_outcomes(&index),
+    }
+}
+
+/// I1: never more coupons than the limit, in any store and in the replies.
+fn over_issue(index: &Index) -> Check {
+    let facts = index.facts;
+    let limit = facts.limit;
+    let issued_replies: BTreeSet<u64> = index
+        .replies
+        .iter()
+        .filter(|(_, rs)| rs.iter().any(|r| r.result == ResultClass::Issued))
+        .map(|(u, _)| *u)
+        .collect();
+    let gate_winners = facts.gate.as_ref().map_or(0, |g| g.winners.len());
+    let event_users = index.events.len();
+    let counts = [
+        facts.rows.len(),
+        issued_replies.len(),
+        gate_winners,
+        event_users,
+    ];
+    let beyond_limit = facts
+        .rows
+        .iter()
+        .map(|r| (r.user_id, r.seq))
+        .chain(facts.events.iter().map(|e| (e.user_id, e.seq)))
+        .chain(
+            facts
+                .gate
+                .iter()
+                .flat_map(|g| g.winners.iter().map(|(u, s)| (*u, *s))),
+        )
+        .chain(
+            facts
+                .history
+                .iter()
+                .flatten()
+                .filter_map(|r| r.seq.map(|s| (r.user_id, s))),
+        )
+        .filter(|(_, seq)| *seq == 0 || *seq > limit)
+        .map(|(user, _)| user);
+    let mut offenders: BTreeSet<u64> = beyond_limit.collect();
+    if facts.rows.len() > limit as usize {
+        let mut rows: Vec<&RowFact> = facts.rows.iter().collect();
+        rows.sort_by_key(|r| (r.seq, r.user_id));
+        offenders.extend(rows.iter().skip(limit as usize).map(|r| r.user_id));
+    }
+    let ok = counts.iter().all(|c| *c <= limit as usize) && offenders.is_empty();
+    Check {
+        id: "I1",
+        title: "never more coupons than the limit",
+        expected: format!(
+            "≤ {limit} rows, issued replies, gate winners, event users; every seq in 1..={limit}"
+        ),
+        observed: format!(
+            "rows {}, issued replies {}, gate winners {gate_winners}, event users {event_users}",
+            facts.rows.len(),
+            issued_replies.len()
+        ),
+        status: status(ok),
+        offenders: index.offenders(offenders),
+    }
+}
+
+/// I2: at most one coupon per user: one row, and one slot across the events.
+fn one_per_user(index: &Index) -> Check {
+    let twice_in_rows: Vec<u64> = index
+        .rows
+        .iter()
+        .filter(|(_, rs)| rs.len() > 1)
+        .map(|(u, _)| *u)
+        .collect();
+    let two_slots_in_events: Vec<u64> = index
+        .events
+        .iter()
+        .filter(|(_, es)| es.iter().map(|e| e.seq).collect::<BTreeSet<_>>().len() > 1)
+        .map(|(u, _)| *u)
+        .collect();
+    let ok = twice_in_rows.is_empty() && two_slots_in_events.is_empty();
+    Check {
+        id: "I2",
+        title: "at most one coupon per user",
+        expected: "1 row and 1 slot per user".to_owned(),
+        observed: format!(
+            "{} users with several rows, {} users with several slots in kafka",
+            twice_in_rows.len(),
+            two_slots_in_events.len()
+        ),
+        status: status(ok),
+        offenders: index.offenders(twice_in_rows.into_iter().chain(two_slots_in_events)),
+    }
+}
+
+/// I3: every user answered `issued` has a row.
+fn issued_have_rows(index: &Index) -> Check {
+    let Some(history) = &index.facts.history else {
+        return skipped(
+            "I3",
+            "every issued reply has a row",
+            "no loadgen history for this campaign",
+        );
+    };
+    let issued: BTreeSet<u64> = history
+        .iter()
+        .filter(|r| r.result == ResultClass::Issued)
+        .map(|r| r.user_id)
+        .collect();
+    let lost: Vec<u64> = issued
+        .iter()
+        .copied()
+        .filter(|u| !index.rows.contains_key(u))
+        .collect();
+    Check {
+        id: "I3",
+        title: "every issued reply has a row (no lost winner)",
+        expected: format!("{} issued users with rows", issued.len()),
+        observed: format!(
+            "{} with rows, {} lost",
+            issued.len() - lost.len(),
+            lost.len()
+        ),
+        status: status(lost.is_empty()),
+        offenders: index.offenders(lost),
+    }
+}
+
+/// I4: every row belongs to a user who applied and was not refused, and came from an event.
+fn no_phantoms(index: &Index) -> Check {
+    let without_event: Vec<u64> = index
+        .facts
+        .rows
+        .iter()
+        .filter(|row| {
+            !index
+                .events
+                .get(&row.user_id)
+                .is_some_and(|es| es.iter().any(|e| e.seq == row.seq))
+        })
+        .map(|row| row.user_id)
+        .collect();
+    let never_applied: Vec<u64> = match (&index.facts.history, index.facts.campaign_created_by_run)
+    {
+        (Some(_), true) => index
+            .rows
+            .keys()
+            .copied()
+            .filter(|u| !index.replies.contains_key(u))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let ok = without_event.is_empty() && never_applied.is_empty();
+    Check {
+        id: "I4",
+        title: "no phantom rows",
+        expected: "every row has its kafka event and an applying user".to_owned(),
+        observed: format!(
+            "{} rows without an event, {} rows of users who never applied",
+            without_event.len(),
+            never_applied.len()
+        ),
+        status: status(ok),
+        offenders: index.offenders(without_event.into_iter().chain(never_applied)),
+    }
+}
+
+/// I5: a user whose every reply was a definite refusal holds no row.
+fn refusals_left_nothing(index: &Index) -> Check {
+    if index.facts.history.is_none() {
+        return skipped(
+            "I5",
+            "a definite refusal left no row",
+            "no loadgen history for this campaign",
+        );
+    }
+    let refused: Vec<u64> = index
+        .replies
+        .iter()
+        .filter(|(_, rs)| rs.iter().all(|r| r.result.is_definite_refusal()))
+        .map(|(u, _)| *u)
+        .collect();
+    let with_rows: Vec<u64> = refused
+        .iter()
+        .copied()
+        .filter(|u| index.rows.contains_key(u))
+        .collect();
+    Check {
+        id: "I5",
+        title: "a definite refusal left no row",
+        expected: format!("0 rows among {} refused users", refused.len()),
+        observed: format!("{} refused users hold a row", with_rows.len()),
+        status: status(with_rows.is_empty()),
+        offenders: index.offenders(with_rows),
+    }
+}
+
+/// I6: drained, and Kafka, the Redis gate and MySQL tell the same story.
+fn stores_agree(index: &Index) -> Check {
+    let facts = index.facts;
+    let rows: BTreeMap<u64, u32> = facts.rows.iter().map(|r| (r.user_id, r.seq)).collect();
+    let mut disagreeing: BTreeSet<u64> = BTreeSet::new();
+    let mut notes = vec![format!("lag {}", facts.lag)];
+    if let Some(gate) = &facts.gate {
+        if !gate.initialised {
+            notes.push("gate marker missing".to_owned());
+        }
+        let differing: Vec<u64> = gate
+            .winners
+            .iter()
+            .filter(|(u, s)| rows.get(u) != Some(s))
+            .map(|(u, _)| *u)
+            .chain(
+                rows.iter()
+                    .filter(|(u, s)| gate.winners.get(u) != Some(s))
+                    .map(|(u, _)| *u),
+            )
+            .collect();
+        notes.push(format!("{} gate/row mismatches", differing.len()));
+        disagreeing.extend(differing);
+    } else {
+        notes.push("no gate state".to_owned());
+    }
+    let unaccounted: Vec<u64> = facts
+        .events
+        .iter()
+        .filter(|e| {
+            rows.get(&e.user_id) != Some(&e.seq)
+                && !facts
+                    .failed
+                    .iter()
+                    .any(|f| f.partition == e.partition && f.offset == e.offset)
+        })
+        .map(|e| e.user_id)
+        .collect();
+    notes.push(format!(
+        "{} events with neither row nor failed event",
+        unaccounted.len()
+    ));
+    disagreeing.extend(unaccounted);
+    let gate_ok = facts.gate.as_ref().is_none_or(|g| g.initialised);
+    let ok = facts.lag == 0 && gate_ok && disagreeing.is_empty();
+    Check {
+        id: "I6",
+        title: "drained, and kafka, redis and mysql agree",
+        expected: "lag 0; gate winners = rows; every event has a row or a failed event".to_owned(),
+        observed: notes.join(", "),
+        status: status(ok),
+        offenders: index.offenders(disagreeing),
+    }
+}
+
+/// I7: when at least `limit` distinct users applied and no fault persists, exactly `limit`.
+fn exactly_limit(index: &Index) -> Check {
+    let facts = index.facts;
+    let limit = facts.limit as usize;
+    let Some(_) = &facts.history else {
+        return skipped(
+            "I7",
+            "exactly the limit when demand suffices",
+            "no loadgen history for this campaign",
+        );
+    };
+    let demand = index.replies.len();
+    let open_failures = facts.failed.iter().filter(|f| f.open).count();
+    if demand < limit {
+        return skipped(
+            "I7",
+            "exactly the limit when demand suffices",
+            &format!("demand {demand} < limit {limit}"),
+        );
+    }
+    if open_failures > 0 || facts.lag > 0 {
+        return skipped(
+            "I7",
+            "exactly the limit when demand suffices",
+            &format!(
+                "a fault persists: {open_failures} open failed events, lag {}",
+                facts.lag
+            ),
+        );
+    }
+    let missing: Vec<u64> = facts
+        .gate
+        .iter()
+        .flat_map(|g| g.winners.keys().copied())
+        .filter(|u| !index.rows.contains_key(u))
+        .collect();
+    Check {
+        id: "I7",
+        title: "exactly the limit when demand suffices",
+        expected: format!("{limit} rows (demand {demand})"),
+        observed: format!("{} rows", facts.rows.len()),
+        status: status(facts.rows.len() == limit),
+        offenders: index.offenders(missing),
+    }
+}
+
+fn unknown_outcomes(index: &Index) -> UnknownOutcomes {
+    let mut outcome = UnknownOutcomes::default();
+    for (user, replies) in &index.replies {
+        let unknown = replies.iter().any(|r| r.result.is_unknown());
+        if unknown && !index.has_class(*user, ResultClass::Issued) {
+            if index.rows.contains_key(user) {
+                outcome.recovered += 1;
+            } else {
+                outcome.not_issued += 1;
+            }
+        }
+    }
+    outcome
+}
+
+fn skipped(id: &'static str, title: &'static str, why: &str) -> Check {
+    Check {
+        id,
+        title,
+        expected: "-".to_owned(),
+        observed: format!("skipped: {why}"),
+        status: Status::Skip,
+        offenders: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,271 @@
+//! One healthy case that passes everything, and for each invariant a case that breaks it and
+//! must be caught: a check that cannot fail proves nothing.
+
+use super::*;
+
+fn record(user_id: u64, result: ResultClass, seq: Option<u32>) -> HistoryRecord {
+    HistoryRecord {
+        run_id: "run".into(),
+        campaign_id: "c".into(),
+        user_id,
+        request_id: user_id,
+        intended_at_us: 0,
+        sent_at_us: 0,
+        response_us: Some(100),
+        status: Some(201),
+        result,
+        seq,
+    }
+}
+
+fn row(user_id: u64, seq: u32) -> RowFact {
+    RowFact {
+        user_id,
+        seq,
+        partition: 0,
+        offset: i64::from(seq) - 1,
+    }
+}
+
+fn event(user_id: u64, seq: u32) -> EventFact {
+    EventFact {
+        user_id,
+        seq,
+        partition: 0,
+        offset: i64::from(seq) - 1,
+    }
+}
+
+/// Limit 3; users 1..=3 win slots 1..=3; users 4 and 5 are refused (sold out).
+fn healthy() -> Facts {
+    Facts {
+        campaign_id: "c".into(),
+        limit: 3,
+        rows: vec![row(1, 1), row(2, 2), row(3, 3)],
+        events: vec![event(1, 1), event(2, 2), event(3, 3)],
+        failed: vec![],
+        gate: Some(GateFact {
+            initialised: true,
+            winners: [(1, 1), (2, 2), (3, 3)].into_iter().collect(),
+            next_seq: 3,
+            released: vec![],
+        }),
+        lag: 0,
+        history: Some(vec![
+            record(1, ResultClass::Issued, Some(1)),
+            record(2, ResultClass::Issued, Some(2)),
+            record(3, ResultClass::Issued, Some(3)),
+            record(4, ResultClass::SoldOut, None),
+            record(5, ResultClass::SoldOut, None),
+        ]),
+        campaign_created_by_run: true,
+    }
+}
+
+fn failing(facts: &Facts) -> Vec<&'static str> {
+    reconcile(facts).failed_ids()
+}
+
+fn offenders_of(facts: &Facts, id: &str) -> Vec<u64> {
+    reconcile(facts)
+        .checks
+        .into_iter()
+        .find(|c| c.id == id)
+        .map(|c| c.offenders.into_iter().map(|o| o.user_id).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_healthy_campaign_passes_every_check() {
+    let verdict = reconcile(&healthy());
+    assert!(verdict.holds(), "{verdict:#?}");
+    assert!(
+        verdict.checks.iter().all(|c| c.status == Status::Pass),
+        "{verdict:#?}"
+    );
+    assert_eq!(verdict.checks.len(), 7);
+}
+
+#[test]
+fn i1_catches_a_gate_that_admits_beyond_the_limit() {
+    // The two-round-trip gate: user 4 slipped in with slot 4.
+    let mut facts = healthy();
+    if let Some(gate) = facts.gate.as_mut() {
+        gate.winners.insert(4, 4);
+    }
+    facts.events.push(event(4, 4));
+    if let Some(history) = facts.history.as_mut() {
+        history[3] = record(4, ResultClass::Issued, Some(4));
+    }
+    facts.failed.push(FailedFact {
+        user_id: Some(4),
+        reason: "seq_out_of_range".into(),
+        open: true,
+        partition: 0,
+        offset: 3,
+    });
+    assert!(failing(&facts).contains(&"I1"));
+    assert_eq!(offenders_of(&facts, "I1"), vec![4]);
+}
+
+#[test]
+fn i1_catches_a_planted_extra_row() {
+    let mut facts = healthy();
+    facts.rows.push(RowFact {
+        user_id: 99,
+        seq: 4,
+        partition: 9,
+        offset: 9,
+    });
+    assert!(failing(&facts).contains(&"I1"));
+    let seen = reconcile(&facts).checks[0].offenders[0].seen.clone();
+    assert!(seen.contains("mysql row seq 4"), "{seen}");
+}
+
+#[test]
+fn i2_catches_a_second_row_for_one_user() {
+    let mut facts = healthy();
+    facts.rows.push(RowFact {
+        user_id: 1,
+        seq: 1,
+        partition: 1,
+        offset: 7,
+    });
+    assert!(failing(&facts).contains(&"I2"));
+    assert_eq!(offenders_of(&facts, "I2"), vec![1]);
+}
+
+#[test]
+fn i2_catches_two_slots_for_one_user_in_kafka() {
+    let mut facts = healthy();
+    facts.events.push(EventFact {
+        user_id: 2,
+        seq: 3,
+        partition: 1,
+        offset: 0,
+    });
+    assert!(failing(&facts).contains(&"I2"));
+}
+
+#[test]
+fn i3_catches_a_lost_winner() {
+    let mut facts = healthy();
+    facts.rows.retain(|r| r.user_id != 2);
+    assert!(failing(&facts).contains(&"I3"));
+    assert_eq!(offenders_of(&facts, "I3"), vec![2]);
+}
+
+#[test]
+fn i4_catches_a_row_without_its_event_and_a_user_who_never_applied() {
+    let mut facts = healthy();
+    facts.rows[0] = row(1, 1);
+    facts.events.retain(|e| e.user_id != 1);
+    assert!(failing(&facts).contains(&"I4"));
+
+    let mut facts = healthy();
+    facts.limit = 10;
+    facts.rows.push(row(77, 4));
+    facts.events.push(event(77, 4));
+    if let Some(gate) = facts.gate.as_mut() {
+        gate.winners.insert(77, 4);
+    }
+    assert_eq!(failing(&facts), vec!["I4"]);
+    assert_eq!(offenders_of(&facts, "I4"), vec![77]);
+}
+
+#[test]
+fn i5_catches_a_row_for_a_refused_user() {
+    let mut facts = healthy();
+    facts.limit = 10;
+    facts.rows.push(row(4, 4));
+    facts.events.push(event(4, 4));
+    if let Some(gate) = facts.gate.as_mut() {
+        gate.winners.insert(4, 4);
+    }
+    assert_eq!(failing(&facts), vec!["I5"]);
+    assert_eq!(offenders_of(&facts, "I5"), vec![4]);
+}
+
+#[test]
+fn i6_catches_lag_a_missing_marker_and_disagreeing_stores() {
+    let mut lagging = healthy();
+    lagging.lag = 5;
+    assert!(failing(&lagging).contains(&"I6"));
+
+    let mut no_marker = healthy();
+    if let Some(gate) = no_marker.gate.as_mut() {
+        gate.initialised = false;
+    }
+    assert!(failing(&no_marker).contains(&"I6"));
+
+    let mut orphan_event = healthy();
+    orphan_event.limit = 10;
+    orphan_event.events.push(event(4, 4));
+    assert!(failing(&orphan_event).contains(&"I6"));
+    assert_eq!(offenders_of(&orphan_event, "I6"), vec![4]);
+
+    let mut captured = orphan_event.clone();
+    captured.failed.push(FailedFact {
+        user_id: Some(4),
+        reason: "unknown_campaign".into(),
+        open: false,
+        partition: 0,
+        offset: 3,
+    });
+    assert!(
+        !failing(&captured).contains(&"I6"),
+        "an event captured as failed is accounted for"
+    );
+}
+
+#[test]
+fn i7_catches_fewer_coupons_than_the_limit_without_a_fault() {
+    // User 3's reply timed out and the slot was never written: not a violation of I3 (its
+    // outcome was unknown), but the campaign ends one short with nothing left to explain it.
+    let mut facts = healthy();
+    facts.rows.retain(|r| r.user_id != 3);
+    facts.events.retain(|e| e.user_id != 3);
+    if let Some(history) = facts.history.as_mut() {
+        history[2] = record(3, ResultClass::Timeout, None);
+    }
+    if let Some(gate) = facts.gate.as_mut() {
+        gate.winners.insert(3, 3);
+    }
+    let failed = failing(&facts);
+    assert!(failed.contains(&"I7"), "{failed:?}");
+    assert!(!failed.contains(&"I3"));
+    assert_eq!(offenders_of(&facts, "I7"), vec![3]);
+}
+
+#[test]
+fn unknown_outcomes_are_reported_not_judged() {
+    let mut facts = healthy();
+    if let Some(history) = facts.history.as_mut() {
+        history[2] = record(3, ResultClass::Pending, Some(3));
+        history.push(record(6, ResultClass::Timeout, None));
+    }
+    let verdict = reconcile(&facts);
+    assert!(verdict.holds(), "{verdict:#?}");
+    assert_eq!(
+        verdict.unknown_outcomes,
+        UnknownOutcomes {
+            recovered: 1,
+            not_issued: 1
+        }
+    );
+}
+
+#[test]
+fn checks_without_history_are_skipped_not_passed() {
+    let mut facts = healthy();
+    facts.history = None;
+    let verdict = reconcile(&facts);
+    let skipped: Vec<&str> = verdict
+        .checks
+        .iter()
+        .filter(|c| c.status == Status::Skip)
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(skipped, vec!["I3", "I5", "I7"]);
+    assert!(verdict.holds());
+}
