@@ -1,12 +1,28 @@
 use clap::Parser;
+use loadgen::{Cli, target};
 
-/// Skeleton: filled in by its issue.
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Cli {}
-
-fn main() {
-    let _cli = Cli::parse();
-    eprintln!("not built yet");
-    std::process::exit(2);
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    if std::env::args().nth(1).as_deref() == Some(target::SERVE_PIPELINE) {
+        coupon_runtime::init_telemetry("info");
+        return match target::serve_pipeline().await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("the api/consumer child failed: {error:#}");
+                std::process::ExitCode::from(2)
+            }
+        };
+    }
+    coupon_runtime::init_telemetry("warn");
+    let cli = Cli::parse();
+    match loadgen::run(cli).await {
+        Ok(outcome) => {
+            println!("{}", outcome.describe());
+            std::process::ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("loadgen could not run: {error:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
 }

@@ -2,10 +2,16 @@
 //! what the loadgen saw, and proves the invariants I1 to I7 on it.
 //!
 //! # Layout
-//! - [`cli`]: flags, env vars and exit codes.
+//! - [`cli`]: flags, env vars and exit codes (0 holds, 1 violated, 2 cannot verify).
 //! - [`collect`]: read-only fetchers, one per store, plus the loadgen history.
-//! - [`drain`]: wait until the consumer caught up.
+//! - [`drain`]: wait until the consumer caught up and every winner is accounted for.
 //! - [`reconcile`]: the pure core: facts in, verdict out.
-//! - [`render`]: the table, `verdict.json` and `verdict.md`.
+//! - [`render`]: the table, `verdict.json`, `verdict.md` and the final line.
+//! - [`verify`]: one verification, step by step.
 
+pub mod cli;
+pub mod collect;
+pub mod drain;
 pub mod reconcile;
+pub mod render;
+pub mod verify;

@@ -1,12 +1,16 @@
 use clap::Parser;
+use verifier::cli::{Cli, EXIT_CANNOT_VERIFY};
 
-/// Skeleton: filled in by its issue.
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Cli {}
-
-fn main() {
-    let _cli = Cli::parse();
-    eprintln!("not built yet");
-    std::process::exit(2);
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    coupon_runtime::init_telemetry("error");
+    let cli = Cli::parse();
+    match verifier::verify::run(&cli).await {
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(error) => {
+            eprintln!("verifier could not verify: {error:#}");
+            println!("VERDICT: CANNOT VERIFY, {error:#}");
+            std::process::ExitCode::from(EXIT_CANNOT_VERIFY)
+        }
+    }
 }

@@ -65,9 +65,22 @@ pub struct Settings {
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1024)]
     pub max_body_bytes: usize,
 
+    /// Test only: `two-step` swaps the atomic gate for one that checks the count and takes a
+    /// slot in two round trips, which over-issues under load. The verifier's negative control
+    /// runs against it; never use it for anything else.
+    #[arg(long, env = "GATE_MODE", default_value = "atomic", hide = true)]
+    pub gate_mode: GateMode,
+
     /// Give up connecting to a dependency at startup after this long (retrying with backoff).
     #[arg(long, env = "STARTUP_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub startup_timeout: Duration,
+}
+
+/// Which gate the api runs. Only `atomic` is correct.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GateMode {
+    Atomic,
+    TwoStep,
 }
 
 impl fmt::Debug for Settings {
@@ -80,6 +93,7 @@ impl fmt::Debug for Settings {
             .field("topic", &self.topic)
             .field("redis_key_prefix", &self.redis_key_prefix)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
+            .field("gate_mode", &self.gate_mode)
             .finish_non_exhaustive()
     }
 }

@@ -7,6 +7,8 @@ use std::time::Duration;
 use coupon_domain::{CampaignId, GateKeys, GateOutcome, Seq, UserId};
 use redis::{AsyncCommands, Script, aio::ConnectionManager, aio::ConnectionManagerConfig};
 
+use crate::configuration::GateMode;
+
 /// Admit a user: returns `{"issued", seq}`, `{"already", seq}`, `{"sold_out", 0}`, or
 /// `{"lost", 0}` when the campaign's marker is gone (Redis lost the gate's state).
 const ADMIT: &str = include_str!("gate/admit.lua");
@@ -48,6 +50,7 @@ pub struct GateStats {
 #[derive(Clone)]
 pub struct Gate {
     conn: ConnectionManager,
+    mode: GateMode,
     prefix: String,
     address: String,
     admit: Script,
@@ -67,6 +70,7 @@ impl Gate {
         url: &str,
         prefix: &str,
         response_timeout: Duration,
+        mode: GateMode,
     ) -> Result<Self, GateError> {
         let unreachable = |source| GateError::Unreachable {
             address: url.to_owned(),
@@ -80,8 +84,14 @@ impl Gate {
         let conn = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(unreachable)?;
+        if mode == GateMode::TwoStep {
+            tracing::error!(
+                "GATE_MODE=two-step: this gate over-issues on purpose (verifier negative control)"
+            );
+        }
         Ok(Self {
             conn,
+            mode,
             prefix: prefix.to_owned(),
             address: url.to_owned(),
             admit: Script::new(ADMIT),
@@ -110,6 +120,9 @@ impl Gate {
         user: UserId,
         limit: u32,
     ) -> Result<Admission, GateError> {
+        if self.mode == GateMode::TwoStep {
+            return self.admit_in_two_steps(campaign, user, limit).await;
+        }
         let keys = self.keys(campaign);
         let mut conn = self.conn.clone();
         let (verdict, seq): (String, i64) = self
@@ -134,6 +147,36 @@ impl Gate {
             "lost" => Admission::Lost,
             other => return Err(GateError::Protocol(format!("unknown verdict {other:?}"))),
         })
+    }
+
+    /// The broken gate of the verifier's negative control: check, then take, in two round
+    /// trips. Between them other applies see the same count, so more than `limit` get through.
+    async fn admit_in_two_steps(
+        &self,
+        campaign: &CampaignId,
+        user: UserId,
+        limit: u32,
+    ) -> Result<Admission, GateError> {
+        let keys = self.keys(campaign);
+        let mut conn = self.conn.clone();
+        let (initialised, held, taken): (bool, Option<u32>, Option<u32>) = redis::pipe()
+            .exists(&keys.marker)
+            .hget(&keys.winners, user.get())
+            .get(&keys.next_seq)
+            .query_async(&mut conn)
+            .await?;
+        if !initialised {
+            return Ok(Admission::Lost);
+        }
+        if held.is_some() {
+            return Ok(Admission::Decided(GateOutcome::AlreadyApplied));
+        }
+        if taken.unwrap_or(0) >= limit {
+            return Ok(Admission::Decided(GateOutcome::SoldOut));
+        }
+        let seq: u32 = conn.incr(&keys.next_seq, 1).await?;
+        let _: () = conn.hset(&keys.winners, user.get(), seq).await?;
+        Ok(Admission::Decided(GateOutcome::Issued(Seq(seq))))
     }
 
     /// Undoes one admission; `Ok(false)` when the user no longer holds that slot.

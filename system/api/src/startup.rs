@@ -51,6 +51,7 @@ impl Application {
                 &redis_url,
                 &settings.redis_key_prefix,
                 settings.redis_response_timeout,
+                settings.gate_mode,
             )
         })
         .await?;

@@ -83,6 +83,17 @@ pub async fn count_open(pool: &MySqlPool) -> Result<u64, StoreError> {
     Ok(u64::try_from(count).unwrap_or_default())
 }
 
+/// Open failed events of one campaign: admitted winners that will not become rows by themselves.
+pub async fn count_open_for(pool: &MySqlPool, campaign_id: &str) -> Result<u64, StoreError> {
+    let (count,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM failed_event WHERE status = 'open' AND campaign_id = ?",
+    )
+    .bind(campaign_id)
+    .fetch_one(pool)
+    .await?;
+    Ok(u64::try_from(count).unwrap_or_default())
+}
+
 pub async fn mark_resolved(pool: &MySqlPool, id: u64, detail: &str) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE failed_event SET status = 'resolved', detail = ?, attempts = attempts + 1, \

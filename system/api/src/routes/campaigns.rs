@@ -32,7 +32,8 @@ pub async fn campaign_from_path(
         .ok_or_else(|| ApiError::CampaignNotFound(id.to_string()))
 }
 
-/// The campaign with its live numbers: issued (the gate's winners), persisted (coupon rows).
+/// The campaign with its live numbers: issued (the gate's winners), persisted (coupon rows),
+/// failed_events (open ones: winners the consumer could not write).
 pub async fn describe(state: &SharedState, campaign: &Campaign) -> Result<Value, ApiError> {
     let gate = state
         .gate
@@ -42,12 +43,16 @@ pub async fn describe(state: &SharedState, campaign: &Campaign) -> Result<Value,
     let persisted = coupon_store::coupons::count(&state.pool, &campaign.id)
         .await
         .map_err(|e| ApiError::unavailable("mysql", e))?;
+    let failed = coupon_store::failed_events::count_open_for(&state.pool, campaign.id.as_str())
+        .await
+        .map_err(|e| ApiError::unavailable("mysql", e))?;
     let limit = u64::from(campaign.limit.get());
     Ok(json!({
         "campaign_id": campaign.id,
         "limit": limit,
         "issued": gate.winners,
         "persisted": persisted,
+        "failed_events": failed,
         "remaining": limit.saturating_sub(gate.winners),
         "opens_at": campaign.opens_at.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
         "closes_at": campaign.closes_at.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),

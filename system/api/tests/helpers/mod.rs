@@ -71,6 +71,7 @@ impl TestPipeline {
             listen_backlog: 1024,
             max_body_bytes: 1024,
             startup_timeout: parse_duration("10s"),
+            gate_mode: coupon_api::configuration::GateMode::Atomic,
         };
         let consumer_settings = ConsumerSettings {
             database_url: db.url.clone(),

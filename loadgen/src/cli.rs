@@ -1,0 +1,92 @@
+//! Flags. goose's own options that matter are reachable under our names; goose never parses the
+//! process arguments (it exits on flags it does not know).
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::Parser;
+
+/// Fire a burst of distinct users at the apply api, record every request, write reports.
+///
+/// With no api answering at --host, loadgen starts the api and the consumer in-process against
+/// the configured stack (REDIS_URL, DATABASE_URL, KAFKA_BROKERS), so one command runs the whole
+/// pipeline. Exit code 0 means the run completed, whatever its results (the verifier judges);
+/// 2 means it could not run.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "loadgen", version, about, long_about = None)]
+pub struct Cli {
+    /// Distinct virtual users, each applying --repeat times.
+    #[arg(long, default_value_t = 10_000)]
+    pub users: usize,
+
+    /// The api's base URL.
+    #[arg(long, env = "LOADGEN_HOST", default_value = "http://127.0.0.1:8080")]
+    pub host: String,
+
+    /// Coupon limit of the fresh campaign this run creates.
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+
+    /// Aim at an existing campaign instead of creating a fresh one.
+    #[arg(long)]
+    pub campaign: Option<String>,
+
+    /// How many times each user applies (the course's "same user many times", at scale).
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
+
+    /// Fraction of requests (0..=1) sent with one of a few hot user ids instead of their own.
+    #[arg(long, default_value_t = 0.0)]
+    pub hot_users: f64,
+
+    /// Per-request timeout; a request without a reply by then is recorded as `timeout`.
+    #[arg(long, default_value = "30s", value_parser = coupon_domain::duration::parse)]
+    pub timeout: Duration,
+
+    /// Where run directories go; `<report-dir>/latest` points at the newest.
+    #[arg(long, default_value = "reports")]
+    pub report_dir: PathBuf,
+
+    /// Seed for user ids, hot users and order: the same seed gives the same requests.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Open model: users arrive at this many per second (for --users / rate seconds)
+    /// instead of all within about a second.
+    #[arg(long)]
+    pub rate: Option<usize>,
+
+    /// Bearer token to create the campaign on an api that is already running.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// After the burst, wait up to this long for the pipeline to write every coupon.
+    #[arg(long, default_value = "120s", value_parser = coupon_domain::duration::parse)]
+    pub drain_timeout: Duration,
+
+    /// Extra goose log: goose's request log in the run directory (large).
+    #[arg(long)]
+    pub goose_request_log: bool,
+}
+
+impl Cli {
+    /// Users started per second: the whole burst within about a second, or the open rate.
+    pub fn launch_rate(&self) -> usize {
+        self.rate.unwrap_or(self.users).max(1)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.users >= 1, "--users must be at least 1");
+        anyhow::ensure!(self.repeat >= 1, "--repeat must be at least 1");
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.hot_users),
+            "--hot-users must be between 0 and 1"
+        );
+        anyhow::ensure!(self.limit >= 1, "--limit must be at least 1");
+        anyhow::ensure!(
+            self.host.starts_with("http://") || self.host.starts_with("https://"),
+            "--host must be a URL like http://127.0.0.1:8080, got {}",
+            self.host
+        );
+        Ok(())
+    }
+}

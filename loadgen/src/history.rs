@@ -1,0 +1,101 @@
+//! The per-request history: every request's record, kept in memory during the burst (a few
+//! hundred bytes each) and written as JSON lines at the end, plus live counters for progress.
+
+use std::{
+    io::Write,
+    path::Path,
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use anyhow::Context;
+use coupon_domain::history::{HistoryRecord, ResultClass};
+
+#[derive(Debug, Default)]
+pub struct History {
+    records: Mutex<Vec<HistoryRecord>>,
+    by_class: [AtomicU64; ResultClass::ALL.len()],
+    next_request_id: AtomicU64,
+    started_users: AtomicU64,
+}
+
+fn slot(class: ResultClass) -> usize {
+    ResultClass::ALL
+        .iter()
+        .position(|c| *c == class)
+        .unwrap_or(0)
+}
+
+impl History {
+    pub fn next_request_id(&self) -> u64 {
+        self.next_request_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub fn user_started(&self) {
+        self.started_users.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn started_users(&self) -> u64 {
+        self.started_users.load(Ordering::Relaxed)
+    }
+
+    pub fn record(&self, record: HistoryRecord) {
+        self.by_class[slot(record.result)].fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut records) = self.records.lock() {
+            records.push(record);
+        }
+    }
+
+    /// Responses so far, by class (for the progress bar).
+    pub fn counts(&self) -> Vec<(ResultClass, u64)> {
+        ResultClass::ALL
+            .iter()
+            .map(|c| (*c, self.by_class[slot(*c)].load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    pub fn total(&self) -> u64 {
+        self.by_class
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Takes the records, sorted by send time.
+    pub fn take(&self) -> Vec<HistoryRecord> {
+        let mut records = self
+            .records
+            .lock()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default();
+        records.sort_by_key(|r| (r.sent_at_us, r.request_id));
+        records
+    }
+}
+
+/// Writes one JSON line per record.
+pub fn write_jsonl(path: &Path, records: &[HistoryRecord]) -> anyhow::Result<()> {
+    let file = std::fs::File::create(path)
+        .with_context(|| format!("failed to create {}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    for record in records {
+        serde_json::to_writer(&mut out, record)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Reads a history file back (the verifier has its own reader; this one serves tests).
+pub fn read_jsonl(path: &Path) -> anyhow::Result<Vec<HistoryRecord>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("failed to read {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| {
+            serde_json::from_str(line).with_context(|| format!("{} line {}", path.display(), i + 1))
+        })
+        .collect()
+}

@@ -1,0 +1,337 @@
+//! `report.html`: one self-contained file with inline SVG charts. No script, no stylesheet and
+//! no font is loaded from anywhere, so it opens on a machine with no network (goose's own HTML
+//! report draws its charts from a CDN and shows none offline).
+
+use std::fmt::Write;
+
+use super::Summary;
+
+const WIDTH: f64 = 880.0;
+const HEIGHT: f64 = 260.0;
+const MARGIN: f64 = 48.0;
+
+fn color(class: &str) -> &'static str {
+    match class {
+        "issued" => "#2e7d32",
+        "pending" => "#f9a825",
+        "already_applied" => "#6a1b9a",
+        "sold_out" => "#90a4ae",
+        "unavailable" => "#c62828",
+        "timeout" | "transport_error" => "#ef6c00",
+        "invalid" | "not_found" => "#5d4037",
+        _ => "#1565c0",
+    }
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn axes(svg: &mut String, x_label: &str, y_label: &str, y_max: f64) {
+    let (left, bottom) = (MARGIN, HEIGHT - MARGIN / 2.0);
+    let _ = write!(
+        svg,
+        r##"<line x1="{left}" y1="10" x2="{left}" y2="{bottom}" stroke="#333"/><line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#333"/><text x="{mid}" y="{label_y}" font-size="12" text-anchor="middle">{x}</text><text x="12" y="{ymid}" font-size="12" transform="rotate(-90 12 {ymid})" text-anchor="middle">{y}</text><text x="{tick}" y="16" font-size="11" text-anchor="end">{ymax}</text><text x="{tick}" y="{bottom}" font-size="11" text-anchor="end">0</text>"##,
+        right = WIDTH - 10.0,
+        mid = WIDTH / 2.0,
+        label_y = HEIGHT - 4.0,
+        ymid = HEIGHT / 2.0,
+        x = escape(x_label),
+        y = escape(y_label),
+        tick = left - 4.0,
+        ymax = y_max,
+    );
+}
+
+fn plot_height() -> f64 {
+    HEIGHT - MARGIN / 2.0 - 16.0
+}
+
+/// Histogram of latencies on logarithmic buckets.
+fn latency_chart(summary: &Summary) -> String {
+    let buckets = &summary.stats.latency_distribution;
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="latency distribution">"#
+    );
+    let max = buckets.iter().map(|(_, n)| *n).max().unwrap_or(0).max(1) as f64;
+    axes(&mut svg, "latency (log scale, ms)", "requests", max);
+    let bar = (WIDTH - MARGIN - 20.0) / buckets.len().max(1) as f64;
+    for (i, (upper_us, count)) in buckets.iter().enumerate() {
+        let h = *count as f64 / max * plot_height();
+        let x = MARGIN + 1.0 + i as f64 * bar;
+        let y = HEIGHT - MARGIN / 2.0 - h;
+        let _ = write!(
+            svg,
+            r##"<rect x="{x:.1}" y="{y:.1}" width="{w:.1}" height="{h:.1}" fill="#1565c0"><title>≤ {ms:.2} ms: {count}</title></rect>"##,
+            w = (bar - 1.0).max(0.5),
+            ms = *upper_us as f64 / 1000.0,
+        );
+        if i % (buckets.len() / 8).max(1) == 0 {
+            let _ = write!(
+                svg,
+                r#"<text x="{x:.1}" y="{ty:.1}" font-size="10">{ms:.1}</text>"#,
+                ty = HEIGHT - MARGIN / 2.0 + 12.0,
+                ms = *upper_us as f64 / 1000.0
+            );
+        }
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// Responses per time bucket, stacked by result.
+fn timeline_chart(summary: &Summary) -> String {
+    let timeline = &summary.stats.timeline;
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="responses over time by result">"#
+    );
+    let max = timeline
+        .iter()
+        .map(|b| b.values().sum::<u64>())
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    axes(
+        &mut svg,
+        &format!(
+            "time since the first request ({} ms buckets)",
+            summary.stats.bucket_ms
+        ),
+        "responses",
+        max,
+    );
+    let bar = (WIDTH - MARGIN - 20.0) / timeline.len().max(1) as f64;
+    for (i, bucket) in timeline.iter().enumerate() {
+        let mut y = HEIGHT - MARGIN / 2.0;
+        for (class, count) in bucket {
+            let h = *count as f64 / max * plot_height();
+            y -= h;
+            let _ = write!(
+                svg,
+                r#"<rect x="{x:.1}" y="{y:.1}" width="{w:.1}" height="{h:.1}" fill="{c}"><title>{t:.1}s {class}: {count}</title></rect>"#,
+                x = MARGIN + 1.0 + i as f64 * bar,
+                w = bar.max(0.5),
+                c = color(class),
+                t = i as f64 * summary.stats.bucket_ms as f64 / 1000.0,
+            );
+        }
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// Cumulative `issued` replies over time: the coupons going out.
+fn issued_chart(summary: &Summary) -> String {
+    let timeline = &summary.stats.timeline;
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="issued over time">"#
+    );
+    let total: u64 = timeline.iter().filter_map(|b| b.get("issued")).sum();
+    let max = total.max(1) as f64;
+    axes(
+        &mut svg,
+        "time since the first request",
+        "issued (cumulative)",
+        max,
+    );
+    let step = (WIDTH - MARGIN - 20.0) / timeline.len().max(1) as f64;
+    let mut points = vec![format!("{MARGIN},{}", HEIGHT - MARGIN / 2.0)];
+    let mut running = 0u64;
+    for (i, bucket) in timeline.iter().enumerate() {
+        running += bucket.get("issued").copied().unwrap_or(0);
+        points.push(format!(
+            "{:.1},{:.1}",
+            MARGIN + (i + 1) as f64 * step,
+            HEIGHT - MARGIN / 2.0 - running as f64 / max * plot_height()
+        ));
+    }
+    let _ = write!(
+        svg,
+        r##"<polyline fill="none" stroke="#2e7d32" stroke-width="2" points="{}"/>"##,
+        points.join(" ")
+    );
+    svg.push_str("</svg>");
+    svg
+}
+
+fn legend(summary: &Summary) -> String {
+    summary
+        .stats
+        .by_class
+        .iter()
+        .map(|(class, count)| {
+            format!(
+                r#"<span class="key"><span class="swatch" style="background:{}"></span>{} {count}</span>"#,
+                color(class),
+                escape(class)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn latency_table(summary: &Summary) -> String {
+    let mut rows = String::new();
+    let mut add = |name: &str, count: u64, latency: Option<&crate::stats::Latency>| {
+        let cell = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
+        let _ = write!(
+            rows,
+            "<tr><td>{}</td><td>{count}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(name),
+            cell(latency.map(|l| l.p50_ms)),
+            cell(latency.map(|l| l.p90_ms)),
+            cell(latency.map(|l| l.p99_ms)),
+            cell(latency.map(|l| l.p999_ms)),
+            cell(latency.map(|l| l.max_ms)),
+        );
+    };
+    for (class, count) in &summary.stats.by_class {
+        add(class, *count, summary.stats.latency_by_class.get(class));
+    }
+    add(
+        "all",
+        summary.stats.requests,
+        summary.stats.latency_overall.as_ref(),
+    );
+    format!(
+        "<table><tr><th>result</th><th>count</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>max ms</th></tr>{rows}</table>"
+    )
+}
+
+pub fn render(summary: &Summary) -> String {
+    let stats = &summary.stats;
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>loadgen run {run}</title>
+<style>
+body {{ font-family: sans-serif; margin: 24px; color: #222; }}
+table {{ border-collapse: collapse; margin: 12px 0; }}
+td, th {{ border: 1px solid #ccc; padding: 4px 10px; text-align: right; }}
+th {{ background: #f3f3f3; }}
+.key {{ margin-right: 14px; }} .swatch {{ display: inline-block; width: 12px; height: 12px; margin-right: 4px; }}
+h2 {{ margin-top: 28px; }}
+</style></head><body>
+<h1>loadgen run {run}</h1>
+<p>Campaign <b>{campaign}</b> (limit {limit}) at {host}: {users} users × {repeat}, launched at {rate}/s.
+{requests} requests in {wall:.2}s, <b>{rps:.0} responses/s</b>. Drain: {drain}.</p>
+{table}
+<h2>Latency distribution</h2>
+{latency}
+<h2>Responses over time, by result</h2>
+<p>{legend}</p>
+{timeline}
+<h2>Issued over time</h2>
+{issued}
+<p>Self-contained: inline SVG, nothing loaded from the network. Every request is in <code>history.jsonl</code>.</p>
+</body></html>
+"#,
+        run = escape(&summary.run_id),
+        campaign = escape(&summary.campaign_id),
+        limit = summary.limit.map_or("?".to_owned(), |l| l.to_string()),
+        host = escape(&summary.host),
+        users = summary.users,
+        repeat = summary.repeat,
+        rate = summary.launch_rate_per_second,
+        requests = stats.requests,
+        wall = stats.wall_seconds,
+        rps = stats.responses_per_second,
+        drain = summary
+            .drain_seconds
+            .map_or("not waited for".to_owned(), |s| format!("{s:.2}s")),
+        table = latency_table(summary),
+        latency = latency_chart(summary),
+        legend = legend(summary),
+        timeline = timeline_chart(summary),
+        issued = issued_chart(summary),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use coupon_domain::history::{HistoryRecord, ResultClass};
+
+    use super::*;
+
+    fn summary() -> Summary {
+        let records: Vec<HistoryRecord> = (0..300)
+            .map(|i| HistoryRecord {
+                run_id: "r".into(),
+                campaign_id: "c<script>".into(),
+                user_id: i,
+                request_id: i,
+                intended_at_us: 0,
+                sent_at_us: i as i64 * 1000,
+                response_us: Some(500 + i * 37),
+                status: Some(if i < 10 { 201 } else { 410 }),
+                result: if i < 10 {
+                    ResultClass::Issued
+                } else {
+                    ResultClass::SoldOut
+                },
+                seq: (i < 10).then_some(i as u32 + 1),
+            })
+            .collect();
+        Summary {
+            run_id: "run-1".into(),
+            campaign_id: "c<script>".into(),
+            campaign_created: true,
+            limit: Some(10),
+            host: "http://127.0.0.1:8080".into(),
+            users: 300,
+            repeat: 1,
+            hot_users: 0.0,
+            seed: 1,
+            launch_rate_per_second: 300,
+            started_at: "now".into(),
+            drain_seconds: Some(0.5),
+            campaign_after: serde_json::Value::Null,
+            stats: crate::stats::compute(&records, 100),
+        }
+    }
+
+    /// What in `html` would make a browser reach the network.
+    fn external_references(html: &str) -> Vec<&'static str> {
+        // The only URL allowed is the SVG namespace, an identifier no browser fetches; the
+        // api's address appears as text.
+        let stripped = html
+            .replace("http://www.w3.org/2000/svg", "")
+            .replace("http://127.0.0.1:8080", "");
+        [
+            "http://", "https://", "//cdn", " src=", "<script", "<link", "@import", "url(",
+        ]
+        .into_iter()
+        .filter(|needle| stripped.contains(needle))
+        .collect()
+    }
+
+    #[test]
+    fn the_report_loads_nothing_from_the_network() {
+        let html = render(&summary());
+        assert_eq!(external_references(&html), Vec::<&str>::new());
+        assert_eq!(
+            html.matches("<svg").count(),
+            3,
+            "latency, responses over time, issued over time"
+        );
+    }
+
+    #[test]
+    fn the_check_catches_a_chart_loaded_from_a_cdn() {
+        let html = render(&summary()).replace(
+            "</body>",
+            r#"<script src="https://cdn.example/chart.js"></script></body>"#,
+        );
+        assert!(external_references(&html).contains(&"https://"));
+        assert!(external_references(&html).contains(&"<script"));
+    }
+
+    #[test]
+    fn the_report_escapes_what_it_shows() {
+        let html = render(&summary());
+        assert!(!html.contains("c<script>"));
+        assert!(html.contains("c&lt;script&gt;"));
+    }
+}

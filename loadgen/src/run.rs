@@ -1,0 +1,211 @@
+//! One loadgen run, step by step: find (or start) the api, create the campaign, fire the burst,
+//! write the history, wait for the pipeline to drain, write the reports.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::Context;
+
+use crate::{
+    cli::Cli,
+    history::{self, History},
+    progress::Progress,
+    report::{self, Summary},
+    scenario::{self, RunState, now_us},
+    stats,
+    target::{self, Target},
+    users::UserPlan,
+};
+
+#[derive(Debug)]
+pub struct Outcome {
+    pub run_dir: PathBuf,
+    pub summary: Summary,
+    terminal: String,
+}
+
+impl Outcome {
+    pub fn describe(&self) -> String {
+        format!(
+            "{}\nreports: {} (also {}/latest)",
+            self.terminal,
+            self.run_dir.display(),
+            self.run_dir
+                .parent()
+                .map_or_else(|| ".".into(), |p| p.display().to_string())
+        )
+    }
+}
+
+/// A run id that sorts by time and is safe in paths and campaign ids.
+pub fn new_run_id() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}{:02}{:02}-{:02}{:02}{:02}-{:04x}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        rand::random::<u16>()
+    )
+}
+
+/// A burst of 10,000 connections needs more descriptors than the usual soft limit of 1024, and
+/// with the api in-process, twice that. Root may raise the hard limit too.
+fn raise_fd_limit() {
+    const WANTED: u64 = 65_536;
+    if rlimit::getrlimit(rlimit::Resource::NOFILE).is_ok_and(|(_, hard)| hard < WANTED) {
+        let _ = rlimit::setrlimit(rlimit::Resource::NOFILE, WANTED, WANTED);
+    }
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < 20_000 => {
+            eprintln!("warning: open-file limit is {limit}; a large burst may fail to connect")
+        }
+        Ok(_) => {}
+        Err(error) => eprintln!("warning: could not raise the open-file limit: {error}"),
+    }
+}
+
+/// The kernel caps every listen backlog at `net.core.somaxconn`; below the burst size, the
+/// overflow waits for SYN retransmits (1 s, then 3 s...), which is the harness, not the system.
+fn check_listen_backlog(users: usize) {
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+    };
+    if let Some(somaxconn) = read("/proc/sys/net/core/somaxconn")
+        && somaxconn < users.min(16_384)
+    {
+        eprintln!(
+            "warning: net.core.somaxconn is {somaxconn}, below the burst of {users}: expect SYN-retransmit \
+             stalls of 1 s or more; `scripts/stack up` raises it when run as root"
+        );
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    cli.validate()?;
+    raise_fd_limit();
+    check_listen_backlog(cli.users);
+    let control = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .context("failed to build an http client")?;
+    std::fs::create_dir_all(&cli.report_dir)
+        .with_context(|| format!("failed to create {}", cli.report_dir.display()))?;
+    let pipeline_log = cli.report_dir.join("pipeline.log");
+    let mut target =
+        target::find_or_start(&control, &cli.host, cli.admin_token.clone(), &pipeline_log).await?;
+    let outcome = run_against(&cli, &control, &target).await;
+    if let Some(pipeline) = target.pipeline.take() {
+        tokio::task::spawn_blocking(move || pipeline.stop())
+            .await
+            .context("stopping the pipeline child panicked")?
+            .with_context(|| {
+                format!(
+                    "the api/consumer child failed; see {}",
+                    pipeline_log.display()
+                )
+            })?;
+    }
+    outcome
+}
+
+async fn run_against(
+    cli: &Cli,
+    control: &reqwest::Client,
+    target: &Target,
+) -> anyhow::Result<Outcome> {
+    let run_id = new_run_id();
+    let run_dir = cli.report_dir.join(&run_id);
+    std::fs::create_dir_all(&run_dir)
+        .with_context(|| format!("failed to create {}", run_dir.display()))?;
+    let (campaign_id, campaign_created) = match &cli.campaign {
+        Some(id) => {
+            target.campaign(control, id).await?;
+            (id.clone(), false)
+        }
+        None => {
+            let id = format!("run-{run_id}");
+            target.create_campaign(control, &id, cli.limit).await?;
+            (id, true)
+        }
+    };
+
+    let history = Arc::new(History::default());
+    let state = Arc::new(RunState {
+        run_id: run_id.clone(),
+        campaign_id: campaign_id.clone(),
+        history: history.clone(),
+        plan: UserPlan::new(cli.seed, cli.hot_users),
+        start_us: now_us(),
+        launch_interval_us: 1e6 / cli.launch_rate() as f64,
+    });
+    let started_at = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    eprintln!(
+        "run {run_id}: {} users × {} at {} (campaign {campaign_id})",
+        cli.users, cli.repeat, target.base_url
+    );
+    let progress = Progress::start(history.clone(), (cli.users * cli.repeat) as u64);
+    let attacked = scenario::attack(cli, &target.base_url, state, &run_dir).await;
+    progress.finish();
+    attacked?;
+
+    let records = history.take();
+    history::write_jsonl(&run_dir.join("history.jsonl"), &records)?;
+    let drain = target
+        .wait_drained(control, &campaign_id, cli.drain_timeout)
+        .await?;
+    if drain.is_none() {
+        eprintln!(
+            "warning: the pipeline did not write every issued coupon within {:?}",
+            cli.drain_timeout
+        );
+    }
+    let campaign_after = target.campaign(control, &campaign_id).await?;
+    let wall_ms = records
+        .last()
+        .map_or(0, |last| (last.sent_at_us - records[0].sent_at_us) / 1000);
+    let summary = Summary {
+        run_id: run_id.clone(),
+        campaign_id,
+        campaign_created,
+        limit: campaign_after["limit"].as_u64(),
+        host: target.base_url.clone(),
+        users: cli.users,
+        repeat: cli.repeat,
+        hot_users: cli.hot_users,
+        seed: cli.seed,
+        launch_rate_per_second: cli.launch_rate(),
+        started_at,
+        drain_seconds: drain.map(|d| d.as_secs_f64()),
+        campaign_after,
+        stats: stats::compute(&records, if wall_ms > 60_000 { 1000 } else { 100 }),
+    };
+    report::write_all(&run_dir, &summary)?;
+    point_latest(&cli.report_dir, &run_id)?;
+    Ok(Outcome {
+        terminal: report::terminal(&summary),
+        run_dir,
+        summary,
+    })
+}
+
+/// `<report-dir>/latest` -> `<run-id>`.
+fn point_latest(report_dir: &Path, run_id: &str) -> anyhow::Result<()> {
+    let latest = report_dir.join("latest");
+    if latest.symlink_metadata().is_ok() {
+        std::fs::remove_file(&latest)
+            .with_context(|| format!("failed to replace {}", latest.display()))?;
+    }
+    std::os::unix::fs::symlink(run_id, &latest)
+        .with_context(|| format!("failed to create {}", latest.display()))
+}

@@ -1,0 +1,156 @@
+//! The goose attack: one scenario, one transaction. Each virtual user applies `--repeat` times;
+//! every request is timed here at microsecond resolution and recorded in the history, its
+//! outcome classified from the reply (a timeout or a reset is "unknown", never a failure).
+
+use std::{path::Path, sync::Arc, time::Instant};
+
+use anyhow::Context;
+use coupon_domain::history::{HistoryRecord, ResultClass};
+use goose::{
+    client::GooseClientBuilder, config::GooseConfiguration, metrics::GooseMetrics, prelude::*,
+};
+use serde_json::{Value, json};
+
+use crate::{cli::Cli, history::History, users::UserPlan};
+
+/// What every transaction needs, shared by all virtual users.
+#[derive(Debug)]
+pub struct RunState {
+    pub run_id: String,
+    pub campaign_id: String,
+    pub history: Arc<History>,
+    pub plan: UserPlan,
+    /// When the burst starts, µs since the epoch.
+    pub start_us: i64,
+    /// The planned gap between two user launches, µs.
+    pub launch_interval_us: f64,
+}
+
+pub fn now_us() -> i64 {
+    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000).unwrap_or_default()
+}
+
+/// Per-user state kept in goose's session data.
+#[derive(Debug, Default, Clone)]
+struct UserSession {
+    requests_sent: u64,
+    last_done_us: Option<i64>,
+}
+
+async fn apply_once(state: &RunState, user: &mut GooseUser) -> TransactionResult {
+    let index = user.weighted_users_index;
+    if user.get_session_data::<UserSession>().is_none() {
+        user.set_session_data(UserSession::default());
+        state.history.user_started();
+    }
+    let request_id = state.history.next_request_id();
+    let user_id = state.plan.id_for_request(index, request_id);
+    // The first request of a user is due when the burst plan launches it; later ones, when
+    // the previous one completed (each user is a closed loop).
+    let intended_at_us = match user
+        .get_session_data::<UserSession>()
+        .and_then(|s| s.last_done_us)
+    {
+        Some(previous_done) => previous_done,
+        None => state.start_us + (index as f64 * state.launch_interval_us) as i64,
+    };
+    let path = format!("/campaigns/{}/apply", state.campaign_id);
+    let sent_at_us = now_us();
+    let started = Instant::now();
+    let mut goose = user
+        .post_json(&path, &json!({ "user_id": user_id }))
+        .await?;
+    let (status, body) = match goose.response {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            (Some(status), response.json::<Value>().await.ok())
+        }
+        Err(ref error) => {
+            let class = if error.is_timeout() {
+                ResultClass::Timeout
+            } else {
+                ResultClass::TransportError
+            };
+            (None, Some(json!({ "result": class.as_str() })))
+        }
+    };
+    let response_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let result = match status {
+        Some(status) => {
+            ResultClass::from_reply(status, body.as_ref().and_then(|b| b["result"].as_str()))
+        }
+        None if body.as_ref().is_some_and(|b| b["result"] == "timeout") => ResultClass::Timeout,
+        None => ResultClass::TransportError,
+    };
+    // 409 and 410 are right answers in a burst; goose would count them as failures.
+    if matches!(result, ResultClass::AlreadyApplied | ResultClass::SoldOut) {
+        let _ = user.set_success(&mut goose.request);
+    }
+    let seq = body
+        .as_ref()
+        .and_then(|b| b["seq"].as_u64())
+        .and_then(|s| u32::try_from(s).ok());
+    state.history.record(HistoryRecord {
+        run_id: state.run_id.clone(),
+        campaign_id: state.campaign_id.clone(),
+        user_id,
+        request_id,
+        intended_at_us,
+        sent_at_us,
+        response_us: status.map(|_| response_us),
+        status,
+        result,
+        seq,
+    });
+    if let Some(session) = user.get_session_data_mut::<UserSession>() {
+        session.requests_sent += 1;
+        session.last_done_us = Some(sent_at_us + response_us as i64);
+    }
+    Ok(())
+}
+
+/// Runs the goose attack to completion and returns goose's metrics.
+pub async fn attack(
+    cli: &Cli,
+    base_url: &str,
+    state: Arc<RunState>,
+    run_dir: &Path,
+) -> anyhow::Result<GooseMetrics> {
+    let mut config = GooseConfiguration::default();
+    config.host = Some(base_url.to_owned());
+    config.users = Some(cli.users);
+    config.increase_rate = Some(cli.launch_rate().to_string());
+    config.iterations = Some(cli.repeat);
+    config.quiet = 1;
+    config.no_print_metrics = true;
+    config.no_telnet = true;
+    config.report_file = ["goose-report.html", "goose-report.json", "goose-report.md"]
+        .iter()
+        .map(|name| run_dir.join(name).display().to_string())
+        .collect();
+    if cli.goose_request_log {
+        config.request_log = Some(run_dir.join("goose-requests.log").display().to_string());
+    }
+    let transaction_state = state.clone();
+    let apply = Transaction::new(Arc::new(move |user: &mut GooseUser| {
+        let state = transaction_state.clone();
+        Box::pin(async move { apply_once(&state, user).await })
+    }))
+    .set_name("apply");
+    // One client, one connection pool, shared by every virtual user (goose's default is one
+    // client per user: 10,000 pools for a 10,000-user burst).
+    let client = GooseClientBuilder::new()
+        .without_cookies()
+        .timeout(cli.timeout)
+        .gzip(false);
+    let metrics = GooseAttack::initialize_with_config(config)
+        .context("goose refused the configuration")?
+        .set_client_builder_without_cookies(client)
+        .context("goose refused the shared client")?
+        .register_scenario(scenario!("Apply").register_transaction(apply))
+        .execute()
+        .await
+        // goose's Display says only "invalid option"; its Debug names the option.
+        .map_err(|e| anyhow::anyhow!("the goose attack failed: {e:?}"))?;
+    Ok(metrics)
+}

@@ -1,0 +1,168 @@
+//! loadgen as a user runs it: the binary, against a pipeline it starts itself on a free port,
+//! isolated from other tests by its own database, topic, consumer group and Redis prefix.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use coupon_domain::history::{HistoryRecord, ResultClass};
+use testkit::{RedisNamespace, Stack, TestDatabase, TestTopic, unique_group, unique_name};
+
+struct Isolated {
+    db: TestDatabase,
+    topic: TestTopic,
+    redis: RedisNamespace,
+    group: String,
+    reports: PathBuf,
+}
+
+impl Isolated {
+    async fn new() -> anyhow::Result<Self> {
+        let stack = Stack::from_env();
+        Ok(Self {
+            db: TestDatabase::create(&stack).await?,
+            topic: TestTopic::create(&stack, 4).await?,
+            redis: RedisNamespace::new(&stack)?,
+            group: unique_group(),
+            reports: std::env::temp_dir().join(unique_name("loadgen-test-reports")),
+        })
+    }
+
+    /// Runs the loadgen binary with `args`; it starts its own api and consumer.
+    fn loadgen(&self, args: &[&str]) -> anyhow::Result<PathBuf> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+            .args(args)
+            .args(["--host", &format!("http://127.0.0.1:{port}")])
+            .arg("--report-dir")
+            .arg(&self.reports)
+            .env("DATABASE_URL", &self.db.url)
+            .env("KAFKA_TOPIC", &self.topic.name)
+            .env("KAFKA_TOPIC_PARTITIONS", "4")
+            .env("KAFKA_GROUP", &self.group)
+            .env("REDIS_KEY_PREFIX", self.redis.prefix.trim_end_matches(':'))
+            .env("CI", "true")
+            .output()?;
+        anyhow::ensure!(
+            output.status.success(),
+            "loadgen exited with {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(self.reports.join("latest").canonicalize()?)
+    }
+
+    async fn cleanup(self) -> anyhow::Result<()> {
+        let _ = std::fs::remove_dir_all(&self.reports);
+        self.redis.cleanup().await?;
+        self.topic.cleanup().await?;
+        self.db.cleanup().await
+    }
+}
+
+fn history(run: &Path) -> anyhow::Result<Vec<HistoryRecord>> {
+    // `HistoryRecord` denies unknown fields and requires every field: a line that parses has
+    // exactly the documented fields.
+    loadgen::history::read_jsonl(&run.join("history.jsonl"))
+}
+
+fn summary(run: &Path) -> anyhow::Result<serde_json::Value> {
+    Ok(serde_json::from_str(&std::fs::read_to_string(
+        run.join("summary.json"),
+    )?)?)
+}
+
+#[tokio::test]
+async fn a_small_burst_records_every_request_and_issues_exactly_the_limit() -> anyhow::Result<()> {
+    let isolated = Isolated::new().await?;
+    let run = isolated.loadgen(&["--users", "200", "--limit", "20", "--seed", "7"])?;
+    let records = history(&run)?;
+    assert_eq!(records.len(), 200, "one line per request");
+    let mut request_ids: Vec<u64> = records.iter().map(|r| r.request_id).collect();
+    request_ids.sort_unstable();
+    assert_eq!(request_ids, (1..=200).collect::<Vec<_>>());
+    let summary = summary(&run)?;
+    let campaign = summary["campaign_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    for record in &records {
+        assert_eq!(record.campaign_id, campaign);
+        assert_eq!(
+            record.run_id,
+            summary["run_id"].as_str().unwrap_or_default()
+        );
+        assert!(record.sent_at_us >= record.intended_at_us - 1_000_000);
+        assert!(
+            record.status.is_some() && record.response_us.is_some(),
+            "{record:?}"
+        );
+    }
+
+    let mut counted: BTreeMap<String, u64> = BTreeMap::new();
+    for record in &records {
+        *counted
+            .entry(record.result.as_str().to_owned())
+            .or_default() += 1;
+    }
+    let reported: BTreeMap<String, u64> =
+        serde_json::from_value(summary["stats"]["by_class"].clone())?;
+    assert_eq!(reported, counted, "the summary's counts match the history");
+    assert_eq!(counted.get("issued"), Some(&20), "exactly the limit issued");
+    assert_eq!(counted.get("sold_out"), Some(&180));
+    let seqs: std::collections::BTreeSet<u32> = records.iter().filter_map(|r| r.seq).collect();
+    assert_eq!(seqs, (1..=20).collect());
+    assert_eq!(
+        summary["campaign_after"]["persisted"], 20,
+        "loadgen waited for the rows"
+    );
+    for file in [
+        "summary.md",
+        "report.html",
+        "goose-report.html",
+        "goose-report.json",
+        "goose-report.md",
+    ] {
+        assert!(run.join(file).is_file(), "{file} missing");
+    }
+    isolated.cleanup().await
+}
+
+#[tokio::test]
+async fn repeated_applies_issue_exactly_one_coupon_per_user() -> anyhow::Result<()> {
+    let isolated = Isolated::new().await?;
+    let run = isolated.loadgen(&["--users", "50", "--repeat", "4", "--limit", "100"])?;
+    let records = history(&run)?;
+    assert_eq!(records.len(), 200);
+    let mut per_user: HashMap<u64, Vec<ResultClass>> = HashMap::new();
+    for record in &records {
+        per_user
+            .entry(record.user_id)
+            .or_default()
+            .push(record.result);
+    }
+    assert_eq!(per_user.len(), 50);
+    for (user, results) in &per_user {
+        assert_eq!(results.len(), 4, "user {user}");
+        assert_eq!(
+            results
+                .iter()
+                .filter(|r| **r == ResultClass::Issued)
+                .count(),
+            1,
+            "user {user}: {results:?}"
+        );
+        assert_eq!(
+            results
+                .iter()
+                .filter(|r| **r == ResultClass::AlreadyApplied)
+                .count(),
+            3,
+            "user {user}: {results:?}"
+        );
+    }
+    isolated.cleanup().await
+}

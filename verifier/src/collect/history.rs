@@ -1,0 +1,63 @@
+//! The loadgen run: `summary.json` (which campaign, whether the run created it) and
+//! `history.jsonl` (every request).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use coupon_domain::history::HistoryRecord;
+
+#[derive(Debug, Clone)]
+pub struct RunHistory {
+    pub run_id: String,
+    pub dir: PathBuf,
+    pub campaign_id: String,
+    pub campaign_created: bool,
+    pub records: Vec<HistoryRecord>,
+}
+
+/// Reads the run in `dir` (`reports/latest` resolves to the run it points at).
+pub fn read(dir: &Path) -> anyhow::Result<RunHistory> {
+    let dir = dir.canonicalize().with_context(|| {
+        format!(
+            "no loadgen run at {} (run loadgen first, or pass --campaign)",
+            dir.display()
+        )
+    })?;
+    let summary_path = dir.join("summary.json");
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&summary_path)
+            .with_context(|| format!("cannot read {}", summary_path.display()))?,
+    )
+    .with_context(|| format!("{} is not valid JSON", summary_path.display()))?;
+    let campaign_id = summary["campaign_id"]
+        .as_str()
+        .with_context(|| format!("{} has no campaign_id", summary_path.display()))?
+        .to_owned();
+    let history_path = dir.join("history.jsonl");
+    let text = std::fs::read_to_string(&history_path)
+        .with_context(|| format!("cannot read {}", history_path.display()))?;
+    let records = text
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| {
+            serde_json::from_str::<HistoryRecord>(line).with_context(|| {
+                format!(
+                    "{} line {} is not a history record",
+                    history_path.display(),
+                    i + 1
+                )
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(RunHistory {
+        run_id: summary["run_id"].as_str().unwrap_or_default().to_owned(),
+        dir,
+        campaign_created: summary["campaign_created"].as_bool().unwrap_or(false),
+        records: records
+            .into_iter()
+            .filter(|r| r.campaign_id == campaign_id)
+            .collect(),
+        campaign_id,
+    })
+}
