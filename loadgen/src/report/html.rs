@@ -50,6 +50,21 @@ fn plot_height() -> f64 {
     HEIGHT - MARGIN / 2.0 - 16.0
 }
 
+/// Seconds under the x axis of a timeline chart with `buckets` bars of `bucket_ms` each.
+fn time_ticks(svg: &mut String, buckets: usize, bucket_ms: u64) {
+    let step = (WIDTH - MARGIN - 20.0) / buckets.max(1) as f64;
+    let every = (buckets / 8).max(1);
+    for i in (0..=buckets).step_by(every) {
+        let _ = write!(
+            svg,
+            r#"<text x="{x:.1}" y="{y:.1}" font-size="10">{t:.1}s</text>"#,
+            x = MARGIN + i as f64 * step,
+            y = HEIGHT - MARGIN / 2.0 + 12.0,
+            t = i as f64 * bucket_ms as f64 / 1000.0,
+        );
+    }
+}
+
 /// Histogram of latencies on logarithmic buckets.
 fn latency_chart(summary: &Summary) -> String {
     let buckets = &summary.stats.latency_distribution;
@@ -103,6 +118,7 @@ fn timeline_chart(summary: &Summary) -> String {
         "responses",
         max,
     );
+    time_ticks(&mut svg, timeline.len(), summary.stats.bucket_ms);
     let bar = (WIDTH - MARGIN - 20.0) / timeline.len().max(1) as f64;
     for (i, bucket) in timeline.iter().enumerate() {
         let mut y = HEIGHT - MARGIN / 2.0;
@@ -137,6 +153,7 @@ fn issued_chart(summary: &Summary) -> String {
         "issued (cumulative)",
         max,
     );
+    time_ticks(&mut svg, timeline.len(), summary.stats.bucket_ms);
     let step = (WIDTH - MARGIN - 20.0) / timeline.len().max(1) as f64;
     let mut points = vec![format!("{MARGIN},{}", HEIGHT - MARGIN / 2.0)];
     let mut running = 0u64;
