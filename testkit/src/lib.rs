@@ -8,9 +8,11 @@
 //! - [`TestDatabase`], [`TestTopic`], [`RedisNamespace`]: created per test, dropped by `cleanup`.
 //! - [`eventually`]: poll a condition until a deadline, instead of sleeping.
 //! - [`private_kafka::PrivateKafka`]: a broker of a test's own, to kill and restart.
+//! - [`private_redis::PrivateRedis`]: a Redis of a test's own, to FLUSHALL.
 //! - [`proxy::TcpProxy`]: take a real service away from one client, and give it back.
 
 pub mod private_kafka;
+pub mod private_redis;
 pub mod proxy;
 
 use std::{future::Future, time::Duration};

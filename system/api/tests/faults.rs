@@ -178,3 +178,50 @@ async fn kafka_broker_killed_and_restarted_during_a_burst_loses_no_issued_coupon
         .ok_or_else(|| anyhow::anyhow!("pipeline still shared"))?;
     pipeline.shutdown().await
 }
+
+#[tokio::test]
+async fn flushall_mid_campaign_never_over_issues_nor_issues_twice() -> anyhow::Result<()> {
+    let redis = testkit::private_redis::PrivateRedis::start().await?;
+    let stack = testkit::Stack {
+        redis_url: redis.url.clone(),
+        ..testkit::Stack::from_env()
+    };
+    let pipeline = TestPipeline::spawn_on(stack).await?;
+    pipeline.create_campaign("flushall", 50).await?;
+    for user in 1..=30 {
+        assert_eq!(pipeline.apply("flushall", user).await?.0, 201);
+    }
+    let client = redis::Client::open(redis.url.as_str())?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await?;
+
+    let (status, body) = pipeline.apply("flushall", 31).await?;
+    assert_eq!(
+        status, 503,
+        "the api must refuse while the gate is rebuilt: {body}"
+    );
+    let (status, _) = eventually(
+        "the gate to be rebuilt",
+        Duration::from_secs(30),
+        || async {
+            let (status, body) = pipeline.apply("flushall", 7).await?;
+            Ok((status != 503).then_some((status, body)))
+        },
+    )
+    .await?;
+    assert_eq!(
+        status, 409,
+        "user 7 won before the FLUSHALL and must not win twice"
+    );
+    let mut issued = 0;
+    for user in 31..=120 {
+        if pipeline.apply("flushall", user).await?.0 == 201 {
+            issued += 1;
+        }
+    }
+    assert_eq!(issued, 20, "exactly the 20 slots left after the first 30");
+    let rows = pipeline.drained_rows("flushall", 50).await?;
+    let users: std::collections::HashSet<u64> = rows.iter().map(|(u, _)| *u).collect();
+    assert_eq!((rows.len(), users.len()), (50, 50));
+    pipeline.shutdown().await
+}

@@ -45,7 +45,7 @@ pub async fn read(
         for p in 0..partitions {
             list.add_partition(&topic, p);
         }
-        let committed = consumer.committed_offsets(list, timeout)?;
+        let committed = committed_with_retry(&consumer, &list, timeout)?;
         let mut offsets = Vec::with_capacity(usize::try_from(partitions).unwrap_or_default());
         for p in 0..partitions {
             let (low, high) = consumer.fetch_watermarks(&topic, p, timeout)?;
@@ -65,6 +65,26 @@ pub async fn read(
         Ok(offsets)
     })
     .await?
+}
+
+/// A fresh cluster answers NotCoordinator (or "load in progress") while the group coordinator
+/// and `__consumer_offsets` come up; those pass within seconds, so ask again until `deadline`.
+fn committed_with_retry(
+    consumer: &BaseConsumer,
+    list: &TopicPartitionList,
+    deadline: Duration,
+) -> Result<TopicPartitionList, rdkafka::error::KafkaError> {
+    let give_up = std::time::Instant::now() + deadline;
+    loop {
+        match consumer.committed_offsets(list.clone(), Duration::from_secs(5)) {
+            Ok(committed) => return Ok(committed),
+            Err(error) if std::time::Instant::now() < give_up => {
+                tracing::debug!(error = %error, "committed offsets not available yet; retrying");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(error) => return Err(error),
+        }
+    }
 }
 
 /// Total lag of the group over every partition.

@@ -1,0 +1,71 @@
+//! A Redis server of a test's own, on a free port, for faults that would disturb every other
+//! test on the shared one (FLUSHALL, a restart without data).
+
+use std::{
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::Context;
+
+#[derive(Debug)]
+pub struct PrivateRedis {
+    pub url: String,
+    child: Child,
+    dir: std::path::PathBuf,
+}
+
+impl PrivateRedis {
+    /// Starts `redis-server` (installed by `scripts/stack up`) without persistence, and waits
+    /// until it answers PING.
+    pub async fn start() -> anyhow::Result<Self> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let dir = std::env::temp_dir().join(crate::unique_name("fcfs-test-redis"));
+        std::fs::create_dir_all(&dir)?;
+        let child = Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("failed to start redis-server (run scripts/stack up first)")?;
+        let url = format!("redis://127.0.0.1:{port}");
+        let client = redis::Client::open(url.as_str())?;
+        crate::eventually(
+            &format!("the private redis at {url} to answer"),
+            Duration::from_secs(20),
+            || {
+                let client = client.clone();
+                async move {
+                    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+                        return Ok(None);
+                    };
+                    let pong: redis::RedisResult<String> =
+                        redis::cmd("PING").query_async(&mut conn).await;
+                    Ok(pong.ok().filter(|p| p == "PONG").map(drop))
+                }
+            },
+        )
+        .await?;
+        Ok(Self { url, child, dir })
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
