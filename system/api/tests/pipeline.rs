@@ -25,26 +25,8 @@ async fn one_apply_gives_one_coupon() -> anyhow::Result<()> {
 async fn thousand_distinct_users_through_a_32_wide_pool_get_exactly_100() -> anyhow::Result<()> {
     let pipeline = TestPipeline::spawn().await?;
     pipeline.create_campaign("burst", 100).await?;
-    let replies: Vec<(u64, u16)> = stream::iter(1..=1000u64)
-        .map(|user| {
-            let pipeline = &pipeline;
-            async move {
-                pipeline
-                    .apply("burst", user)
-                    .await
-                    .map(|(status, _)| (user, status))
-            }
-        })
-        .buffer_unordered(32)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<anyhow::Result<_>>()?;
-    let winners: HashSet<u64> = replies
-        .iter()
-        .filter(|(_, s)| *s == 201)
-        .map(|(u, _)| *u)
-        .collect();
+    let replies = pipeline.burst("burst", 1..=1000, 32).await?;
+    let winners = TestPipeline::users_with(&replies, 201);
     assert_eq!(winners.len(), 100);
     assert_eq!(replies.iter().filter(|(_, s)| *s == 410).count(), 900);
 
@@ -153,26 +135,8 @@ async fn two_apis_and_two_consumers_together_still_issue_exactly_the_limit() -> 
     pipeline.create_campaign("scale", 100).await?;
     let urls = pipeline.api_urls.clone();
     assert_eq!(urls.len(), 2);
-    let replies: Vec<(u64, u16)> = stream::iter(1..=1000u64)
-        .map(|user| {
-            let (pipeline, url) = (&pipeline, &urls[usize::try_from(user % 2).unwrap_or(0)]);
-            async move {
-                pipeline
-                    .apply_via(url, "scale", user)
-                    .await
-                    .map(|(status, _)| (user, status))
-            }
-        })
-        .buffer_unordered(32)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<anyhow::Result<_>>()?;
-    let winners: HashSet<u64> = replies
-        .iter()
-        .filter(|(_, s)| *s == 201)
-        .map(|(u, _)| *u)
-        .collect();
+    let replies = pipeline.burst("scale", 1..=1000, 32).await?;
+    let winners = TestPipeline::users_with(&replies, 201);
     assert_eq!(winners.len(), 100);
     assert!(
         winners.iter().any(|u| u % 2 == 0) && winners.iter().any(|u| u % 2 == 1),

@@ -178,6 +178,38 @@ impl TestPipeline {
         Ok((status, response.json().await?))
     }
 
+    /// Every user in `users` applies once, `width` at a time, spread over every api started
+    /// (round robin by user id). Returns (user, status) per apply.
+    pub async fn burst(
+        &self,
+        campaign: &str,
+        users: impl IntoIterator<Item = u64>,
+        width: usize,
+    ) -> anyhow::Result<Vec<(u64, u16)>> {
+        use futures::StreamExt;
+        futures::stream::iter(users)
+            .map(|user| async move {
+                let url = &self.api_urls[usize::try_from(user).unwrap_or(0) % self.api_urls.len()];
+                self.apply_via(url, campaign, user)
+                    .await
+                    .map(|(status, _)| (user, status))
+            })
+            .buffer_unordered(width)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    /// The users answered `status`.
+    pub fn users_with(replies: &[(u64, u16)], status: u16) -> std::collections::HashSet<u64> {
+        replies
+            .iter()
+            .filter(|(_, s)| *s == status)
+            .map(|(u, _)| *u)
+            .collect()
+    }
+
     pub async fn rows(&self, campaign: &str) -> anyhow::Result<Vec<(u64, u32)>> {
         Ok(
             sqlx::query_as("SELECT user_id, seq FROM coupon WHERE campaign_id = ? ORDER BY seq")
