@@ -66,6 +66,27 @@ pub struct Cli {
     /// Extra goose log: goose's request log in the run directory (large).
     #[arg(long)]
     pub goose_request_log: bool,
+
+    /// goose's own options, after `--` (e.g. `-- --running-metrics 5`). Ours win where both
+    /// set the same thing: users, host, launch rate, iterations, report files.
+    #[arg(last = true, value_name = "GOOSE_OPTIONS")]
+    pub goose_args: Vec<String>,
+}
+
+#[derive(Parser)]
+#[command(name = "goose", no_binary_name = true)]
+struct GooseArgs {
+    #[command(flatten)]
+    configuration: goose::config::GooseConfiguration,
+}
+
+impl Cli {
+    /// goose's configuration from the options after `--`; the caller then applies ours.
+    pub fn goose_configuration(&self) -> anyhow::Result<goose::config::GooseConfiguration> {
+        GooseArgs::try_parse_from(&self.goose_args)
+            .map(|args| args.configuration)
+            .map_err(|e| anyhow::anyhow!("bad goose option after `--`: {e}"))
+    }
 }
 
 impl Cli {
@@ -88,5 +109,42 @@ impl Cli {
             self.host
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn goose_options_after_the_separator_reach_goose_and_ours_stay_ours() {
+        let cli = Cli::try_parse_from([
+            "loadgen",
+            "--users",
+            "7",
+            "--",
+            "--running-metrics",
+            "5",
+            "--users",
+            "99",
+        ])
+        .expect("parses");
+        assert_eq!(cli.users, 7);
+        let goose = cli.goose_configuration().expect("goose parses its options");
+        assert_eq!(goose.running_metrics, Some(5));
+        assert_eq!(
+            goose.users,
+            Some(99),
+            "goose saw its own --users; attack() overrides it with ours"
+        );
+        let bad = Cli::try_parse_from(["loadgen", "--", "--no-such-goose-flag"]).expect("parses");
+        assert!(bad.goose_configuration().is_err());
+    }
+
+    #[test]
+    fn without_goose_options_goose_gets_its_defaults() {
+        let cli = Cli::try_parse_from(["loadgen"]).expect("parses");
+        assert!(cli.goose_configuration().is_ok());
+        assert_eq!(cli.users, 10_000);
     }
 }

@@ -6,9 +6,7 @@ use std::{path::Path, sync::Arc, time::Instant};
 
 use anyhow::Context;
 use coupon_domain::history::{HistoryRecord, ResultClass};
-use goose::{
-    client::GooseClientBuilder, config::GooseConfiguration, metrics::GooseMetrics, prelude::*,
-};
+use goose::{client::GooseClientBuilder, metrics::GooseMetrics, prelude::*};
 use serde_json::{Value, json};
 
 use crate::{cli::Cli, history::History, users::UserPlan};
@@ -116,7 +114,7 @@ pub async fn attack(
     state: Arc<RunState>,
     run_dir: &Path,
 ) -> anyhow::Result<GooseMetrics> {
-    let mut config = GooseConfiguration::default();
+    let mut config = cli.goose_configuration()?;
     config.host = Some(base_url.to_owned());
     config.users = Some(cli.users);
     config.increase_rate = Some(cli.launch_rate().to_string());

@@ -21,7 +21,7 @@ use rdkafka::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaError {
-    #[error("kafka at {brokers} is unreachable: {source}")]
+    #[error("kafka at {brokers} is unreachable")]
     Unreachable {
         brokers: String,
         #[source]

@@ -63,7 +63,7 @@ where
         match connect().await {
             Ok(value) => return Ok(value),
             Err(error) if tokio::time::Instant::now() + backoff < give_up => {
-                tracing::warn!(service, address, error = %error, retry_in = ?backoff, "dependency not reachable yet");
+                tracing::warn!(service, address, error = %chain(&error), retry_in = ?backoff, "dependency not reachable yet");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
@@ -73,5 +73,35 @@ where
                 });
             }
         }
+    }
+}
+
+/// An error with its causes, `outer: inner: innermost`, for one log field.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn chain_names_every_cause_once() {
+        let error = Outer(std::io::Error::other("connection refused"));
+        assert_eq!(chain(&error), "outer: connection refused");
     }
 }
