@@ -7,9 +7,9 @@ use clap::Parser;
 
 /// Fire a burst of distinct users at the apply api, record every request, write reports.
 ///
-/// With no api answering at --host, loadgen starts the api and the consumer in-process against
-/// the configured stack (REDIS_URL, DATABASE_URL, KAFKA_BROKERS), so one command runs the whole
-/// pipeline. Exit code 0 means the run completed, whatever its results (the verifier judges);
+/// With no api answering at --host, loadgen starts the api and the consumer itself (in a child
+/// process of its own binary) against the configured stack (REDIS_URL, DATABASE_URL,
+/// KAFKA_BROKERS), so one command runs the whole pipeline. Exit code 0 means the run completed, whatever its results (the verifier judges);
 /// 2 means it could not run.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "loadgen", version, about, long_about = None)]

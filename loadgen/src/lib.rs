@@ -4,7 +4,7 @@
 //! # Layout
 //! - [`cli`]: flags (ours win; goose never parses the process arguments).
 //! - [`users`]: which user id each request carries (seeded, reproducible).
-//! - [`target`]: find the api, or start the api and consumer in-process; create the campaign.
+//! - [`target`]: find the api, or start the api and consumer in a child process; create the campaign.
 //! - [`scenario`]: the goose attack and the one transaction that applies and records.
 //! - [`history`]: the per-request records (the verifier's input) and live counters.
 //! - [`stats`]: HDR latency histograms per result class, throughput over time.

@@ -56,7 +56,8 @@ pub fn new_run_id() -> String {
 }
 
 /// A burst of 10,000 connections needs more descriptors than the usual soft limit of 1024, and
-/// with the api in-process, twice that. Root may raise the hard limit too.
+/// the api it starts lives in a child process with descriptors of its own. Root may raise the
+/// hard limit too.
 fn raise_fd_limit() {
     const WANTED: u64 = 65_536;
     if rlimit::getrlimit(rlimit::Resource::NOFILE).is_ok_and(|(_, hard)| hard < WANTED) {

@@ -24,8 +24,8 @@ impl UserPlan {
         Self { seed, hot_fraction }
     }
 
-    /// The own id of virtual user `index`: distinct for distinct indexes, never 0, within the
-    /// range of a JSON-safe integer.
+    /// The own id of virtual user `index`: distinct for distinct indexes, never 0, below 2^53
+    /// (safe as a JSON number anywhere).
     pub fn user_id(&self, index: usize) -> u64 {
         // mix is a bijection, so distinct indexes give distinct ids before the range fold; the
         // index in the low bits keeps them distinct after it.
@@ -39,7 +39,8 @@ impl UserPlan {
         let roll = mix(self.seed.wrapping_add(0xA5A5) ^ mix(request)) as f64 / u64::MAX as f64;
         if roll < self.hot_fraction {
             let hot = mix(self.seed ^ request) % HOT_USERS;
-            // Hot ids sit below every regular id (those are >= 1).
+            // Hot ids sit far above every regular id (those stay below 10^13), so they never
+            // collide with one; they are valid u64 user ids for the api.
             9_000_000_000_000_000 + hot
         } else {
             self.user_id(index)

@@ -487,7 +487,23 @@ fn exactly_limit(index: &Index) -> Check {
             "no loadgen history for this campaign",
         );
     };
-    let demand = index.replies.len();
+    // Demand: users whose apply reached the gate (not refused as invalid, unknown, or outside
+    // the campaign's window).
+    let demand = index
+        .replies
+        .values()
+        .filter(|rs| {
+            rs.iter().any(|r| {
+                !matches!(
+                    r.result,
+                    ResultClass::Invalid
+                        | ResultClass::NotFound
+                        | ResultClass::NotOpen
+                        | ResultClass::Closed
+                )
+            })
+        })
+        .count();
     let open_failures = facts.failed.iter().filter(|f| f.open).count();
     if demand < limit {
         return skipped(

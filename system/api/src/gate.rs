@@ -32,11 +32,17 @@ pub enum GateError {
 }
 
 /// What the gate decided, or that it cannot decide because its state is gone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {
-    Decided(GateOutcome),
+    /// Decided by the gate of this epoch (the marker's value: one value per gate life).
+    Decided(GateOutcome, Epoch),
     Lost,
 }
+
+/// One life of a campaign's gate: set when the gate is initialised or rebuilt. An admission in
+/// doubt is republished only while the epoch it was made in is still the live one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Epoch(pub String);
 
 /// The gate's state for one campaign, for stats and the verifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -55,6 +61,8 @@ pub struct Gate {
     address: String,
     admit: Script,
     release: Script,
+    install: Script,
+    unlock: Script,
 }
 
 impl std::fmt::Debug for Gate {
@@ -96,6 +104,8 @@ impl Gate {
             address: url.to_owned(),
             admit: Script::new(ADMIT),
             release: Script::new(RELEASE),
+            install: Script::new(include_str!("gate/install.lua")),
+            unlock: Script::new(include_str!("gate/unlock.lua")),
         })
     }
 
@@ -125,7 +135,7 @@ impl Gate {
         }
         let keys = self.keys(campaign);
         let mut conn = self.conn.clone();
-        let (verdict, seq): (String, i64) = self
+        let (verdict, seq, epoch): (String, i64, String) = self
             .admit
             .key(&keys.marker)
             .key(&keys.winners)
@@ -140,10 +150,11 @@ impl Gate {
                 .map(Seq)
                 .map_err(|_| GateError::Protocol(format!("seq {seq} out of range")))
         };
+        let epoch = Epoch(epoch);
         Ok(match verdict.as_str() {
-            "issued" => Admission::Decided(GateOutcome::Issued(seq()?)),
-            "already" => Admission::Decided(GateOutcome::AlreadyApplied),
-            "sold_out" => Admission::Decided(GateOutcome::SoldOut),
+            "issued" => Admission::Decided(GateOutcome::Issued(seq()?), epoch),
+            "already" => Admission::Decided(GateOutcome::AlreadyApplied, epoch),
+            "sold_out" => Admission::Decided(GateOutcome::SoldOut, epoch),
             "lost" => Admission::Lost,
             other => return Err(GateError::Protocol(format!("unknown verdict {other:?}"))),
         })
@@ -159,24 +170,24 @@ impl Gate {
     ) -> Result<Admission, GateError> {
         let keys = self.keys(campaign);
         let mut conn = self.conn.clone();
-        let (initialised, held, taken): (bool, Option<u32>, Option<u32>) = redis::pipe()
-            .exists(&keys.marker)
+        let (marker, held, taken): (Option<String>, Option<u32>, Option<u32>) = redis::pipe()
+            .get(&keys.marker)
             .hget(&keys.winners, user.get())
             .get(&keys.next_seq)
             .query_async(&mut conn)
             .await?;
-        if !initialised {
+        let Some(epoch) = marker.map(Epoch) else {
             return Ok(Admission::Lost);
-        }
+        };
         if held.is_some() {
-            return Ok(Admission::Decided(GateOutcome::AlreadyApplied));
+            return Ok(Admission::Decided(GateOutcome::AlreadyApplied, epoch));
         }
         if taken.unwrap_or(0) >= limit {
-            return Ok(Admission::Decided(GateOutcome::SoldOut));
+            return Ok(Admission::Decided(GateOutcome::SoldOut, epoch));
         }
         let seq: u32 = conn.incr(&keys.next_seq, 1).await?;
         let _: () = conn.hset(&keys.winners, user.get(), seq).await?;
-        Ok(Admission::Decided(GateOutcome::Issued(Seq(seq))))
+        Ok(Admission::Decided(GateOutcome::Issued(Seq(seq)), epoch))
     }
 
     /// Undoes one admission; `Ok(false)` when the user no longer holds that slot.
@@ -240,52 +251,103 @@ impl Gate {
         })
     }
 
-    /// Takes the campaign's rebuild lock for `ttl`; `false` when another process holds it.
+    /// The live epoch of the campaign's gate, `None` while the gate is lost.
+    pub async fn epoch(&self, campaign: &CampaignId) -> Result<Option<Epoch>, GateError> {
+        let keys = self.keys(campaign);
+        let mut conn = self.conn.clone();
+        let marker: Option<String> = conn.get(&keys.marker).await?;
+        Ok(marker.map(Epoch))
+    }
+
+    /// Takes the campaign's rebuild lock for `ttl`; `None` when another process holds it,
+    /// otherwise the token that [`Gate::install`] and [`Gate::unlock_rebuild`] need.
     pub async fn try_lock_rebuild(
         &self,
         campaign: &CampaignId,
         ttl: Duration,
-    ) -> Result<bool, GateError> {
+    ) -> Result<Option<String>, GateError> {
         let keys = self.keys(campaign);
         let mut conn = self.conn.clone();
+        let token = format!("{}-{:016x}", epoch_marker(), rand_token());
         let taken: Option<String> = redis::cmd("SET")
             .arg(&keys.rebuild_lock)
-            .arg(epoch_marker())
+            .arg(&token)
             .arg("NX")
             .arg("PX")
             .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
             .query_async(&mut conn)
             .await?;
-        Ok(taken.is_some())
+        Ok(taken.map(|_| token))
     }
 
-    /// Installs a rebuilt gate: the winners, the highest slot, the free slots below it, then
-    /// the marker last. Until the marker is back, every admit answers `lost`, so nobody is
-    /// admitted against a half-written gate.
-    pub async fn install(
+    /// Releases the rebuild lock if `token` still holds it.
+    pub async fn unlock_rebuild(
         &self,
         campaign: &CampaignId,
-        winners: &[(UserId, Seq)],
-        next_seq: u32,
-        free_slots: &[u32],
+        token: &str,
     ) -> Result<(), GateError> {
         let keys = self.keys(campaign);
         let mut conn = self.conn.clone();
-        let _: () = conn
-            .del(&[&keys.winners, &keys.next_seq, &keys.released])
+        let _: i64 = self
+            .unlock
+            .key(&keys.rebuild_lock)
+            .arg(token)
+            .invoke_async(&mut conn)
             .await?;
-        for chunk in winners.chunks(1000) {
-            let pairs: Vec<(u64, u32)> = chunk.iter().map(|(u, s)| (u.get(), s.0)).collect();
-            let _: () = conn.hset_multiple(&keys.winners, &pairs).await?;
-        }
-        let _: () = conn.set(&keys.next_seq, next_seq).await?;
-        for chunk in free_slots.chunks(1000) {
-            let _: () = conn.rpush(&keys.released, chunk).await?;
-        }
-        let _: () = conn.set(&keys.marker, epoch_marker()).await?;
-        let _: () = conn.del(&keys.rebuild_lock).await?;
         Ok(())
     }
+
+    /// Installs a rebuilt gate in one atomic step (`install.lua`): the winners, the highest
+    /// slot, the free slots below it, and a new epoch, then releases the lock. Refuses when a
+    /// live gate exists (another process rebuilt it meanwhile) or the lock is no longer ours:
+    /// a rebuild never overwrites a gate that admits.
+    pub async fn install(
+        &self,
+        campaign: &CampaignId,
+        token: &str,
+        winners: &[(UserId, Seq)],
+        next_seq: u32,
+        free_slots: &[u32],
+    ) -> Result<Installed, GateError> {
+        let keys = self.keys(campaign);
+        let mut conn = self.conn.clone();
+        let mut invocation = self.install.prepare_invoke();
+        invocation
+            .key(&keys.marker)
+            .key(&keys.winners)
+            .key(&keys.next_seq)
+            .key(&keys.released)
+            .key(&keys.rebuild_lock)
+            .arg(token)
+            .arg(epoch_marker())
+            .arg(next_seq)
+            .arg(winners.len());
+        for (user, seq) in winners {
+            invocation.arg(user.get()).arg(seq.0);
+        }
+        for slot in free_slots {
+            invocation.arg(*slot);
+        }
+        let installed: i64 = invocation.invoke_async(&mut conn).await?;
+        Ok(match installed {
+            1 => Installed::Yes,
+            0 => Installed::LiveGateExists,
+            _ => Installed::LockLost,
+        })
+    }
+}
+
+/// What [`Gate::install`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Installed {
+    Yes,
+    LiveGateExists,
+    LockLost,
+}
+
+fn rand_token() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now())
 }
 
 /// When the gate was (re)initialised, in ms since the epoch: tells one gate life from the next.

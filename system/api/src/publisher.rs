@@ -119,30 +119,13 @@ impl Publisher {
         }
     }
 
-    /// Publishes the event again and again until the broker acknowledges it, or `deadline`
-    /// passes. For admissions in doubt: after this, the event is certainly on the broker.
-    pub async fn publish_until_acked(
-        &self,
-        event: &CouponIssued,
-        deadline: Duration,
-    ) -> Result<(), KafkaError> {
-        let give_up = tokio::time::Instant::now() + deadline;
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            let attempt = match self.send(event) {
-                Ok(delivery) => match delivery.await {
-                    Ok(Ok(_)) => return Ok(()),
-                    Ok(Err((error, _))) => error,
-                    Err(_canceled) => KafkaError::Canceled,
-                },
-                Err(error) => error,
-            };
-            if tokio::time::Instant::now() + backoff >= give_up {
-                return Err(attempt);
-            }
-            tracing::warn!(campaign_id = %event.campaign_id, user_id = %event.user_id, error = %attempt, retry_in = ?backoff, "republishing an event in doubt");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+    /// Publishes the event and waits for the broker's answer, however long librdkafka takes
+    /// (bounded by the delivery timeout). For republishing an admission in doubt.
+    pub async fn send_and_wait(&self, event: &CouponIssued) -> Result<(), KafkaError> {
+        match self.send(event)?.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((error, _))) => Err(error),
+            Err(_canceled) => Err(KafkaError::Canceled),
         }
     }
 

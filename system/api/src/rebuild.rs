@@ -11,7 +11,7 @@ use anyhow::Context;
 use coupon_domain::{Campaign, CampaignId, CouponIssued, Seq, UserId};
 use coupon_store::{StoredCampaign, campaigns, coupons};
 
-use crate::startup::SharedState;
+use crate::{gate::Installed, startup::SharedState};
 
 /// Whether a campaign's gate can admit right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,20 +91,65 @@ pub fn spawn_rebuild(state: &SharedState, campaign: Campaign) {
 
 /// Rebuilds the gate; `Ok(None)` when another process holds the rebuild lock.
 async fn rebuild(state: &SharedState, campaign: &Campaign) -> anyhow::Result<Option<RebuildPlan>> {
-    let settings = &state.settings;
     // Admissions made before the loss may still be on their way to the broker; the producer
     // gives up on them within the delivery timeout, so wait that out before reading Kafka.
-    let grace = settings.delivery_timeout + Duration::from_secs(1);
-    if !state
+    // (Admissions in doubt are republished only while their epoch is live: after the loss
+    // they stop, so nothing of the old gate lands after the scan.)
+    let grace = state.settings.delivery_timeout + Duration::from_secs(1);
+    let Some(token) = state
         .gate
         .try_lock_rebuild(&campaign.id, grace + Duration::from_secs(120))
         .await?
-    {
+    else {
+        return Ok(None);
+    };
+    let rebuilt = rebuild_holding_lock(state, campaign, &token, grace).await;
+    if !matches!(rebuilt, Ok(Some(_))) {
+        // Let the next apply retry at once instead of waiting for the lock to expire.
+        let _ = state.gate.unlock_rebuild(&campaign.id, &token).await;
+    }
+    rebuilt
+}
+
+async fn rebuild_holding_lock(
+    state: &SharedState,
+    campaign: &Campaign,
+    token: &str,
+    grace: Duration,
+) -> anyhow::Result<Option<RebuildPlan>> {
+    // Another process may have rebuilt the gate between our look and our lock.
+    if state.gate.epoch(&campaign.id).await?.is_some() {
         return Ok(None);
     }
     tracing::warn!(campaign_id = %campaign.id, grace = ?grace, "gate state lost in redis; rebuilding");
     tokio::time::sleep(grace).await;
-    let rows = coupons::list(&state.pool, &campaign.id).await?;
+    let plan = plan_from_stores(state, &campaign.id).await?;
+    match state
+        .gate
+        .install(
+            &campaign.id,
+            token,
+            &plan.winners,
+            plan.next_seq,
+            &plan.free_slots,
+        )
+        .await?
+    {
+        Installed::Yes => {
+            state.metrics.gate_rebuilds.inc();
+            Ok(Some(plan))
+        }
+        Installed::LiveGateExists => Ok(None),
+        Installed::LockLost => {
+            anyhow::bail!("the rebuild lock expired before the gate was installed")
+        }
+    }
+}
+
+/// Every winner MySQL and Kafka know of, for one campaign.
+async fn plan_from_stores(state: &SharedState, id: &CampaignId) -> anyhow::Result<RebuildPlan> {
+    let settings = &state.settings;
+    let rows = coupons::list(&state.pool, id).await?;
     let events = coupon_kafka::scan::all_events(
         &settings.kafka_brokers,
         &settings.topic,
@@ -123,15 +168,9 @@ async fn rebuild(state: &SharedState, campaign: &Campaign) -> anyhow::Result<Opt
     let from_events = events
         .iter()
         .filter_map(|raw| CouponIssued::from_json(&raw.payload).ok())
-        .filter(|event| event.campaign_id == campaign.id)
+        .filter(|event| &event.campaign_id == id)
         .map(|event| (event.user_id, event.seq));
-    let plan = plan_rebuild(from_rows, from_events);
-    state
-        .gate
-        .install(&campaign.id, &plan.winners, plan.next_seq, &plan.free_slots)
-        .await?;
-    state.metrics.gate_rebuilds.inc();
-    Ok(Some(plan))
+    Ok(plan_rebuild(from_rows, from_events))
 }
 
 /// Forces a rebuild of a live gate (the admin endpoint): admissions stop at once, then the

@@ -251,12 +251,10 @@ pub async fn run(
         if !committed {
             break;
         }
-        // A failed commit only means redelivery after a restart, which the idempotent write
-        // absorbs; the next batch's commit covers these offsets too.
-        if let Err(error) =
-            consumer.commit(&next_offsets(&settings.topic, &batch)?, CommitMode::Async)
-        {
-            tracing::warn!(error = %error, "failed to commit offsets; they are committed with the next batch");
+        // Store, don't commit: librdkafka commits the stored offsets every second and retries a
+        // failed commit by itself. Stored only now, after the transaction committed.
+        if let Err(error) = consumer.store_offsets(&next_offsets(&settings.topic, &batch)?) {
+            tracing::warn!(error = %error, "failed to store offsets; the batch will be redelivered");
         }
         if stopping {
             break;

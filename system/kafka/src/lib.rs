@@ -59,13 +59,16 @@ pub fn producer_config(brokers: &str, delivery_timeout: Duration) -> ClientConfi
     config
 }
 
-/// A group member that stores offsets only when told to, after the database committed.
+/// A group member that stores offsets only when told to, after the database committed. The
+/// stored offsets are committed every second by librdkafka, which also retries a failed commit
+/// on the next interval (rust-rdkafka's at-least-once pattern).
 pub fn consumer_config(brokers: &str, group: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", brokers)
         .set("group.id", group)
-        .set("enable.auto.commit", "false")
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")

@@ -58,9 +58,11 @@ pub async fn insert(
 const COLUMNS: &str =
     "id, kafka_partition, kafka_offset, payload, campaign_id, user_id, reason, status, attempts";
 
+/// Open failed events, least recently attempted first: events that can never be written rotate
+/// to the back (each attempt bumps `updated_at`), so they cannot starve newer ones.
 pub async fn list_open(pool: &MySqlPool, limit: u32) -> Result<Vec<FailedEvent>, StoreError> {
     Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM failed_event WHERE status = 'open' ORDER BY id LIMIT ?"
+        "SELECT {COLUMNS} FROM failed_event WHERE status = 'open' ORDER BY updated_at, id LIMIT ?"
     ))
     .bind(limit)
     .fetch_all(pool)

@@ -269,3 +269,30 @@ fn checks_without_history_are_skipped_not_passed() {
     assert_eq!(skipped, vec!["I3", "I5", "I7"]);
     assert!(verdict.holds());
 }
+
+#[test]
+fn i7_counts_only_demand_that_reached_the_gate() {
+    // Limit 3, two winners, and three more users who only ever met a closed campaign: the
+    // campaign closed before it sold out, which is no violation.
+    let mut facts = healthy();
+    facts.rows.retain(|r| r.user_id != 3);
+    facts.events.retain(|e| e.user_id != 3);
+    if let Some(gate) = facts.gate.as_mut() {
+        gate.winners.remove(&3);
+    }
+    facts.history = Some(vec![
+        record(1, ResultClass::Issued, Some(1)),
+        record(2, ResultClass::Issued, Some(2)),
+        record(3, ResultClass::Closed, None),
+        record(4, ResultClass::Closed, None),
+        record(5, ResultClass::Closed, None),
+    ]);
+    let verdict = reconcile(&facts);
+    assert!(verdict.holds(), "{verdict:#?}");
+    let i7 = verdict
+        .checks
+        .iter()
+        .find(|c| c.id == "I7")
+        .map(|c| c.status);
+    assert_eq!(i7, Some(Status::Skip));
+}

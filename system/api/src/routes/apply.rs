@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::{
     error::ApiError,
-    gate::Admission,
+    gate::{Admission, Epoch},
     publisher::{Published, certainly_not_written},
     rebuild::{self, GateReadiness},
     startup::SharedState,
@@ -158,9 +158,14 @@ async fn apply_steps(
         CampaignState::Open => {}
     }
     match admit(state, &campaign, user_id).await? {
-        GateOutcome::Issued(seq) => publish_win(state, &campaign, user_id, seq).await,
-        GateOutcome::AlreadyApplied => Ok(ApplyReply::AlreadyApplied),
-        GateOutcome::SoldOut => Ok(ApplyReply::SoldOut),
+        (GateOutcome::Issued(seq), epoch) => {
+            // From here the admission must be published or undone even if the client hangs up
+            // (hyper drops the handler's future): the work runs in a task of its own.
+            let win = tokio::spawn(publish_win(state.clone(), campaign, user_id, seq, epoch));
+            win.await.map_err(|e| ApiError::Internal(e.into()))?
+        }
+        (GateOutcome::AlreadyApplied, _) => Ok(ApplyReply::AlreadyApplied),
+        (GateOutcome::SoldOut, _) => Ok(ApplyReply::SoldOut),
     }
 }
 
@@ -179,7 +184,7 @@ async fn admit(
     state: &SharedState,
     campaign: &Campaign,
     user_id: UserId,
-) -> Result<GateOutcome, ApiError> {
+) -> Result<(GateOutcome, Epoch), ApiError> {
     for _ in 0..2 {
         let started = Instant::now();
         let admission = state
@@ -192,7 +197,7 @@ async fn admit(
             .gate_seconds
             .observe(started.elapsed().as_secs_f64());
         match admission {
-            Admission::Decided(outcome) => return Ok(outcome),
+            Admission::Decided(outcome, epoch) => return Ok((outcome, epoch)),
             Admission::Lost => {
                 let readiness = rebuild::readiness_after_loss(state, &campaign.id)
                     .await
@@ -213,11 +218,13 @@ async fn admit(
 }
 
 async fn publish_win(
-    state: &SharedState,
-    campaign: &Campaign,
+    state: SharedState,
+    campaign: Campaign,
     user_id: UserId,
     seq: Seq,
+    epoch: Epoch,
 ) -> Result<ApplyReply, ApiError> {
+    let state = &state;
     let event = CouponIssued {
         campaign_id: campaign.id.clone(),
         user_id,
@@ -244,7 +251,12 @@ async fn publish_win(
             Err(ApiError::unavailable("kafka", error))
         }
         Published::InDoubt(delivery) => {
-            tokio::spawn(resolve_in_doubt(state.clone(), event.clone(), delivery));
+            tokio::spawn(resolve_in_doubt(
+                state.clone(),
+                event.clone(),
+                epoch,
+                delivery,
+            ));
             Ok(ApplyReply::Pending {
                 campaign_id: event.campaign_id,
                 user_id,
@@ -260,6 +272,7 @@ async fn publish_win(
 async fn resolve_in_doubt(
     state: SharedState,
     event: CouponIssued,
+    epoch: Epoch,
     delivery: Option<DeliveryFuture>,
 ) {
     if let Some(delivery) = delivery {
@@ -273,16 +286,40 @@ async fn resolve_in_doubt(
             Ok(Err(_)) | Err(_) => {}
         }
     }
-    match state
-        .publisher
-        .publish_until_acked(&event, IN_DOUBT_DEADLINE)
-        .await
-    {
-        Ok(()) => state.metrics.count_pending_resolved("issued"),
-        Err(error) => {
-            tracing::error!(campaign_id = %event.campaign_id, user_id = %event.user_id, seq = event.seq.0, error = %error, "gave up republishing an event in doubt; its slot stays held");
-            state.metrics.count_pending_resolved("unresolved");
+    let result = republish_while_epoch_lives(&state, &event, &epoch).await;
+    state.metrics.count_pending_resolved(result);
+}
+
+/// Publishes an event in doubt again until the broker acknowledges it. Only while the gate
+/// that admitted it is still live: once a rebuild replaced it, the rebuild decided from what
+/// Kafka held, and a late event could collide with a slot it handed out again.
+async fn republish_while_epoch_lives(
+    state: &SharedState,
+    event: &CouponIssued,
+    epoch: &Epoch,
+) -> &'static str {
+    let give_up = tokio::time::Instant::now() + IN_DOUBT_DEADLINE;
+    let mut backoff = std::time::Duration::from_millis(200);
+    loop {
+        match state.gate.epoch(&event.campaign_id).await {
+            Ok(Some(live)) if &live == epoch => match state.publisher.send_and_wait(event).await {
+                Ok(()) => return "issued",
+                Err(error) => {
+                    tracing::warn!(campaign_id = %event.campaign_id, user_id = %event.user_id, error = %error, retry_in = ?backoff, "republishing an event in doubt");
+                }
+            },
+            Ok(_) => {
+                tracing::warn!(campaign_id = %event.campaign_id, user_id = %event.user_id, seq = event.seq.0, "the gate was rebuilt; its rebuild decided this admission from kafka");
+                return "superseded_by_rebuild";
+            }
+            Err(error) => tracing::warn!(error = %error, "cannot read the gate's epoch; retrying"),
         }
+        if tokio::time::Instant::now() + backoff >= give_up {
+            tracing::error!(campaign_id = %event.campaign_id, user_id = %event.user_id, seq = event.seq.0, "gave up republishing an event in doubt; its slot stays held");
+            return "unresolved";
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
     }
 }
 

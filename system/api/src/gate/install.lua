@@ -1,0 +1,19 @@
+-- Install a rebuilt gate, atomically, and only if no gate is live.
+-- KEYS: marker, winners, next_seq, released, rebuild_lock
+-- ARGV: lock token, new epoch, next_seq, n (winner count), user1, seq1, ..., userN, seqN,
+--       then the free slots
+-- Returns 1 installed, 0 a live gate exists (nothing touched), -1 the lock is not ours.
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('GET', KEYS[5]) ~= ARGV[1] then return -1 end
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+local n = tonumber(ARGV[4])
+for i = 0, n - 1 do
+  redis.call('HSET', KEYS[2], ARGV[5 + 2 * i], ARGV[6 + 2 * i])
+end
+redis.call('SET', KEYS[3], ARGV[3])
+for i = 5 + 2 * n, #ARGV do
+  redis.call('RPUSH', KEYS[4], ARGV[i])
+end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('DEL', KEYS[5])
+return 1

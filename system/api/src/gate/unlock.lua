@@ -1,0 +1,4 @@
+-- Release the rebuild lock only if this process still holds it.
+-- KEYS: rebuild_lock; ARGV: lock token
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0

@@ -1,0 +1,94 @@
+//! The Redis gate's scripts against the real Redis: the rebuild's install never overwrites a
+//! live gate, and only the lock's holder may install.
+
+use std::time::Duration;
+
+use coupon_api::{
+    configuration::GateMode,
+    gate::{Admission, Gate, Installed},
+};
+use coupon_domain::{CampaignId, GateOutcome, Seq, UserId};
+use testkit::{RedisNamespace, Stack};
+
+async fn gate(namespace: &RedisNamespace) -> anyhow::Result<Gate> {
+    let stack = Stack::from_env();
+    Ok(Gate::connect(
+        &stack.redis_url,
+        namespace.prefix.trim_end_matches(':'),
+        Duration::from_secs(5),
+        GateMode::Atomic,
+    )
+    .await?)
+}
+
+fn user(id: u64) -> anyhow::Result<UserId> {
+    Ok(UserId::parse(id)?)
+}
+
+#[tokio::test]
+async fn a_rebuild_never_overwrites_a_live_gate_and_needs_its_own_lock() -> anyhow::Result<()> {
+    let namespace = RedisNamespace::new(&Stack::from_env())?;
+    let gate = gate(&namespace).await?;
+    let campaign = CampaignId::parse("install")?;
+
+    // A gate that admits: user 1 holds slot 1.
+    gate.initialise_empty(&campaign).await?;
+    assert!(matches!(
+        gate.admit(&campaign, user(1)?, 10).await?,
+        Admission::Decided(GateOutcome::Issued(Seq(1)), _)
+    ));
+    let token = gate
+        .try_lock_rebuild(&campaign, Duration::from_secs(30))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("lock not taken"))?;
+    assert!(
+        gate.try_lock_rebuild(&campaign, Duration::from_secs(30))
+            .await?
+            .is_none(),
+        "the lock is exclusive"
+    );
+
+    // A stale rebuild (planned before the gate came back) must not touch it.
+    let stale = gate
+        .install(&campaign, &token, &[(user(9)?, Seq(1))], 1, &[])
+        .await?;
+    assert_eq!(stale, Installed::LiveGateExists);
+    assert!(matches!(
+        gate.admit(&campaign, user(1)?, 10).await?,
+        Admission::Decided(GateOutcome::AlreadyApplied, _)
+    ));
+
+    // Once the gate is lost, only the lock's holder installs, and the new gate has a new epoch.
+    let old_epoch = gate.epoch(&campaign).await?;
+    gate.forget_marker(&campaign).await?;
+    assert_eq!(
+        gate.install(&campaign, "not-the-token", &[], 0, &[])
+            .await?,
+        Installed::LockLost
+    );
+    let installed = gate
+        .install(
+            &campaign,
+            &token,
+            &[(user(1)?, Seq(1)), (user(3)?, Seq(3))],
+            3,
+            &[2],
+        )
+        .await?;
+    assert_eq!(installed, Installed::Yes);
+    assert_ne!(gate.epoch(&campaign).await?, old_epoch);
+    let stats = gate.stats(&campaign).await?;
+    assert_eq!((stats.winners, stats.next_seq, stats.released), (2, 3, 1));
+    // The freed slot 2 goes out first.
+    assert!(matches!(
+        gate.admit(&campaign, user(4)?, 10).await?,
+        Admission::Decided(GateOutcome::Issued(Seq(2)), _)
+    ));
+    assert!(
+        gate.try_lock_rebuild(&campaign, Duration::from_secs(30))
+            .await?
+            .is_some(),
+        "install released the lock"
+    );
+    namespace.cleanup().await
+}
