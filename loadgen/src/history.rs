@@ -92,10 +92,5 @@ pub fn write_jsonl(path: &Path, records: &[HistoryRecord]) -> anyhow::Result<()>
 pub fn read_jsonl(path: &Path) -> anyhow::Result<Vec<HistoryRecord>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("failed to read {}", path.display()))?;
-    text.lines()
-        .enumerate()
-        .map(|(i, line)| {
-            serde_json::from_str(line).with_context(|| format!("{} line {}", path.display(), i + 1))
-        })
-        .collect()
+    coupon_domain::history::parse_jsonl(&text).with_context(|| format!("in {}", path.display()))
 }

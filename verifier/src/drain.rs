@@ -28,7 +28,7 @@ pub async fn wait(
         let lag = coupon_kafka::offsets::total_lag(&kafka::offsets(brokers, topic, group).await?);
         let mut unaccounted = 0u64;
         for campaign in campaigns {
-            let winners = gate.gate(campaign).await?.winners.len() as u64;
+            let winners = gate.winner_count(campaign).await?;
             let (rows, open_failures) = mysql::written(pool, campaign).await?;
             unaccounted += winners.saturating_sub(rows + open_failures);
         }

@@ -192,27 +192,19 @@ fn legend(summary: &Summary) -> String {
 
 fn latency_table(summary: &Summary) -> String {
     let mut rows = String::new();
-    let mut add = |name: &str, count: u64, latency: Option<&crate::stats::Latency>| {
-        let cell = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
+    for row in super::rows(&summary.stats) {
         let _ = write!(
             rows,
-            "<tr><td>{}</td><td>{count}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(name),
-            cell(latency.map(|l| l.p50_ms)),
-            cell(latency.map(|l| l.p90_ms)),
-            cell(latency.map(|l| l.p99_ms)),
-            cell(latency.map(|l| l.p999_ms)),
-            cell(latency.map(|l| l.max_ms)),
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&row.result),
+            row.count,
+            row.p50,
+            row.p90,
+            row.p99,
+            row.p999,
+            row.max,
         );
-    };
-    for (class, count) in &summary.stats.by_class {
-        add(class, *count, summary.stats.latency_by_class.get(class));
     }
-    add(
-        "all",
-        summary.stats.requests,
-        summary.stats.latency_overall.as_ref(),
-    );
     format!(
         "<table><tr><th>result</th><th>count</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>max ms</th></tr>{rows}</table>"
     )
@@ -255,9 +247,7 @@ h2 {{ margin-top: 28px; }}
         requests = stats.requests,
         wall = stats.wall_seconds,
         rps = stats.responses_per_second,
-        drain = summary
-            .drain_seconds
-            .map_or("not waited for".to_owned(), |s| format!("{s:.2}s")),
+        drain = super::drain_text(summary),
         table = latency_table(summary),
         latency = latency_chart(summary),
         legend = legend(summary),

@@ -33,6 +33,7 @@ pub struct Summary {
     pub stats: Stats,
 }
 
+/// One line of the latency table, formatted once for the terminal, markdown and HTML.
 #[derive(Tabled)]
 struct Row {
     result: String,
@@ -47,6 +48,12 @@ struct Row {
     p999: String,
     #[tabled(rename = "max ms")]
     max: String,
+}
+
+fn drain_text(summary: &Summary) -> String {
+    summary
+        .drain_seconds
+        .map_or("not waited for".to_owned(), |s| format!("{s:.2}s"))
 }
 
 fn row(result: &str, count: u64, latency: Option<&Latency>) -> Row {
@@ -82,9 +89,7 @@ pub fn terminal(summary: &Summary) -> String {
         stats.distinct_users,
         stats.wall_seconds,
         stats.responses_per_second,
-        summary
-            .drain_seconds
-            .map_or("not waited for".to_owned(), |s| format!("{s:.2}s")),
+        drain_text(summary),
         summary.campaign_id,
         summary.campaign_after,
     )
@@ -118,9 +123,7 @@ pub fn markdown(summary: &Summary) -> String {
         requests = stats.requests,
         wall = stats.wall_seconds,
         rps = stats.responses_per_second,
-        drain = summary
-            .drain_seconds
-            .map_or("not waited for".to_owned(), |s| format!("{s:.2}s")),
+        drain = drain_text(summary),
     )
 }
 

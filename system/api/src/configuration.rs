@@ -45,16 +45,16 @@ pub struct Settings {
     pub admin_token: Option<String>,
 
     /// How long an apply waits for the broker's acknowledgement before answering `pending`.
-    #[arg(long, env = "PUBLISH_WAIT", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, env = "PUBLISH_WAIT", default_value = "5s", value_parser = coupon_domain::duration::parse)]
     pub publish_wait: Duration,
 
     /// How long the producer keeps trying to deliver an event before it fails it for good
     /// (then the admission is undone). Also the grace a gate rebuild waits for in-flight events.
-    #[arg(long, env = "DELIVERY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "DELIVERY_TIMEOUT", default_value = "10s", value_parser = coupon_domain::duration::parse)]
     pub delivery_timeout: Duration,
 
     /// Redis response timeout; above a burst's queueing time (the redis crate's default is 500ms).
-    #[arg(long, env = "REDIS_RESPONSE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "REDIS_RESPONSE_TIMEOUT", default_value = "10s", value_parser = coupon_domain::duration::parse)]
     pub redis_response_timeout: Duration,
 
     /// TCP listen backlog, so a burst of connections is not dropped into SYN retransmits.
@@ -72,7 +72,7 @@ pub struct Settings {
     pub gate_mode: GateMode,
 
     /// Give up connecting to a dependency at startup after this long (retrying with backoff).
-    #[arg(long, env = "STARTUP_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, env = "STARTUP_TIMEOUT", default_value = "60s", value_parser = coupon_domain::duration::parse)]
     pub startup_timeout: Duration,
 }
 
@@ -96,9 +96,4 @@ impl fmt::Debug for Settings {
             .field("gate_mode", &self.gate_mode)
             .finish_non_exhaustive()
     }
-}
-
-/// `250ms`, `5s`, `2m`, or a plain number of seconds.
-pub fn parse_duration(raw: &str) -> Result<Duration, String> {
-    coupon_domain::duration::parse(raw)
 }

@@ -8,7 +8,8 @@ use prometheus_client::{
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
-    pub result: String,
+    /// A fixed name: no allocation on the apply path.
+    pub result: &'static str,
 }
 
 #[derive(Debug)]
@@ -95,19 +96,13 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn count_request(&self, result: &str) {
-        self.requests
-            .get_or_create(&ResultLabel {
-                result: result.to_owned(),
-            })
-            .inc();
+    pub fn count_request(&self, result: &'static str) {
+        self.requests.get_or_create(&ResultLabel { result }).inc();
     }
 
-    pub fn count_pending_resolved(&self, result: &str) {
+    pub fn count_pending_resolved(&self, result: &'static str) {
         self.pending_resolved
-            .get_or_create(&ResultLabel {
-                result: result.to_owned(),
-            })
+            .get_or_create(&ResultLabel { result })
             .inc();
     }
 

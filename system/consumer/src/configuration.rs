@@ -32,7 +32,7 @@ pub struct Settings {
     pub batch_size: usize,
 
     /// How often the retry worker re-processes open failed events.
-    #[arg(long, env = "RETRY_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, env = "RETRY_INTERVAL", default_value = "5s", value_parser = coupon_domain::duration::parse)]
     pub retry_interval: Duration,
 
     /// Where `/metrics` is served (port 0 picks a free port).
@@ -40,7 +40,7 @@ pub struct Settings {
     pub metrics_addr: SocketAddr,
 
     /// Give up connecting to a dependency at startup after this long (retrying with backoff).
-    #[arg(long, env = "STARTUP_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, env = "STARTUP_TIMEOUT", default_value = "60s", value_parser = coupon_domain::duration::parse)]
     pub startup_timeout: Duration,
 }
 
@@ -53,9 +53,4 @@ impl fmt::Debug for Settings {
             .field("group", &self.group)
             .finish_non_exhaustive()
     }
-}
-
-/// `250ms`, `5s`, `2m`, or a plain number of seconds.
-pub fn parse_duration(raw: &str) -> Result<Duration, String> {
-    coupon_domain::duration::parse(raw)
 }

@@ -126,6 +126,28 @@ pub struct HistoryRecord {
     pub seq: Option<u32>,
 }
 
+#[derive(Debug, thiserror::Error)]
+#[error("line {line} is not a history record: {source}")]
+pub struct HistoryLineError {
+    pub line: usize,
+    #[source]
+    pub source: serde_json::Error,
+}
+
+/// Parses a `history.jsonl` text, one record per non-empty line.
+pub fn parse_jsonl(text: &str) -> Result<Vec<HistoryRecord>, HistoryLineError> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| {
+            serde_json::from_str(line).map_err(|source| HistoryLineError {
+                line: i + 1,
+                source,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +192,9 @@ mod tests {
         };
         let line = serde_json::to_string(&record).expect("serialises");
         assert!(!line.contains('\n'));
+        let parsed = parse_jsonl(&format!("{line}\n\n{line}\n")).expect("two records");
+        assert_eq!(parsed.len(), 2);
+        assert_eq!(parse_jsonl("{}").map_err(|e| e.line).err(), Some(1));
         assert!(line.contains("\"result\":\"issued\""));
         assert_eq!(
             serde_json::from_str::<HistoryRecord>(&line).ok(),

@@ -69,12 +69,14 @@ pub async fn list_open(pool: &MySqlPool, limit: u32) -> Result<Vec<FailedEvent>,
     .await?)
 }
 
-pub async fn list_all(pool: &MySqlPool) -> Result<Vec<FailedEvent>, StoreError> {
-    Ok(
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM failed_event ORDER BY id"))
-            .fetch_all(pool)
-            .await?,
-    )
+/// Every failed event of one campaign, open or resolved (the verifier's view).
+pub async fn list_for(pool: &MySqlPool, campaign_id: &str) -> Result<Vec<FailedEvent>, StoreError> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM failed_event WHERE campaign_id = ? ORDER BY id"
+    ))
+    .bind(campaign_id)
+    .fetch_all(pool)
+    .await?)
 }
 
 pub async fn count_open(pool: &MySqlPool) -> Result<u64, StoreError> {

@@ -36,20 +36,8 @@ pub fn read(dir: &Path) -> anyhow::Result<RunHistory> {
     let history_path = dir.join("history.jsonl");
     let text = std::fs::read_to_string(&history_path)
         .with_context(|| format!("cannot read {}", history_path.display()))?;
-    let records = text
-        .lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(i, line)| {
-            serde_json::from_str::<HistoryRecord>(line).with_context(|| {
-                format!(
-                    "{} line {} is not a history record",
-                    history_path.display(),
-                    i + 1
-                )
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let records = coupon_domain::history::parse_jsonl(&text)
+        .with_context(|| format!("in {}", history_path.display()))?;
     Ok(RunHistory {
         run_id: summary["run_id"].as_str().unwrap_or_default().to_owned(),
         dir,

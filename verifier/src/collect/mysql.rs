@@ -51,10 +51,9 @@ pub async fn campaign(pool: &MySqlPool, id: &str) -> anyhow::Result<CampaignFact
             offset: r.kafka_offset,
         })
         .collect();
-    let failed = failed_events::list_all(pool)
+    let failed = failed_events::list_for(pool, id)
         .await?
         .into_iter()
-        .filter(|f| f.campaign_id.as_deref() == Some(id))
         .map(|f| FailedFact {
             user_id: f.user_id,
             reason: f.reason,

@@ -37,10 +37,21 @@ impl GateReader {
         })
     }
 
-    pub async fn gate(&self, campaign: &str) -> anyhow::Result<GateFact> {
+    fn keys(&self, campaign: &str) -> anyhow::Result<GateKeys> {
         let id = CampaignId::parse(campaign)
             .with_context(|| format!("`{campaign}` is not a campaign id"))?;
-        let keys = GateKeys::new(&self.prefix, &id);
+        Ok(GateKeys::new(&self.prefix, &id))
+    }
+
+    /// How many winners the gate holds (HLEN: the drain wait polls it, so no full read).
+    pub async fn winner_count(&self, campaign: &str) -> anyhow::Result<u64> {
+        let keys = self.keys(campaign)?;
+        let mut conn = self.conn.clone();
+        Ok(conn.hlen(&keys.winners).await?)
+    }
+
+    pub async fn gate(&self, campaign: &str) -> anyhow::Result<GateFact> {
+        let keys = self.keys(campaign)?;
         let mut conn = self.conn.clone();
         let initialised: bool = conn.exists(&keys.marker).await?;
         let winners: std::collections::BTreeMap<u64, u32> = conn.hgetall(&keys.winners).await?;
