@@ -64,6 +64,14 @@ pub struct Cli {
     #[arg(long, env = "KAFKA_GROUP", default_value = stack::DEFAULT_CONSUMER_GROUP)]
     pub group: String,
 
+    /// Topic the course's Kafka stages send to (for campaigns run as a course stage).
+    #[arg(long, env = "COURSE_TOPIC", default_value = stack::DEFAULT_COURSE_TOPIC)]
+    pub course_topic: String,
+
+    /// The course's consumer group.
+    #[arg(long, env = "COURSE_GROUP", default_value = stack::DEFAULT_COURSE_GROUP)]
+    pub course_group: String,
+
     /// Prefix of the gate's Redis keys.
     #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "coupon")]
     pub redis_key_prefix: String,

@@ -1,11 +1,17 @@
-//! Waits until the pipeline drained: the consumer group's lag is 0 and every winner the gate
-//! admitted is accounted for in MySQL (a row, or a failed event). Reports progress while waiting.
+//! Waits until the pipeline drained: each consumer group involved has lag 0, and every winner
+//! the gate admitted is accounted for in MySQL (a row, or a failed event). A course stage is
+//! drained once its consumer caught up (its first two stages write synchronously). Reports
+//! progress while waiting.
 
 use std::time::Duration;
 
+use coupon_domain::Strategy;
 use sqlx::MySqlPool;
 
-use crate::collect::{kafka, mysql, redis::GateReader};
+use crate::{
+    cli::Cli,
+    collect::{kafka, mysql, redis::GateReader},
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Drained {
@@ -14,20 +20,36 @@ pub enum Drained {
 }
 
 pub async fn wait(
-    brokers: &str,
-    topic: &str,
-    group: &str,
+    cli: &Cli,
     pool: &MySqlPool,
     gate: &GateReader,
-    campaigns: &[String],
+    campaigns: &[(String, Strategy)],
     timeout: Duration,
 ) -> anyhow::Result<Drained> {
+    let pipeline: Vec<&String> = campaigns
+        .iter()
+        .filter(|(_, s)| !s.is_course_stage())
+        .map(|(c, _)| c)
+        .collect();
+    let course_kafka = campaigns
+        .iter()
+        .any(|(_, s)| s.is_course_stage() && s.uses_kafka());
     let started = tokio::time::Instant::now();
     let mut last_report = started;
     loop {
-        let lag = coupon_kafka::offsets::total_lag(&kafka::offsets(brokers, topic, group).await?);
+        let mut lag = 0;
+        if !pipeline.is_empty() {
+            lag += coupon_kafka::offsets::total_lag(
+                &kafka::offsets(&cli.kafka_brokers, &cli.topic, &cli.group).await?,
+            );
+        }
+        if course_kafka {
+            lag += coupon_kafka::offsets::total_lag(
+                &kafka::offsets(&cli.kafka_brokers, &cli.course_topic, &cli.course_group).await?,
+            );
+        }
         let mut unaccounted = 0u64;
-        for campaign in campaigns {
+        for campaign in &pipeline {
             let winners = gate.winner_count(campaign).await?;
             let (rows, open_failures) = mysql::written(pool, campaign).await?;
             unaccounted += winners.saturating_sub(rows + open_failures);

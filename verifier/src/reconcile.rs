@@ -4,9 +4,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use coupon_domain::history::{HistoryRecord, ResultClass};
+use coupon_domain::{
+    Strategy,
+    history::{HistoryRecord, ResultClass},
+};
 use serde::Serialize;
 
+/// A coupon row. A course stage's rows carry no slot and no Kafka source: their `seq` is the
+/// row's position in insertion order, and `partition` is -1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RowFact {
     pub user_id: u64,
@@ -15,6 +20,7 @@ pub struct RowFact {
     pub offset: i64,
 }
 
+/// An event on the topic. A course stage's events carry no slot: `seq` is 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventFact {
     pub user_id: u64,
@@ -23,6 +29,8 @@ pub struct EventFact {
     pub offset: i64,
 }
 
+/// A captured failure. A course stage's failed events are never retried (`open` is false: nothing
+/// will resolve them) and have no Kafka source (`partition` is -1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FailedFact {
     pub user_id: Option<u64>,
@@ -45,6 +53,8 @@ pub struct GateFact {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Facts {
     pub campaign_id: String,
+    /// How the campaign issues: this project's design, or one of the course's stages.
+    pub strategy: Strategy,
     pub limit: u32,
     pub rows: Vec<RowFact>,
     pub events: Vec<EventFact>,
@@ -56,6 +66,36 @@ pub struct Facts {
     pub history: Option<Vec<HistoryRecord>>,
     /// Whether the run created the campaign (then every row must come from this history).
     pub campaign_created_by_run: bool,
+}
+
+impl Facts {
+    /// Whether rows and events carry gate slots and Kafka sources (this project's design).
+    fn has_slots(&self) -> bool {
+        !self.strategy.is_course_stage()
+    }
+
+    /// Whether an event accounts for a row: same slot, or for a course stage (no slots) the
+    /// same user.
+    fn event_matches_row(&self, event: &EventFact, row_seq: Option<u32>) -> bool {
+        if self.has_slots() {
+            row_seq == Some(event.seq)
+        } else {
+            row_seq.is_some()
+        }
+    }
+}
+
+/// The numbers a comparison of strategies shows, read off the same facts as the checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Tally {
+    /// Coupon rows in MySQL.
+    pub coupons: usize,
+    /// Rows beyond the limit.
+    pub over_issue: usize,
+    /// Rows beyond the first for the same user.
+    pub duplicates: usize,
+    /// Users answered `issued` who hold no row (0 without a history).
+    pub lost_winners: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -94,6 +134,8 @@ pub struct UnknownOutcomes {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Verdict {
     pub campaign_id: String,
+    pub strategy: Strategy,
+    pub tally: Tally,
     pub checks: Vec<Check>,
     pub unknown_outcomes: UnknownOutcomes,
 }
@@ -145,21 +187,33 @@ impl<'a> Index<'a> {
     fn seen(&self, user: u64) -> String {
         let mut places = Vec::new();
         for row in self.rows.get(&user).into_iter().flatten() {
-            places.push(format!(
-                "mysql row seq {} (from kafka p{}@{})",
-                row.seq, row.partition, row.offset
-            ));
+            places.push(if row.partition < 0 {
+                format!("mysql course_coupon row #{}", row.seq)
+            } else {
+                format!(
+                    "mysql row seq {} (from kafka p{}@{})",
+                    row.seq, row.partition, row.offset
+                )
+            });
         }
         for event in self.events.get(&user).into_iter().flatten() {
-            places.push(format!(
-                "kafka p{}@{} seq {}",
-                event.partition, event.offset, event.seq
-            ));
+            places.push(if self.facts.has_slots() {
+                format!(
+                    "kafka p{}@{} seq {}",
+                    event.partition, event.offset, event.seq
+                )
+            } else {
+                format!("kafka p{}@{}", event.partition, event.offset)
+            });
         }
         if let Some(seq) = self.facts.gate.as_ref().and_then(|g| g.winners.get(&user)) {
             places.push(format!("redis winner seq {seq}"));
         }
         for failed in self.facts.failed.iter().filter(|f| f.user_id == Some(user)) {
+            if failed.partition < 0 {
+                places.push("course failed_event (never retried)".to_owned());
+                continue;
+            }
             places.push(format!(
                 "failed_event {} ({}) p{}@{}",
                 failed.reason,
@@ -224,6 +278,8 @@ pub fn reconcile(facts: &Facts) -> Verdict {
     ];
     Verdict {
         campaign_id: facts.campaign_id.clone(),
+        strategy: facts.strategy,
+        tally: tally(&index),
         checks,
         unknown_outcomes: unknown_outcomes(&index),
     }
@@ -251,7 +307,13 @@ fn over_issue(index: &Index) -> Check {
         .rows
         .iter()
         .map(|r| (r.user_id, r.seq))
-        .chain(facts.events.iter().map(|e| (e.user_id, e.seq)))
+        .chain(
+            facts
+                .events
+                .iter()
+                .filter(|_| facts.has_slots())
+                .map(|e| (e.user_id, e.seq)),
+        )
         .chain(
             facts
                 .gate
@@ -301,6 +363,7 @@ fn one_per_user(index: &Index) -> Check {
     let two_slots_in_events: Vec<u64> = index
         .events
         .iter()
+        .filter(|_| index.facts.has_slots())
         .filter(|(_, es)| es.iter().map(|e| e.seq).collect::<BTreeSet<_>>().len() > 1)
         .map(|(u, _)| *u)
         .collect();
@@ -354,15 +417,18 @@ fn issued_have_rows(index: &Index) -> Check {
 
 /// I4: every row belongs to a user who applied and was not refused, and came from an event.
 fn no_phantoms(index: &Index) -> Check {
+    // The course's first two stages insert directly: their rows have no event to come from.
+    let rows_come_from_events = index.facts.strategy.uses_kafka();
     let without_event: Vec<u64> = index
         .facts
         .rows
         .iter()
+        .filter(|_| rows_come_from_events)
         .filter(|row| {
-            !index
-                .events
-                .get(&row.user_id)
-                .is_some_and(|es| es.iter().any(|e| e.seq == row.seq))
+            !index.events.get(&row.user_id).is_some_and(|es| {
+                es.iter()
+                    .any(|e| index.facts.event_matches_row(e, Some(row.seq)))
+            })
         })
         .map(|row| row.user_id)
         .collect();
@@ -451,11 +517,14 @@ fn stores_agree(index: &Index) -> Check {
         .events
         .iter()
         .filter(|e| {
-            rows.get(&e.user_id) != Some(&e.seq)
-                && !facts
-                    .failed
-                    .iter()
-                    .any(|f| f.partition == e.partition && f.offset == e.offset)
+            !facts.event_matches_row(e, rows.get(&e.user_id).copied())
+                && !facts.failed.iter().any(|f| {
+                    if facts.has_slots() {
+                        f.partition == e.partition && f.offset == e.offset
+                    } else {
+                        f.user_id == Some(e.user_id)
+                    }
+                })
         })
         .map(|e| e.user_id)
         .collect();
@@ -535,6 +604,23 @@ fn exactly_limit(index: &Index) -> Check {
         observed: format!("{} rows", facts.rows.len()),
         status: status(facts.rows.len() == limit),
         offenders: index.offenders(missing),
+    }
+}
+
+fn tally(index: &Index) -> Tally {
+    let facts = index.facts;
+    let lost_winners = index
+        .replies
+        .iter()
+        .filter(|(user, rs)| {
+            rs.iter().any(|r| r.result == ResultClass::Issued) && !index.rows.contains_key(user)
+        })
+        .count();
+    Tally {
+        coupons: facts.rows.len(),
+        over_issue: facts.rows.len().saturating_sub(facts.limit as usize),
+        duplicates: facts.rows.len() - index.rows.len(),
+        lost_winners,
     }
 }
 

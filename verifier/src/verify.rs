@@ -4,10 +4,16 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use coupon_domain::Strategy;
 
 use crate::{
     cli::{Cli, EXIT_HOLDS, EXIT_VIOLATED},
-    collect::{self, history::RunHistory, redis::GateReader},
+    collect::{
+        self, Shared,
+        history::RunHistory,
+        kafka::{self, Payload},
+        redis::GateReader,
+    },
     drain::{self, Drained},
     reconcile::{self, Verdict},
     render,
@@ -27,8 +33,32 @@ fn scope(cli: &Cli) -> anyhow::Result<(Option<RunHistory>, Option<Vec<String>>)>
     Ok((Some(history), Some(vec![campaign])))
 }
 
-/// Runs the verification; `Err` means it could not verify (exit 2).
+/// What a verification found: one verdict per campaign, and where it was written.
+#[derive(Debug, Clone)]
+pub struct Judgement {
+    pub verdicts: Vec<Verdict>,
+    pub drained: Drained,
+    pub exit_code: u8,
+    pub final_line: String,
+    pub out_dir: PathBuf,
+}
+
+/// Runs the verification and prints it; `Err` means it could not verify (exit 2).
 pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
+    let judgement = judge(cli).await?;
+    for verdict in &judgement.verdicts {
+        println!("{}", render::terminal(verdict, cli.show));
+    }
+    println!(
+        "verdict written to {}/verdict.{{json,md}}",
+        judgement.out_dir.display()
+    );
+    println!("{}", judgement.final_line);
+    Ok(judgement.exit_code)
+}
+
+/// Drains, collects, reconciles and writes `verdict.{json,md}`, without printing the verdicts.
+pub async fn judge(cli: &Cli) -> anyhow::Result<Judgement> {
     let (history, campaigns) = scope(cli)?;
     let pool = collect::mysql::connect(&cli.database_url).await?;
     let gate = GateReader::connect(&cli.redis_url, &cli.redis_key_prefix).await?;
@@ -36,21 +66,19 @@ pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
         Some(campaigns) => campaigns,
         None => collect::mysql::campaign_ids(&pool).await?,
     };
+    let mut strategies: Vec<(String, Strategy)> = Vec::with_capacity(campaigns.len());
+    for campaign in &campaigns {
+        strategies.push((
+            campaign.clone(),
+            collect::mysql::strategy(&pool, campaign).await?,
+        ));
+    }
     eprintln!(
         "verifying {} (waiting up to {:?} for the pipeline to drain)",
         campaigns.join(", "),
         cli.drain_timeout
     );
-    let drained = drain::wait(
-        &cli.kafka_brokers,
-        &cli.topic,
-        &cli.group,
-        &pool,
-        &gate,
-        &campaigns,
-        cli.drain_timeout,
-    )
-    .await?;
+    let drained = drain::wait(cli, &pool, &gate, &strategies, cli.drain_timeout).await?;
     match drained {
         Drained::Yes { after } => eprintln!("drained after {:.1}s", after.as_secs_f64()),
         Drained::TimedOut { lag } => eprintln!(
@@ -58,16 +86,17 @@ pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
             cli.drain_timeout
         ),
     }
-    let (shared, _offsets) =
-        collect::kafka::shared(&cli.kafka_brokers, &cli.topic, &cli.group).await?;
+    let shared = read_topics(cli, &strategies).await?;
     let mut verdicts: Vec<Verdict> = Vec::new();
-    for campaign in &campaigns {
+    for (campaign, strategy) in &strategies {
         let mut facts = collect::mysql::campaign(&pool, campaign).await?;
-        facts.gate = Some(
-            gate.gate(campaign)
-                .await
-                .with_context(|| format!("redis at {}", cli.redis_url))?,
-        );
+        if !strategy.is_course_stage() {
+            facts.gate = Some(
+                gate.gate(campaign)
+                    .await
+                    .with_context(|| format!("redis at {}", cli.redis_url))?,
+            );
+        }
         let run_history = history.clone().filter(|h| &h.campaign_id == campaign);
         verdicts.push(reconcile::reconcile(
             &facts.into_facts(&shared, run_history),
@@ -76,9 +105,6 @@ pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
     let holds = verdicts.iter().all(Verdict::holds);
     let exit_code = if holds { EXIT_HOLDS } else { EXIT_VIOLATED };
     let final_line = render::final_line(&verdicts);
-    for verdict in &verdicts {
-        println!("{}", render::terminal(verdict, cli.show));
-    }
     let out_dir: PathBuf = match &history {
         Some(run) => run.dir.clone(),
         None => cli.report_dir.join(format!(
@@ -98,10 +124,40 @@ pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
         &final_line,
         cli.show,
     )?;
-    println!(
-        "verdict written to {}/verdict.{{json,md}}",
-        out_dir.display()
-    );
-    println!("{final_line}");
-    Ok(exit_code)
+    Ok(Judgement {
+        verdicts,
+        drained,
+        exit_code,
+        final_line,
+        out_dir,
+    })
+}
+
+/// The topics the campaigns' strategies use, each read once.
+async fn read_topics(cli: &Cli, strategies: &[(String, Strategy)]) -> anyhow::Result<Shared> {
+    let uses = |course: bool| {
+        strategies
+            .iter()
+            .any(|(_, s)| s.is_course_stage() == course && s.uses_kafka())
+    };
+    let mut shared = Shared::default();
+    if uses(false) {
+        shared.pipeline = kafka::topic(
+            &cli.kafka_brokers,
+            &cli.topic,
+            &cli.group,
+            Payload::Pipeline,
+        )
+        .await?;
+    }
+    if uses(true) {
+        shared.course = kafka::topic(
+            &cli.kafka_brokers,
+            &cli.course_topic,
+            &cli.course_group,
+            Payload::Course,
+        )
+        .await?;
+    }
+    Ok(shared)
 }

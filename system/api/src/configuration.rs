@@ -32,6 +32,10 @@ pub struct Settings {
     #[arg(long, env = "KAFKA_TOPIC_PARTITIONS", default_value_t = stack::DEFAULT_TOPIC_PARTITIONS)]
     pub topic_partitions: i32,
 
+    /// Topic the course's Kafka stages send to (docs/stages.md).
+    #[arg(long, env = "COURSE_TOPIC", default_value = stack::DEFAULT_COURSE_TOPIC)]
+    pub course_topic: String,
+
     /// The consumer group whose committed offsets the api reports as lag.
     #[arg(long, env = "KAFKA_GROUP", default_value = stack::DEFAULT_CONSUMER_GROUP)]
     pub group: String,

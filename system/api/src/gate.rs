@@ -113,6 +113,11 @@ impl Gate {
         &self.address
     }
 
+    /// The gate's Redis connection, shared with the course's stages.
+    pub(crate) fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
     pub fn keys(&self, campaign: &CampaignId) -> GateKeys {
         GateKeys::new(&self.prefix, campaign)
     }

@@ -8,12 +8,14 @@
 //! - [`gate`]: the Redis gate (Lua scripts): admit, release, initialise.
 //! - [`rebuild`]: rebuild a campaign's gate from MySQL and Kafka after Redis lost it.
 //! - [`publisher`]: the idempotent Kafka producer, and undoing an admission it could not publish.
+//! - [`course`]: the original course's stages, flaws included, for campaigns created with one.
 //! - [`campaigns`]: the campaign cache in front of MySQL.
 //! - [`error`]: the one HTTP error type.
 //! - [`metrics`]: the Prometheus registry.
 
 pub mod campaigns;
 pub mod configuration;
+pub mod course;
 pub mod error;
 pub mod gate;
 pub mod metrics;

@@ -42,6 +42,10 @@ pub async fn ensure_gate(
     stored: &StoredCampaign,
 ) -> anyhow::Result<GateReadiness> {
     let id = &stored.campaign.id;
+    if stored.campaign.strategy.is_course_stage() {
+        // The course's stages keep their own counters and have no gate to lose or rebuild.
+        return Ok(GateReadiness::Ready);
+    }
     if state.gate.stats(id).await?.initialised {
         return Ok(GateReadiness::Ready);
     }

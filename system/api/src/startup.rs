@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use coupon_runtime::retry_startup;
 
 use crate::{
-    campaigns::CampaignCache, configuration::Settings, gate::Gate, metrics::Metrics,
+    campaigns::CampaignCache, configuration::Settings, course::Course, gate::Gate, metrics::Metrics,
     publisher::Publisher, rebuild, routes,
 };
 
@@ -27,6 +27,8 @@ pub struct AppState {
     pub settings: Settings,
     pub gate: Gate,
     pub publisher: Publisher,
+    /// The course's stages, for campaigns created with one.
+    pub course: Course,
     pub pool: MySqlPool,
     pub campaigns: CampaignCache,
     pub metrics: Metrics,
@@ -71,6 +73,27 @@ impl Application {
             )
         })
         .await?;
+        retry_startup("kafka", &settings.kafka_brokers, deadline, || {
+            coupon_kafka::ensure_topic(
+                &settings.kafka_brokers,
+                &settings.course_topic,
+                settings.topic_partitions,
+            )
+        })
+        .await?;
+        let course = Course::new(
+            gate.connection(),
+            pool.clone(),
+            &settings.kafka_brokers,
+            &settings.course_topic,
+            &settings.redis_key_prefix,
+        )
+        .with_context(|| {
+            format!(
+                "failed to create the course's kafka producer for {}",
+                settings.kafka_brokers
+            )
+        })?;
         let publisher = Publisher::new(
             &settings.kafka_brokers,
             &settings.topic,
@@ -90,6 +113,7 @@ impl Application {
             settings,
             gate,
             publisher,
+            course,
             pool,
             metrics: Metrics::default(),
             rebuilds_running: Mutex::default(),
@@ -121,6 +145,7 @@ impl Application {
             .await
             .context("api server failed")?;
         self.state.publisher.flush(Duration::from_secs(10)).await;
+        self.state.course.flush(Duration::from_secs(10)).await;
         tracing::info!("api stopped");
         Ok(())
     }

@@ -27,6 +27,19 @@ pub struct Settings {
     #[arg(long, env = "KAFKA_GROUP", default_value = stack::DEFAULT_CONSUMER_GROUP)]
     pub group: String,
 
+    /// Topic the course's Kafka stages send to (docs/stages.md).
+    #[arg(long, env = "COURSE_TOPIC", default_value = stack::DEFAULT_COURSE_TOPIC)]
+    pub course_topic: String,
+
+    /// The course's consumer group.
+    #[arg(long, env = "COURSE_GROUP", default_value = stack::DEFAULT_COURSE_GROUP)]
+    pub course_group: String,
+
+    /// Fault injection for the stage comparison: SIGKILL this process after writing this many
+    /// coupon rows (either design). Never set it outside a demonstration.
+    #[arg(long, env = "FAULT_CRASH_AFTER_ROWS", hide = true)]
+    pub crash_after_rows: Option<u64>,
+
     /// Most events written in one transaction.
     #[arg(long, env = "BATCH_SIZE", default_value_t = 500)]
     pub batch_size: usize,

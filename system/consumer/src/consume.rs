@@ -17,7 +17,7 @@ use rdkafka::{
 };
 use sqlx::MySqlPool;
 
-use crate::{configuration::Settings, metrics::Metrics};
+use crate::{configuration::Settings, fault::CrashAfter, metrics::Metrics};
 
 /// Caches campaign limits (they never change); `None` caches nothing, so a campaign created
 /// later is found.
@@ -189,6 +189,7 @@ pub async fn run(
     settings: &Settings,
     pool: MySqlPool,
     metrics: Arc<Metrics>,
+    crash: Arc<CrashAfter>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let consumer: StreamConsumer =
@@ -251,6 +252,7 @@ pub async fn run(
         if !committed {
             break;
         }
+        crash.wrote(u64::try_from(batch.len()).unwrap_or(u64::MAX));
         // Store, don't commit: librdkafka commits the stored offsets every second and retries a
         // failed commit by itself. Stored only now, after the transaction committed.
         if let Err(error) = consumer.store_offsets(&next_offsets(&settings.topic, &batch)?) {

@@ -8,9 +8,13 @@
 //! - [`consume`]: the consume loop: batch, write in one transaction, then commit offsets.
 //! - [`retry`]: the worker that re-processes failed events until they are resolved.
 //! - [`metrics`]: the Prometheus registry and its `/metrics` endpoint.
+//! - [`course`]: the course's consumer, for campaigns run as its Kafka stages (docs/stages.md).
+//! - [`fault`]: an injected crash, for the stage comparison.
 
 pub mod configuration;
 pub mod consume;
+pub mod course;
+pub mod fault;
 pub mod metrics;
 pub mod retry;
 pub mod startup;

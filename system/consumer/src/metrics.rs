@@ -23,6 +23,9 @@ pub struct Metrics {
     pub batches: Counter,
     pub failed_events_resolved: Counter,
     pub lag: Gauge,
+    pub course_rows_written: Counter,
+    pub course_failed_events: Counter,
+    pub course_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -37,8 +40,26 @@ impl Default for Metrics {
             batches: Counter::default(),
             failed_events_resolved: Counter::default(),
             lag: Gauge::default(),
+            course_rows_written: Counter::default(),
+            course_failed_events: Counter::default(),
+            course_dropped: Counter::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "course_rows_written",
+            "Rows the course's consumer inserted (course stages)",
+            metrics.course_rows_written.clone(),
+        );
+        registry.register(
+            "course_failed_events",
+            "Failed inserts the course's consumer recorded, never retried",
+            metrics.course_failed_events.clone(),
+        );
+        registry.register(
+            "course_dropped",
+            "Failed inserts whose failed event could not be saved either",
+            metrics.course_dropped.clone(),
+        );
         registry.register(
             "rows_written",
             "Coupon rows written",

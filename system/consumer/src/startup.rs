@@ -9,7 +9,7 @@ use coupon_runtime::retry_startup;
 use sqlx::MySqlPool;
 use tokio::net::TcpListener;
 
-use crate::{configuration::Settings, consume, metrics::Metrics, retry};
+use crate::{configuration::Settings, consume, course, fault::CrashAfter, metrics::Metrics, retry};
 
 #[derive(Debug)]
 pub struct Consumer {
@@ -34,6 +34,14 @@ impl Consumer {
             coupon_kafka::ensure_topic(
                 &settings.kafka_brokers,
                 &settings.topic,
+                settings.topic_partitions,
+            )
+        })
+        .await?;
+        retry_startup("kafka", &settings.kafka_brokers, deadline, || {
+            coupon_kafka::ensure_topic(
+                &settings.kafka_brokers,
+                &settings.course_topic,
                 settings.topic_partitions,
             )
         })
@@ -89,16 +97,31 @@ impl Consumer {
                 })
                 .into_future(),
         );
+        let crash = Arc::new(CrashAfter::new(self.settings.crash_after_rows));
+        let mut course_stop = stop_rx.clone();
+        let course_consumer = course::run(
+            &self.settings,
+            self.pool.clone(),
+            self.metrics.clone(),
+            crash.clone(),
+            async move {
+                let _ = course_stop.wait_for(|stopped| *stopped).await;
+            },
+        );
         let consumed = consume::run(
             &self.settings,
             self.pool.clone(),
             self.metrics.clone(),
-            shutdown,
-        )
-        .await;
+            crash,
+            async {
+                shutdown.await;
+                let _ = stop_tx.send(true);
+            },
+        );
+        let (consumed, course_consumed) = tokio::join!(consumed, course_consumer);
         let _ = stop_tx.send(true);
         let _ = tokio::join!(retry_worker, lag_gauge, metrics_server);
-        consumed
+        consumed.and(course_consumed)
     }
 }
 

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::ids::CampaignId;
+use crate::{ids::CampaignId, strategy::Strategy};
 
 /// How many coupons a campaign gives: 1 to [`CouponLimit::MAX`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -64,6 +64,9 @@ pub struct Campaign {
     pub opens_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option", default)]
     pub closes_at: Option<OffsetDateTime>,
+    /// How it issues; [`Strategy::Reliable`] unless created as one of the course's stages.
+    #[serde(default)]
+    pub strategy: Strategy,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -87,7 +90,12 @@ impl Campaign {
             limit,
             opens_at,
             closes_at,
+            strategy: Strategy::Reliable,
         })
+    }
+
+    pub fn with_strategy(self, strategy: Strategy) -> Self {
+        Self { strategy, ..self }
     }
 
     /// The window is half-open: `[opens_at, closes_at)`.

@@ -18,3 +18,9 @@ pub const DEFAULT_TOPIC_PARTITIONS: i32 = 6;
 pub const DEFAULT_CONSUMER_GROUP: &str = "coupon-writer";
 /// The campaign that exists out of the box.
 pub const DEFAULT_CAMPAIGN: &str = "default";
+
+/// The topic the course's Kafka stages send to (the course calls it `coupon_create`; ours has
+/// that name). Env: `COURSE_TOPIC`.
+pub const DEFAULT_COURSE_TOPIC: &str = "course_coupon_create";
+/// The course's consumer group. Env: `COURSE_GROUP`.
+pub const DEFAULT_COURSE_GROUP: &str = "group_1";

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`producer_config`], [`consumer_config`]: the settings the guarantees depend on.
+//! - [`course_producer_config`], [`course_consumer_config`]: the course's stages' defaults.
 //! - [`ensure_topic`]: create the topic with an explicit partition count when missing.
 //! - [`offsets`]: high watermarks and a group's committed offsets, read without joining it.
 //! - [`scan`]: every committed event of a topic, from the beginning (gate rebuild, verifier).
@@ -55,6 +56,29 @@ pub fn producer_config(brokers: &str, delivery_timeout: Duration) -> ClientConfi
             "message.timeout.ms",
             delivery_timeout.as_millis().to_string(),
         )
+        .set("socket.connection.setup.timeout.ms", "5000");
+    config
+}
+
+/// The course's producer: the client library's defaults, no idempotence, and a caller that
+/// never looks at the delivery report (docs/stages.md).
+pub fn course_producer_config(brokers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("socket.connection.setup.timeout.ms", "5000");
+    config
+}
+
+/// The course's consumer: the client library's defaults. Offsets are stored as each message is
+/// handed over and committed every 5 s in the background, whether or not it was written.
+pub fn course_consumer_config(brokers: &str, group: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "10000")
         .set("socket.connection.setup.timeout.ms", "5000");
     config
 }

@@ -1,6 +1,6 @@
 //! Campaigns: created by the admin endpoint (or the migration, for `default`), read by all.
 
-use coupon_domain::{Campaign, CampaignId, CouponLimit};
+use coupon_domain::{Campaign, CampaignId, CouponLimit, Strategy};
 use sqlx::{MySqlPool, Row, mysql::MySqlRow};
 use time::PrimitiveDateTime;
 
@@ -13,7 +13,7 @@ pub struct StoredCampaign {
     pub gate_initialised: bool,
 }
 
-const COLUMNS: &str = "id, coupon_limit, opens_at, closes_at, gate_initialised_at";
+const COLUMNS: &str = "id, coupon_limit, opens_at, closes_at, gate_initialised_at, strategy";
 
 fn from_row(row: &MySqlRow) -> Result<StoredCampaign, sqlx::Error> {
     let decode = |e: Box<dyn std::error::Error + Send + Sync>| sqlx::Error::Decode(e);
@@ -22,13 +22,16 @@ fn from_row(row: &MySqlRow) -> Result<StoredCampaign, sqlx::Error> {
     let opens_at: Option<PrimitiveDateTime> = row.try_get("opens_at")?;
     let closes_at: Option<PrimitiveDateTime> = row.try_get("closes_at")?;
     let gate_initialised_at: Option<PrimitiveDateTime> = row.try_get("gate_initialised_at")?;
+    let strategy: String = row.try_get("strategy")?;
+    let strategy: Strategy = strategy.parse().map_err(|e: coupon_domain::strategy::StrategyError| decode(e.into()))?;
     let campaign = Campaign::new(
         CampaignId::parse(&id).map_err(|e| decode(e.into()))?,
         CouponLimit::parse(u64::from(limit)).map_err(|e| decode(e.into()))?,
         opens_at.map(PrimitiveDateTime::assume_utc),
         closes_at.map(PrimitiveDateTime::assume_utc),
     )
-    .map_err(|e| decode(e.into()))?;
+    .map_err(|e| decode(e.into()))?
+    .with_strategy(strategy);
     Ok(StoredCampaign {
         campaign,
         gate_initialised: gate_initialised_at.is_some(),
@@ -57,12 +60,13 @@ pub async fn list(pool: &MySqlPool) -> Result<Vec<StoredCampaign>, StoreError> {
 #[tracing::instrument(skip_all, fields(campaign_id = %campaign.id))]
 pub async fn create(pool: &MySqlPool, campaign: &Campaign) -> Result<bool, StoreError> {
     let result = sqlx::query(
-        "INSERT INTO campaign (id, coupon_limit, opens_at, closes_at) VALUES (?, ?, ?, ?)",
+        "INSERT INTO campaign (id, coupon_limit, opens_at, closes_at, strategy) VALUES (?, ?, ?, ?, ?)",
     )
     .bind(campaign.id.as_str())
     .bind(campaign.limit.get())
     .bind(campaign.opens_at.map(to_utc_datetime))
     .bind(campaign.closes_at.map(to_utc_datetime))
+    .bind(campaign.strategy.as_str())
     .execute(pool)
     .await;
     match result {

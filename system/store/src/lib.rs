@@ -5,8 +5,10 @@
 //! - [`campaigns`]: create, find and list campaigns.
 //! - [`coupons`]: write coupon rows idempotently, count and list them.
 //! - [`failed_events`]: capture events that cannot be written, and resolve them later.
+//! - [`course`]: the course's stages' own tables, `course_coupon` and `course_failed_event`.
 
 pub mod campaigns;
+pub mod course;
 pub mod coupons;
 pub mod failed_events;
 

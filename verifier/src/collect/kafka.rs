@@ -1,13 +1,13 @@
-//! Kafka: the consumer group's lag (committed offsets read without joining the group, against
-//! the high watermarks) and every event on the topic, read from the beginning.
+//! Kafka: a consumer group's lag (committed offsets read without joining the group, against
+//! the high watermarks) and every event on a topic, read from the beginning.
 
 use std::{collections::BTreeMap, time::Duration};
 
 use anyhow::Context;
-use coupon_domain::CouponIssued;
+use coupon_domain::{CourseEvent, CouponIssued};
 use coupon_kafka::offsets::PartitionOffsets;
 
-use super::Shared;
+use super::TopicFacts;
 use crate::reconcile::EventFact;
 
 pub async fn offsets(
@@ -22,30 +22,50 @@ pub async fn offsets(
         })
 }
 
-pub async fn shared(
+/// Which events a topic carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payload {
+    /// `CouponIssued`, with its slot.
+    Pipeline,
+    /// The course's `CourseEvent`: a user, no slot.
+    Course,
+}
+
+pub async fn topic(
     brokers: &str,
     topic: &str,
     group: &str,
-) -> anyhow::Result<(Shared, Vec<PartitionOffsets>)> {
+    payload: Payload,
+) -> anyhow::Result<TopicFacts> {
     let offsets = offsets(brokers, topic, group).await?;
     let raw = coupon_kafka::scan::all_events(brokers, topic, Duration::from_secs(120))
         .await
         .with_context(|| format!("kafka at {brokers}: cannot read topic {topic}"))?;
     let mut events: BTreeMap<String, Vec<EventFact>> = BTreeMap::new();
     for raw in raw {
-        // Malformed events belong to no campaign; the consumer captured them as failed events.
-        if let Ok(event) = CouponIssued::from_json(&raw.payload) {
+        // Malformed events belong to no campaign; the consumers logged or captured them.
+        let decoded = match payload {
+            Payload::Pipeline => CouponIssued::from_json(&raw.payload)
+                .ok()
+                .map(|e| (e.campaign_id, e.user_id, e.seq.0)),
+            Payload::Course => CourseEvent::from_json(&raw.payload)
+                .ok()
+                .map(|e| (e.campaign_id, e.user_id, 0)),
+        };
+        if let Some((campaign_id, user_id, seq)) = decoded {
             events
-                .entry(event.campaign_id.to_string())
+                .entry(campaign_id.to_string())
                 .or_default()
                 .push(EventFact {
-                    user_id: event.user_id.get(),
-                    seq: event.seq.0,
+                    user_id: user_id.get(),
+                    seq,
                     partition: raw.partition,
                     offset: raw.offset,
                 });
         }
     }
-    let lag = coupon_kafka::offsets::total_lag(&offsets);
-    Ok((Shared { lag, events }, offsets))
+    Ok(TopicFacts {
+        lag: coupon_kafka::offsets::total_lag(&offsets),
+        events,
+    })
 }

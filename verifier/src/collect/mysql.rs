@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use coupon_domain::CampaignId;
-use coupon_store::{campaigns, coupons, failed_events};
+use coupon_domain::{CampaignId, Strategy};
+use coupon_store::{campaigns, coupons, course, failed_events};
 use sqlx::{MySqlPool, mysql::MySqlPoolOptions};
 
 use super::CampaignFacts;
@@ -41,6 +41,11 @@ pub async fn campaign(pool: &MySqlPool, id: &str) -> anyhow::Result<CampaignFact
     let stored = campaigns::find(pool, &campaign_id)
         .await?
         .with_context(|| format!("campaign `{id}` does not exist in mysql"))?;
+    let strategy = stored.campaign.strategy;
+    let limit = stored.campaign.limit.get();
+    if strategy.is_course_stage() {
+        return course_stage(pool, &campaign_id, strategy, limit).await;
+    }
     let rows = coupons::list(pool, &campaign_id)
         .await?
         .into_iter()
@@ -64,11 +69,63 @@ pub async fn campaign(pool: &MySqlPool, id: &str) -> anyhow::Result<CampaignFact
         .collect();
     Ok(CampaignFacts {
         campaign_id: id.to_owned(),
-        limit: stored.campaign.limit.get(),
+        strategy,
+        limit,
         rows,
         failed,
         gate: None,
     })
+}
+
+/// A course stage's rows and failed events, from the course's tables. Rows have no slot: each
+/// gets its position in insertion order, so the rows beyond the limit are the last ones.
+async fn course_stage(
+    pool: &MySqlPool,
+    id: &CampaignId,
+    strategy: Strategy,
+    limit: u32,
+) -> anyhow::Result<CampaignFacts> {
+    let rows = course::list_coupons(pool, id)
+        .await?
+        .into_iter()
+        .zip(1u32..)
+        .map(|(row, position)| RowFact {
+            user_id: row.user_id,
+            seq: position,
+            partition: -1,
+            offset: -1,
+        })
+        .collect();
+    let failed = course::list_failed_events(pool, id)
+        .await?
+        .into_iter()
+        .map(|user_id| FailedFact {
+            user_id: Some(user_id),
+            reason: "course_failed_event".to_owned(),
+            open: false,
+            partition: -1,
+            offset: -1,
+        })
+        .collect();
+    Ok(CampaignFacts {
+        campaign_id: id.to_string(),
+        strategy,
+        limit,
+        rows,
+        failed,
+        gate: None,
+    })
+}
+
+/// The strategy each campaign issues with.
+pub async fn strategy(pool: &MySqlPool, id: &str) -> anyhow::Result<Strategy> {
+    let campaign_id =
+        CampaignId::parse(id).with_context(|| format!("`{id}` is not a campaign id"))?;
+    Ok(campaigns::find(pool, &campaign_id)
+        .await?
+        .with_context(|| format!("campaign `{id}` does not exist in mysql"))?
+        .campaign
+        .strategy)
 }
 
 /// Rows and open failed events of a campaign, for the drain wait.

@@ -40,6 +40,7 @@ fn event(user_id: u64, seq: u32) -> EventFact {
 fn healthy() -> Facts {
     Facts {
         campaign_id: "c".into(),
+        strategy: Strategy::Reliable,
         limit: 3,
         rows: vec![row(1, 1), row(2, 2), row(3, 3)],
         events: vec![event(1, 1), event(2, 2), event(3, 3)],
@@ -295,4 +296,97 @@ fn i7_counts_only_demand_that_reached_the_gate() {
         .find(|c| c.id == "I7")
         .map(|c| c.status);
     assert_eq!(i7, Some(Status::Skip));
+}
+
+/// A course stage's facts: rows in insertion order with no source, events with no slot.
+fn course_stage(strategy: Strategy, row_users: &[u64], event_users: &[u64]) -> Facts {
+    let rows = row_users
+        .iter()
+        .zip(1u32..)
+        .map(|(user_id, position)| RowFact {
+            user_id: *user_id,
+            seq: position,
+            partition: -1,
+            offset: -1,
+        })
+        .collect();
+    let events = event_users
+        .iter()
+        .zip(0i64..)
+        .map(|(user_id, offset)| EventFact {
+            user_id: *user_id,
+            seq: 0,
+            partition: 0,
+            offset,
+        })
+        .collect();
+    Facts {
+        strategy,
+        rows,
+        events,
+        gate: None,
+        history: Some(
+            row_users
+                .iter()
+                .chain(event_users)
+                .map(|u| record(*u, ResultClass::Issued, None))
+                .chain([record(9, ResultClass::SoldOut, None)])
+                .collect(),
+        ),
+        ..healthy()
+    }
+}
+
+#[test]
+fn a_course_stage_that_happened_to_behave_passes() {
+    let kafka = course_stage(Strategy::Kafka, &[1, 2, 3], &[1, 2, 3]);
+    assert_eq!(failing(&kafka), Vec::<&str>::new());
+    let counter = course_stage(Strategy::RedisCounter, &[1, 2, 3], &[]);
+    assert_eq!(
+        failing(&counter),
+        Vec::<&str>::new(),
+        "direct inserts need no event"
+    );
+}
+
+#[test]
+fn course_stage_over_issue_is_caught_at_the_rows_beyond_the_limit() {
+    let naive = course_stage(Strategy::Naive, &[1, 2, 3, 4], &[]);
+    assert!(failing(&naive).contains(&"I1"));
+    assert_eq!(offenders_of(&naive, "I1"), vec![4]);
+    assert_eq!(reconcile(&naive).tally.over_issue, 1);
+}
+
+#[test]
+fn course_stage_duplicates_are_caught_from_rows_alone() {
+    let counter = course_stage(Strategy::RedisCounter, &[1, 1, 2], &[]);
+    let verdict = reconcile(&counter);
+    assert_eq!(verdict.failed_ids(), vec!["I2"]);
+    assert_eq!(offenders_of(&counter, "I2"), vec![1]);
+    assert_eq!(verdict.tally.duplicates, 1);
+}
+
+#[test]
+fn course_stage_lost_winner_is_caught_even_with_its_failed_event() {
+    let mut per_user = course_stage(Strategy::PerUser, &[1, 2], &[1, 2, 3]);
+    per_user.failed.push(FailedFact {
+        user_id: Some(3),
+        reason: "course_failed_event".into(),
+        open: false,
+        partition: -1,
+        offset: -1,
+    });
+    let verdict = reconcile(&per_user);
+    assert!(verdict.failed_ids().contains(&"I3"), "{verdict:?}");
+    assert!(verdict.failed_ids().contains(&"I7"), "{verdict:?}");
+    assert!(
+        !verdict.failed_ids().contains(&"I6"),
+        "the event is accounted for by its failed event"
+    );
+    assert_eq!(verdict.tally.lost_winners, 1);
+    per_user.failed.clear();
+    assert!(
+        failing(&per_user).contains(&"I6"),
+        "an event with neither row nor failed event is caught"
+    );
 }

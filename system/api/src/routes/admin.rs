@@ -9,7 +9,7 @@ use axum::{
     },
     http::{HeaderMap, StatusCode, header},
 };
-use coupon_domain::{Campaign, CampaignId, CouponLimit};
+use coupon_domain::{Campaign, CampaignId, CouponLimit, Strategy};
 use coupon_store::campaigns;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -32,6 +32,9 @@ pub struct NewCampaign {
     pub opens_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option", default)]
     pub closes_at: Option<OffsetDateTime>,
+    /// One of the course's stages, to watch it fail (docs/stages.md); `reliable` by default.
+    #[serde(default)]
+    pub strategy: Strategy,
 }
 
 fn default_limit() -> CouponLimit {
@@ -71,7 +74,8 @@ pub async fn create(
     authorize(&state, &headers)?;
     let Json(new) = body?;
     let campaign = Campaign::new(new.id, new.limit, new.opens_at, new.closes_at)
-        .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+        .map_err(|e| ApiError::Unprocessable(e.to_string()))?
+        .with_strategy(new.strategy);
     let created = campaigns::create(&state.pool, &campaign)
         .await
         .map_err(|e| ApiError::unavailable("mysql", e))?;
@@ -115,6 +119,12 @@ pub async fn rebuild_gate(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     authorize(&state, &headers)?;
     let campaign = campaign_from_path(&state, campaign_id).await?;
+    if campaign.strategy.is_course_stage() {
+        return Err(ApiError::Unprocessable(format!(
+            "campaign `{}` runs the course's `{}` stage, which has no gate to rebuild",
+            campaign.id, campaign.strategy
+        )));
+    }
     rebuild::force_rebuild(&state, &campaign)
         .await
         .map_err(|e| ApiError::unavailable("redis", e))?;

@@ -157,6 +157,9 @@ async fn apply_steps(
         CampaignState::Closed => return Ok(ApplyReply::Closed),
         CampaignState::Open => {}
     }
+    if campaign.strategy.is_course_stage() {
+        return state.course.apply(&campaign, user_id).await;
+    }
     match admit(state, &campaign, user_id).await? {
         (GateOutcome::Issued(seq), epoch) => {
             // From here the admission must be published or undone even if the client hangs up

@@ -35,6 +35,9 @@ pub async fn campaign_from_path(
 /// The campaign with its live numbers: issued (the gate's winners), persisted (coupon rows),
 /// failed_events (open ones: winners the consumer could not write).
 pub async fn describe(state: &SharedState, campaign: &Campaign) -> Result<Value, ApiError> {
+    if campaign.strategy.is_course_stage() {
+        return describe_course_stage(state, campaign).await;
+    }
     let gate = state
         .gate
         .stats(&campaign.id)
@@ -58,5 +61,25 @@ pub async fn describe(state: &SharedState, campaign: &Campaign) -> Result<Value,
         "closes_at": campaign.closes_at.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
         "state": campaign.state_at(time::OffsetDateTime::now_utc()),
         "gate": if gate.initialised { "ready" } else { "rebuilding" },
+        "strategy": campaign.strategy,
+    }))
+}
+
+/// A course stage's numbers: issued as its counter says, rows and failed events in the course's
+/// tables (which nothing retries).
+async fn describe_course_stage(state: &SharedState, campaign: &Campaign) -> Result<Value, ApiError> {
+    let (issued, persisted, failed) = state.course.stats(campaign).await?;
+    let limit = u64::from(campaign.limit.get());
+    Ok(json!({
+        "campaign_id": campaign.id,
+        "limit": limit,
+        "issued": issued,
+        "persisted": persisted,
+        "failed_events": failed,
+        "remaining": limit.saturating_sub(issued),
+        "opens_at": campaign.opens_at.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
+        "closes_at": campaign.closes_at.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
+        "state": campaign.state_at(time::OffsetDateTime::now_utc()),
+        "strategy": campaign.strategy,
     }))
 }
