@@ -4,6 +4,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use clap::Parser;
+use coupon_domain::Strategy;
 
 /// Fire a burst of distinct users at the apply api, record every request, write reports.
 ///
@@ -21,6 +22,19 @@ pub struct Cli {
     /// The api's base URL.
     #[arg(long, env = "LOADGEN_HOST", default_value = "http://127.0.0.1:8080")]
     pub host: String,
+
+    /// How the fresh campaign issues: one of the course's stages (naive, redis-counter, kafka,
+    /// per-user), this project's design (reliable), or `all` to run the same burst against each
+    /// in turn, verify each, and write a comparison (docs/stages.md).
+    #[arg(long, default_value = "reliable", value_parser = parse_strategies)]
+    pub strategy: Strategies,
+
+    /// Inject a fault into the pipeline loadgen starts (repeat, or separate with commas).
+    /// `consumer-crash`: the consumer is killed (SIGKILL) after writing half the limit in rows,
+    /// and restarted. `db-outage`: the consumer loses MySQL from the start of the burst until
+    /// 8 s after it.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub fault: Vec<Fault>,
 
     /// Coupon limit of the fresh campaign this run creates.
     #[arg(long, default_value_t = 100)]
@@ -73,6 +87,40 @@ pub struct Cli {
     pub goose_args: Vec<String>,
 }
 
+/// The strategies a run covers: one, or all of them in turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Strategies {
+    One(Strategy),
+    All,
+}
+
+impl Strategies {
+    pub fn list(&self) -> Vec<Strategy> {
+        match self {
+            Self::One(strategy) => vec![*strategy],
+            Self::All => Strategy::ALL.to_vec(),
+        }
+    }
+}
+
+fn parse_strategies(raw: &str) -> Result<Strategies, String> {
+    if raw == "all" {
+        return Ok(Strategies::All);
+    }
+    raw.parse()
+        .map(Strategies::One)
+        .map_err(|e: coupon_domain::strategy::StrategyError| format!("{e}, or all"))
+}
+
+/// A fault loadgen injects into the pipeline it started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fault {
+    /// Kill the consumer with SIGKILL mid-run, then restart it.
+    ConsumerCrash,
+    /// Cut the consumer's MySQL connection during the burst, then restore it.
+    DbOutage,
+}
+
 #[derive(Parser)]
 #[command(name = "goose", no_binary_name = true)]
 struct GooseArgs {
@@ -103,6 +151,10 @@ impl Cli {
             "--hot-users must be between 0 and 1"
         );
         anyhow::ensure!(self.limit >= 1, "--limit must be at least 1");
+        anyhow::ensure!(
+            self.campaign.is_none() || self.strategy == Strategies::One(Strategy::Reliable),
+            "--strategy applies to the fresh campaign a run creates; it cannot be combined with --campaign"
+        );
         anyhow::ensure!(
             self.host.starts_with("http://") || self.host.starts_with("https://"),
             "--host must be a URL like http://127.0.0.1:8080, got {}",

@@ -11,8 +11,10 @@
 //! - [`report`]: terminal table, `summary.json`, `summary.md`, a self-contained `report.html`.
 //! - [`progress`]: the live progress bar, quiet when not on a terminal or under CI.
 //! - [`run`]: the whole run, step by step.
+//! - [`compare`]: `--strategy all`: each strategy in turn, verified, then one comparison.
 
 pub mod cli;
+pub mod compare;
 pub mod history;
 pub mod progress;
 pub mod report;

@@ -5,10 +5,11 @@ use loadgen::{Cli, target};
 async fn main() -> std::process::ExitCode {
     if std::env::args().nth(1).as_deref() == Some(target::SERVE_PIPELINE) {
         coupon_runtime::init_telemetry("info");
-        return match target::serve_pipeline().await {
+        let part = std::env::args().nth(2).unwrap_or_default();
+        return match target::serve_pipeline(&part).await {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(error) => {
-                eprintln!("the api/consumer child failed: {error:#}");
+                eprintln!("the {part} child failed: {error:#}");
                 std::process::ExitCode::from(2)
             }
         };

@@ -9,8 +9,11 @@ use std::{
 
 use anyhow::Context;
 
+use coupon_domain::Strategy;
+
 use crate::{
-    cli::Cli,
+    cli::{Cli, Fault, Strategies},
+    compare,
     history::{self, History},
     progress::Progress,
     report::{self, Summary},
@@ -23,8 +26,7 @@ use crate::{
 #[derive(Debug)]
 pub struct Outcome {
     pub run_dir: PathBuf,
-    pub summary: Summary,
-    terminal: String,
+    pub terminal: String,
 }
 
 impl Outcome {
@@ -39,6 +41,16 @@ impl Outcome {
         )
     }
 }
+
+/// One burst against one campaign, with what it wrote.
+#[derive(Debug)]
+pub struct StageRun {
+    pub run_dir: PathBuf,
+    pub summary: Summary,
+}
+
+/// How long the consumer's database stays cut after the burst, under `--fault db-outage`.
+pub const OUTAGE_AFTER_BURST: Duration = Duration::from_secs(8);
 
 /// A run id that sorts by time and is safe in paths and campaign ids.
 pub fn new_run_id() -> String {
@@ -103,29 +115,51 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let pipeline_log = cli.report_dir.join("pipeline.log");
     let mut target =
         target::find_or_start(&control, &cli.host, cli.admin_token.clone(), &pipeline_log).await?;
-    let outcome = run_against(&cli, &control, &target).await;
+    let outcome = if !cli.fault.is_empty() && target.pipeline.is_none() {
+        Err(anyhow::anyhow!(
+            "--fault needs the api and consumer that loadgen starts itself, but an api already answers at {}: stop it, or leave out --fault",
+            target.base_url
+        ))
+    } else {
+        match &cli.strategy {
+            Strategies::One(strategy) => {
+                let run_id = new_run_id();
+                let run_dir = cli.report_dir.join(&run_id);
+                run_stage(&cli, &control, &target, *strategy, &run_dir, &run_id)
+                    .await
+                    .and_then(|stage| {
+                        point_latest(&cli.report_dir, &run_id)?;
+                        Ok(Outcome {
+                            terminal: report::terminal(&stage.summary),
+                            run_dir: stage.run_dir,
+                        })
+                    })
+            }
+            Strategies::All => compare::run(&cli, &control, &target).await,
+        }
+    };
     if let Some(pipeline) = target.pipeline.take() {
-        tokio::task::spawn_blocking(move || pipeline.stop())
-            .await
-            .context("stopping the pipeline child panicked")?
-            .with_context(|| {
-                format!(
-                    "the api/consumer child failed; see {}",
-                    pipeline_log.display()
-                )
-            })?;
+        pipeline.stop().await.with_context(|| {
+            format!(
+                "the api/consumer children failed; see {}",
+                pipeline_log.display()
+            )
+        })?;
     }
     outcome
 }
 
-async fn run_against(
+/// One burst against a fresh campaign of `strategy` (or the campaign of --campaign), with the
+/// faults of --fault, written to `run_dir`.
+pub async fn run_stage(
     cli: &Cli,
     control: &reqwest::Client,
     target: &Target,
-) -> anyhow::Result<Outcome> {
-    let run_id = new_run_id();
-    let run_dir = cli.report_dir.join(&run_id);
-    std::fs::create_dir_all(&run_dir)
+    strategy: Strategy,
+    run_dir: &Path,
+    run_id: &str,
+) -> anyhow::Result<StageRun> {
+    std::fs::create_dir_all(run_dir)
         .with_context(|| format!("failed to create {}", run_dir.display()))?;
     let (campaign_id, campaign_created) = match &cli.campaign {
         Some(id) => {
@@ -134,14 +168,31 @@ async fn run_against(
         }
         None => {
             let id = format!("run-{run_id}");
-            target.create_campaign(control, &id, cli.limit).await?;
+            target
+                .create_campaign(control, &id, cli.limit, strategy)
+                .await?;
             (id, true)
         }
     };
+    let pipeline = target.pipeline.as_ref();
+    if let Some(pipeline) = pipeline {
+        if cli.fault.contains(&Fault::ConsumerCrash) && strategy.uses_kafka() {
+            let rows = u64::from(cli.limit / 2).max(1);
+            eprintln!("fault: the consumer will be killed (SIGKILL) after writing {rows} rows");
+            pipeline.arm_consumer_crash(control, rows).await?;
+        }
+        if cli.fault.contains(&Fault::DbOutage) {
+            eprintln!(
+                "fault: the consumer loses mysql now, until {}s after the burst",
+                OUTAGE_AFTER_BURST.as_secs()
+            );
+            pipeline.cut_consumer_database();
+        }
+    }
 
     let history = Arc::new(History::default());
     let state = Arc::new(RunState {
-        run_id: run_id.clone(),
+        run_id: run_id.to_owned(),
         campaign_id: campaign_id.clone(),
         history: history.clone(),
         plan: UserPlan::new(cli.seed, cli.hot_users),
@@ -152,33 +203,58 @@ async fn run_against(
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
     eprintln!(
-        "run {run_id}: {} users × {} at {} (campaign {campaign_id})",
+        "run {run_id}: {} users × {} at {} (campaign {campaign_id}, strategy {strategy})",
         cli.users, cli.repeat, target.base_url
     );
     let progress = Progress::start(history.clone(), (cli.users * cli.repeat) as u64);
-    let attacked = scenario::attack(cli, &target.base_url, state, &run_dir).await;
+    let attacked = scenario::attack(cli, &target.base_url, state, run_dir).await;
     progress.finish();
+    if let Some(pipeline) = pipeline
+        && cli.fault.contains(&Fault::DbOutage)
+    {
+        // The fault's length, not a wait for anything: the outage lasts this long.
+        tokio::time::sleep(OUTAGE_AFTER_BURST).await;
+        pipeline.restore_consumer_database();
+        eprintln!("fault: the consumer has mysql again");
+    }
     attacked?;
 
     let records = history.take();
     history::write_jsonl(&run_dir.join("history.jsonl"), &records)?;
-    let drain = target
-        .wait_drained(control, &campaign_id, cli.drain_timeout)
-        .await?;
-    if drain.is_none() {
-        eprintln!(
-            "warning: the pipeline did not write every issued coupon within {:?}",
-            cli.drain_timeout
-        );
-    }
+    // A course stage's counts never settle where its consumer lost coupons: its Kafka stages are
+    // drained by the course consumer group's lag instead, and its first two have nothing to drain.
+    let drain = if strategy.is_course_stage() {
+        if strategy.uses_kafka() {
+            wait_course_consumer(cli.drain_timeout).await?
+        } else {
+            Some(Duration::ZERO)
+        }
+    } else {
+        let drain = target
+            .wait_drained(control, &campaign_id, cli.drain_timeout)
+            .await?;
+        if drain.is_none() {
+            eprintln!(
+                "warning: the pipeline did not write every issued coupon within {:?}",
+                cli.drain_timeout
+            );
+        }
+        drain
+    };
     let campaign_after = target.campaign(control, &campaign_id).await?;
     let wall_ms = records
         .last()
         .map_or(0, |last| (last.sent_at_us - records[0].sent_at_us) / 1000);
     let summary = Summary {
-        run_id: run_id.clone(),
+        run_id: run_id.to_owned(),
         campaign_id,
         campaign_created,
+        strategy: campaign_after["strategy"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(strategy),
+        faults: cli.fault.iter().map(|f| format!("{f:?}")).collect(),
+        consumer_restarts: pipeline.map(target::Pipeline::consumer_restarts),
         limit: campaign_after["limit"].as_u64(),
         host: target.base_url.clone(),
         users: cli.users,
@@ -191,22 +267,46 @@ async fn run_against(
         campaign_after,
         stats: stats::compute(&records, if wall_ms > 60_000 { 1000 } else { 100 }),
     };
-    report::write_all(&run_dir, &summary)?;
-    point_latest(&cli.report_dir, &run_id)?;
-    Ok(Outcome {
-        terminal: report::terminal(&summary),
-        run_dir,
+    report::write_all(run_dir, &summary)?;
+    Ok(StageRun {
+        run_dir: run_dir.to_owned(),
         summary,
     })
 }
 
-/// `<report-dir>/latest` -> `<run-id>`.
-fn point_latest(report_dir: &Path, run_id: &str) -> anyhow::Result<()> {
+/// Waits until the course's consumer group has caught up with the course's topic (lag 0), up to
+/// `timeout`; the addresses come from the same env vars (and defaults) as the pipeline's.
+async fn wait_course_consumer(timeout: Duration) -> anyhow::Result<Option<Duration>> {
+    use clap::Parser;
+    let stores = verifier::cli::Cli::try_parse_from(["verifier"])
+        .context("bad kafka settings in the environment")?;
+    let started = tokio::time::Instant::now();
+    loop {
+        let offsets = verifier::collect::kafka::offsets(
+            &stores.kafka_brokers,
+            &stores.course_topic,
+            &stores.course_group,
+        )
+        .await?;
+        let lag = coupon_kafka::offsets::total_lag(&offsets);
+        if lag == 0 {
+            return Ok(Some(started.elapsed()));
+        }
+        if started.elapsed() >= timeout {
+            eprintln!("warning: the course's consumer still lags by {lag} after {timeout:?}");
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `<report-dir>/latest` -> `<name>`.
+pub fn point_latest(report_dir: &Path, name: &str) -> anyhow::Result<()> {
     let latest = report_dir.join("latest");
     if latest.symlink_metadata().is_ok() {
         std::fs::remove_file(&latest)
             .with_context(|| format!("failed to replace {}", latest.display()))?;
     }
-    std::os::unix::fs::symlink(run_id, &latest)
+    std::os::unix::fs::symlink(name, &latest)
         .with_context(|| format!("failed to create {}", latest.display()))
 }

@@ -1,47 +1,218 @@
 //! The api a run aims at: one already answering at --host, or the api and the consumer started
 //! by loadgen itself against the configured stack (REDIS_URL, DATABASE_URL, KAFKA_BROKERS).
 //!
-//! loadgen starts them in a child process of its own binary (`loadgen __serve-pipeline`), not in
-//! its own process: a 10,000-user burst needs 10,000 client sockets and 10,000 server sockets,
-//! and one process's descriptor limit (20,000 here, not raisable without privileges) cannot hold
-//! both. The child stops with loadgen (SIGTERM, and a parent-death signal should loadgen die).
+//! loadgen starts them as child processes of its own binary (`loadgen __serve-pipeline api` and
+//! `... consumer`), not in its own process: a 10,000-user burst needs 10,000 client sockets and
+//! 10,000 server sockets, and one process's descriptor limit (20,000 here, not raisable without
+//! privileges) cannot hold both. The consumer has a process of its own so that a fault can kill
+//! it alone; a watcher restarts it when it dies. The children stop with loadgen (SIGTERM, and a
+//! parent-death signal should loadgen die).
 
 use std::{
     net::SocketAddr,
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU32, Ordering},
+    },
     time::Duration,
 };
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use coupon_runtime::proxy::TcpProxy;
 use nix::{sys::signal, unistd::Pid};
 use serde_json::{Value, json};
 
-/// The hidden first argument that turns loadgen into the pipeline child.
+/// The hidden first argument that turns loadgen into a pipeline child; `api` or `consumer`
+/// follows it.
 pub const SERVE_PIPELINE: &str = "__serve-pipeline";
+
+/// Sends SIGTERM (finish requests, flush the producer, commit offsets) and waits.
+fn terminate(child: &mut Child) -> anyhow::Result<std::process::ExitStatus> {
+    let pid = Pid::from_raw(i32::try_from(child.id()).context("child pid out of range")?);
+    let _ = signal::kill(pid, signal::Signal::SIGTERM);
+    child.wait().context("failed to wait for a pipeline child")
+}
+
+/// How to start a child: which part, its log, and its environment.
+#[derive(Debug, Clone)]
+struct ChildSpec {
+    part: &'static str,
+    log: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl ChildSpec {
+    fn spawn(&self, extra_env: &[(&str, String)]) -> anyhow::Result<Child> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .with_context(|| format!("failed to open {}", self.log.display()))?;
+        let mut command =
+            Command::new(std::env::current_exe().context("cannot find the loadgen binary")?);
+        command
+            .arg(SERVE_PIPELINE)
+            .arg(self.part)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+        for (key, value) in extra_env {
+            command.env(key, value);
+        }
+        command
+            .spawn()
+            .with_context(|| format!("failed to start the {} child", self.part))
+    }
+}
+
+/// The consumer child, restarted by a watcher whenever it dies.
+#[derive(Debug)]
+struct SupervisedConsumer {
+    spec: ChildSpec,
+    /// Its `/metrics` address: answering there means it is consuming.
+    metrics_addr: SocketAddr,
+    child: Mutex<Option<Child>>,
+    stopping: AtomicBool,
+    restarts: AtomicU32,
+}
+
+impl SupervisedConsumer {
+    fn replace(&self, extra_env: &[(&str, String)]) -> anyhow::Result<()> {
+        let mut slot = self
+            .child
+            .lock()
+            .map_err(|_| anyhow::anyhow!("consumer lock poisoned"))?;
+        if let Some(mut old) = slot.take() {
+            terminate(&mut old)?;
+        }
+        *slot = Some(self.spec.spawn(extra_env)?);
+        Ok(())
+    }
+
+    /// Waits until the consumer serves `/metrics`, which it does once connected to MySQL and
+    /// Kafka, right before it starts consuming.
+    async fn wait_ready(&self, client: &reqwest::Client, log: &Path) -> anyhow::Result<()> {
+        let url = format!("http://{}/metrics", self.metrics_addr);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let answered = client
+                .get(&url)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if answered {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!(
+                    "the consumer did not start within 120s; see {}",
+                    log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Restarts the consumer whenever it exits, until loadgen stops it.
+    async fn watch(self: Arc<Self>) {
+        while !self.stopping.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let Ok(mut slot) = self.child.lock() else {
+                return;
+            };
+            let exited = slot.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited
+                && !self.stopping.load(Ordering::SeqCst)
+            {
+                eprintln!("the consumer exited ({status}); restarting it");
+                self.restarts.fetch_add(1, Ordering::SeqCst);
+                match self.spec.spawn(&[]) {
+                    Ok(child) => *slot = Some(child),
+                    Err(error) => {
+                        eprintln!("could not restart the consumer: {error:#}");
+                        *slot = None;
+                    }
+                }
+            }
+        }
+    }
+}
 
 /// The api and consumer loadgen started, if it started them.
 #[derive(Debug)]
 pub struct Pipeline {
-    child: Child,
+    api: Child,
+    consumer: Arc<SupervisedConsumer>,
+    watcher: tokio::task::JoinHandle<()>,
+    /// Between the consumer and MySQL, for `--fault db-outage`.
+    database_proxy: TcpProxy,
 }
 
 impl Pipeline {
-    /// Stops the child gracefully (SIGTERM: finish requests, flush the producer, commit
-    /// offsets) and waits for it.
-    pub fn stop(mut self) -> anyhow::Result<()> {
-        let pid = Pid::from_raw(i32::try_from(self.child.id()).context("child pid out of range")?);
-        let _ = signal::kill(pid, signal::Signal::SIGTERM);
-        let status = self
-            .child
-            .wait()
-            .context("failed to wait for the pipeline child")?;
-        anyhow::ensure!(
-            status.success(),
-            "the api/consumer child exited with {status}"
-        );
-        Ok(())
+    /// Restarts the consumer armed to crash (SIGKILL) after writing `rows` coupon rows; the
+    /// watcher then restarts it unarmed.
+    pub async fn arm_consumer_crash(
+        &self,
+        client: &reqwest::Client,
+        rows: u64,
+    ) -> anyhow::Result<()> {
+        self.consumer
+            .replace(&[("FAULT_CRASH_AFTER_ROWS", rows.to_string())])?;
+        self.consumer
+            .wait_ready(client, &self.consumer.spec.log)
+            .await
+    }
+
+    /// How many times the consumer died and was restarted.
+    pub fn consumer_restarts(&self) -> u32 {
+        self.consumer.restarts.load(Ordering::SeqCst)
+    }
+
+    /// Takes MySQL away from the consumer (only): open connections drop, new ones are refused.
+    pub fn cut_consumer_database(&self) {
+        self.database_proxy.cut();
+    }
+
+    pub fn restore_consumer_database(&self) {
+        self.database_proxy.restore();
+    }
+
+    /// Stops both children gracefully and waits for them.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.consumer.stopping.store(true, Ordering::SeqCst);
+        let _ = (&mut self.watcher).await;
+        let consumer = self.consumer.clone();
+        tokio::task::spawn_blocking(move || {
+            let api = terminate(&mut self.api)?;
+            let consumer = match consumer.child.lock() {
+                Ok(mut slot) => slot.as_mut().map(terminate).transpose()?,
+                Err(_) => None,
+            };
+            anyhow::ensure!(api.success(), "the api child exited with {api}");
+            // A consumer restarted after a crash may still be connecting, where SIGTERM ends it
+            // at once: that is the stop asked for, not a failure.
+            if let Some(status) = consumer {
+                use std::os::unix::process::ExitStatusExt;
+                anyhow::ensure!(
+                    status.success() || status.signal() == Some(signal::Signal::SIGTERM as i32),
+                    "the consumer child exited with {status}"
+                );
+            }
+            Ok(())
+        })
+        .await
+        .context("stopping the pipeline children panicked")?
     }
 }
 
@@ -64,29 +235,45 @@ struct ConsumerFromEnv {
     settings: coupon_consumer::Settings,
 }
 
-/// The child's whole life: the api and the consumer from env settings, until SIGTERM.
-pub async fn serve_pipeline() -> anyhow::Result<()> {
+/// A child's whole life: the api or the consumer from env settings, until SIGTERM.
+pub async fn serve_pipeline(part: &str) -> anyhow::Result<()> {
     #[cfg(target_os = "linux")]
     let _ = nix::sys::prctl::set_pdeathsig(signal::Signal::SIGTERM);
-    let api = ApiFromEnv::try_parse_from(["coupon-api"])?.settings;
-    let consumer = ConsumerFromEnv::try_parse_from(["coupon-consumer"])?.settings;
-    let app = coupon_api::Application::build(api)
-        .await
-        .context("failed to start the api")?;
-    let consumer = coupon_consumer::Consumer::build(consumer)
-        .await
-        .context("failed to start the consumer")?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stopped| *stopped).await;
-    };
-    let api_task = tokio::spawn(app.run_until_stopped(wait_stop(stop_rx.clone())));
-    let consumer_task = tokio::spawn(consumer.run_until_stopped(wait_stop(stop_rx)));
-    coupon_runtime::shutdown_signal().await;
-    let _ = stop_tx.send(true);
-    api_task.await??;
-    consumer_task.await??;
-    Ok(())
+    match part {
+        "api" => {
+            let api = ApiFromEnv::try_parse_from(["coupon-api"])?.settings;
+            coupon_api::Application::build(api)
+                .await
+                .context("failed to start the api")?
+                .run_until_stopped(coupon_runtime::shutdown_signal())
+                .await
+        }
+        "consumer" => {
+            let consumer = ConsumerFromEnv::try_parse_from(["coupon-consumer"])?.settings;
+            coupon_consumer::Consumer::build(consumer)
+                .await
+                .context("failed to start the consumer")?
+                .run_until_stopped(coupon_runtime::shutdown_signal())
+                .await
+        }
+        other => bail!("unknown pipeline part `{other}`, expected api or consumer"),
+    }
+}
+
+/// `mysql://user:secret@host:port/db` with `host:port` replaced by `addr`, and the address it
+/// replaced.
+fn database_via(database_url: &str, addr: SocketAddr) -> anyhow::Result<(String, String)> {
+    let at = database_url
+        .rfind('@')
+        .map_or_else(|| database_url.find("://").map(|i| i + 3), |i| Some(i + 1))
+        .with_context(|| format!("cannot read the address in DATABASE_URL {database_url}"))?;
+    let rest = &database_url[at..];
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let original = rest[..end].to_owned();
+    Ok((
+        format!("{}{addr}{}", &database_url[..at], &rest[end..]),
+        original,
+    ))
 }
 
 /// Whether anything answers `GET /healthz` at `base_url`.
@@ -131,33 +318,56 @@ pub async fn find_or_start(
         log_path.display()
     );
     let token = admin_token.unwrap_or_else(|| format!("loadgen-{:016x}", rand::random::<u64>()));
-    let log = std::fs::File::create(log_path)
+    std::fs::write(log_path, "")
         .with_context(|| format!("failed to create {}", log_path.display()))?;
-    let mut child =
-        Command::new(std::env::current_exe().context("cannot find the loadgen binary")?)
-            .arg(SERVE_PIPELINE)
-            .env("API_ADDR", addr.to_string())
-            .env("ADMIN_TOKEN", &token)
-            .env("CONSUMER_METRICS_ADDR", "127.0.0.1:0")
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("failed to start the api/consumer child")?;
+    let database_url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| coupon_domain::stack::DEFAULT_DATABASE_URL.to_owned());
+    let (_, mysql_addr) = database_via(&database_url, addr)?;
+    let mysql: SocketAddr = tokio::net::lookup_host(&mysql_addr)
+        .await
+        .ok()
+        .and_then(|mut found| found.next())
+        .with_context(|| format!("mysql address {mysql_addr} in DATABASE_URL does not resolve"))?;
+    let database_proxy = TcpProxy::start(mysql)
+        .await
+        .context("failed to start the consumer's database proxy")?;
+    let (consumer_database_url, _) = database_via(&database_url, database_proxy.addr)?;
+    let api_spec = ChildSpec {
+        part: "api",
+        log: log_path.to_owned(),
+        env: vec![
+            ("API_ADDR".into(), addr.to_string()),
+            ("ADMIN_TOKEN".into(), token.clone()),
+        ],
+    };
+    let consumer_metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .context("failed to find a free port for the consumer's /metrics")?;
+    let consumer = Arc::new(SupervisedConsumer {
+        spec: ChildSpec {
+            part: "consumer",
+            log: log_path.to_owned(),
+            env: vec![
+                ("CONSUMER_METRICS_ADDR".into(), consumer_metrics.to_string()),
+                ("DATABASE_URL".into(), consumer_database_url),
+            ],
+        },
+        metrics_addr: consumer_metrics,
+        child: Mutex::new(None),
+        stopping: AtomicBool::new(false),
+        restarts: AtomicU32::new(0),
+    });
+    let mut api = api_spec.spawn(&[])?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while !api_answers(client, &base_url).await {
-        if let Some(status) = child.try_wait()? {
+        if let Some(status) = api.try_wait()? {
             bail!(
-                "the api/consumer child exited with {status} before answering; see {}",
+                "the api child exited with {status} before answering; see {}",
                 log_path.display()
             );
         }
         if tokio::time::Instant::now() >= deadline {
-            let _ = child.kill();
+            let _ = api.kill();
             bail!(
                 "the api did not answer at {base_url} within 120s; see {}",
                 log_path.display()
@@ -165,10 +375,18 @@ pub async fn find_or_start(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    consumer.replace(&[])?;
+    consumer.wait_ready(client, log_path).await?;
+    let watcher = tokio::spawn(consumer.clone().watch());
     Ok(Target {
         base_url,
         admin_token: Some(token),
-        pipeline: Some(Pipeline { child }),
+        pipeline: Some(Pipeline {
+            api,
+            consumer,
+            watcher,
+            database_proxy,
+        }),
     })
 }
 
@@ -179,6 +397,7 @@ impl Target {
         client: &reqwest::Client,
         id: &str,
         limit: u32,
+        strategy: coupon_domain::Strategy,
     ) -> anyhow::Result<()> {
         let Some(token) = &self.admin_token else {
             bail!(
@@ -189,7 +408,7 @@ impl Target {
         let response = client
             .post(format!("{}/admin/campaigns", self.base_url))
             .bearer_auth(token)
-            .json(&json!({ "id": id, "limit": limit }))
+            .json(&json!({ "id": id, "limit": limit, "strategy": strategy }))
             .send()
             .await
             .with_context(|| format!("the api at {} did not answer", self.base_url))?;

@@ -13,7 +13,7 @@
 
 pub mod private_kafka;
 pub mod private_redis;
-pub mod proxy;
+pub use coupon_runtime::proxy;
 
 use std::{future::Future, time::Duration};
 

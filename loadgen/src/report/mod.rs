@@ -1,6 +1,7 @@
 //! What a run writes and prints: the terminal table, `summary.json`, `summary.md`, and the
 //! self-contained `report.html` (goose writes its own reports beside them).
 
+pub mod compare;
 pub mod html;
 
 use std::path::Path;
@@ -18,6 +19,12 @@ pub struct Summary {
     pub campaign_id: String,
     /// Whether this run created the campaign (so every row must come from this run).
     pub campaign_created: bool,
+    /// How the campaign issued: a course stage, or this project's design.
+    pub strategy: coupon_domain::Strategy,
+    /// Faults injected during the run (`--fault`).
+    pub faults: Vec<String>,
+    /// How many times the consumer loadgen started died and was restarted.
+    pub consumer_restarts: Option<u32>,
     pub limit: Option<u64>,
     pub host: String,
     pub users: usize,
@@ -100,7 +107,7 @@ pub fn markdown(summary: &Summary) -> String {
     let table = Table::new(rows(stats)).with(Style::markdown()).to_string();
     format!(
         "# loadgen run {run}\n\n\
-         - campaign `{campaign}` (limit {limit}, {created})\n\
+         - campaign `{campaign}` (limit {limit}, {created}), strategy `{strategy}`, faults: {faults}\n\
          - {users} users × {repeat} against {host}, launched at {rate}/s, seed {seed}, hot users {hot}\n\
          - {requests} requests in {wall:.2}s: **{rps:.0} responses/s**\n\
          - drain: {drain}\n\n{table}\n\n\
@@ -113,6 +120,12 @@ pub fn markdown(summary: &Summary) -> String {
             "created by this run"
         } else {
             "existing"
+        },
+        strategy = summary.strategy,
+        faults = if summary.faults.is_empty() {
+            "none".to_owned()
+        } else {
+            summary.faults.join(", ")
         },
         users = summary.users,
         repeat = summary.repeat,

@@ -6,9 +6,7 @@
 //! is safe: that is what they are for. Each answers the way the course's caller would learn it:
 //! `issued` once the stage's last step returned, whatever happens afterwards.
 
-use coupon_domain::{
-    Campaign, CampaignId, CourseEvent, CourseKeys, Seq, Strategy, UserId,
-};
+use coupon_domain::{Campaign, CampaignId, CourseEvent, CourseKeys, Seq, Strategy, UserId};
 use coupon_store::course;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use redis::{AsyncCommands, aio::ConnectionManager};
@@ -174,7 +172,9 @@ impl Course {
                 .get(&self.keys(&campaign.id).coupon_count)
                 .await
                 .map_err(|e| ApiError::unavailable("redis", e))?;
-            count.unwrap_or_default().min(u64::from(campaign.limit.get()))
+            count
+                .unwrap_or_default()
+                .min(u64::from(campaign.limit.get()))
         };
         Ok((issued, persisted, failed))
     }

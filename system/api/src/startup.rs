@@ -17,8 +17,8 @@ use tokio::net::TcpListener;
 use coupon_runtime::retry_startup;
 
 use crate::{
-    campaigns::CampaignCache, configuration::Settings, course::Course, gate::Gate, metrics::Metrics,
-    publisher::Publisher, rebuild, routes,
+    campaigns::CampaignCache, configuration::Settings, course::Course, gate::Gate,
+    metrics::Metrics, publisher::Publisher, rebuild, routes,
 };
 
 /// Everything a request handler needs, shared behind an `Arc`.

@@ -41,7 +41,13 @@ pub async fn run(
         };
         match received {
             Ok(message) => {
-                listener(&pool, &metrics, &crash, message.payload().unwrap_or_default()).await;
+                listener(
+                    &pool,
+                    &metrics,
+                    &crash,
+                    message.payload().unwrap_or_default(),
+                )
+                .await;
             }
             Err(error) => {
                 tracing::warn!(error = %error, "course consumer: kafka error; continuing");

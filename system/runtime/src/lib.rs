@@ -4,6 +4,9 @@
 //! - [`init_telemetry`]: structured logs to stderr, filtered by `RUST_LOG`.
 //! - [`shutdown_signal`]: resolves on ctrl-c or SIGTERM.
 //! - [`retry_startup`]: connect to a dependency with backoff, naming it when it never answers.
+//! - [`proxy::TcpProxy`]: take a real service away from one client, and give it back.
+
+pub mod proxy;
 
 use std::{future::Future, time::Duration};
 

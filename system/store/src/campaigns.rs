@@ -23,7 +23,9 @@ fn from_row(row: &MySqlRow) -> Result<StoredCampaign, sqlx::Error> {
     let closes_at: Option<PrimitiveDateTime> = row.try_get("closes_at")?;
     let gate_initialised_at: Option<PrimitiveDateTime> = row.try_get("gate_initialised_at")?;
     let strategy: String = row.try_get("strategy")?;
-    let strategy: Strategy = strategy.parse().map_err(|e: coupon_domain::strategy::StrategyError| decode(e.into()))?;
+    let strategy: Strategy = strategy
+        .parse()
+        .map_err(|e: coupon_domain::strategy::StrategyError| decode(e.into()))?;
     let campaign = Campaign::new(
         CampaignId::parse(&id).map_err(|e| decode(e.into()))?,
         CouponLimit::parse(u64::from(limit)).map_err(|e| decode(e.into()))?,

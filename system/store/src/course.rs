@@ -83,11 +83,10 @@ pub async fn list_failed_events(
     pool: &MySqlPool,
     campaign: &CampaignId,
 ) -> Result<Vec<u64>, StoreError> {
-    let users: Vec<(u64,)> = sqlx::query_as(
-        "SELECT user_id FROM course_failed_event WHERE campaign_id = ? ORDER BY id",
-    )
-    .bind(campaign.as_str())
-    .fetch_all(pool)
-    .await?;
+    let users: Vec<(u64,)> =
+        sqlx::query_as("SELECT user_id FROM course_failed_event WHERE campaign_id = ? ORDER BY id")
+            .bind(campaign.as_str())
+            .fetch_all(pool)
+            .await?;
     Ok(users.into_iter().map(|(user,)| user).collect())
 }

@@ -8,8 +8,8 @@
 //! - [`course`]: the course's stages' own tables, `course_coupon` and `course_failed_event`.
 
 pub mod campaigns;
-pub mod course;
 pub mod coupons;
+pub mod course;
 pub mod failed_events;
 
 use std::time::Duration;

@@ -4,7 +4,7 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use anyhow::Context;
-use coupon_domain::{CourseEvent, CouponIssued};
+use coupon_domain::{CouponIssued, CourseEvent};
 use coupon_kafka::offsets::PartitionOffsets;
 
 use super::TopicFacts;

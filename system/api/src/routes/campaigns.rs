@@ -67,7 +67,10 @@ pub async fn describe(state: &SharedState, campaign: &Campaign) -> Result<Value,
 
 /// A course stage's numbers: issued as its counter says, rows and failed events in the course's
 /// tables (which nothing retries).
-async fn describe_course_stage(state: &SharedState, campaign: &Campaign) -> Result<Value, ApiError> {
+async fn describe_course_stage(
+    state: &SharedState,
+    campaign: &Campaign,
+) -> Result<Value, ApiError> {
     let (issued, persisted, failed) = state.course.stats(campaign).await?;
     let limit = u64::from(campaign.limit.get());
     Ok(json!({

@@ -19,6 +19,8 @@ pub struct TestPipeline {
     pub client: reqwest::Client,
     pub db: TestDatabase,
     pub topic: TestTopic,
+    /// The course stages' topic, this test's own.
+    pub course_topic: TestTopic,
     pub redis: RedisNamespace,
     pub group: String,
     pub api_settings: ApiSettings,
@@ -53,6 +55,8 @@ impl TestPipeline {
         init_test_log();
         let db = TestDatabase::create(&stack).await?;
         let topic = TestTopic::create(&stack, 4).await?;
+        let course_topic = TestTopic::create(&stack, 2).await?;
+        let course_group = unique_group();
         let redis = RedisNamespace::new(&stack)?;
         let group = unique_group();
         let api_settings = ApiSettings {
@@ -62,6 +66,7 @@ impl TestPipeline {
             kafka_brokers: stack.kafka_brokers.clone(),
             topic: topic.name.clone(),
             topic_partitions: topic.partitions,
+            course_topic: course_topic.name.clone(),
             group: group.clone(),
             redis_key_prefix: redis.prefix.trim_end_matches(':').to_owned(),
             admin_token: Some(ADMIN_TOKEN.to_owned()),
@@ -79,6 +84,9 @@ impl TestPipeline {
             topic: topic.name.clone(),
             topic_partitions: topic.partitions,
             group: group.clone(),
+            course_topic: course_topic.name.clone(),
+            course_group,
+            crash_after_rows: None,
             batch_size: 200,
             retry_interval: parse_duration("200ms"),
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -93,6 +101,7 @@ impl TestPipeline {
                 .build()?,
             db,
             topic,
+            course_topic,
             redis,
             group,
             api_settings,

@@ -1,5 +1,6 @@
-//! A TCP proxy a test can cut and restore: the way to take a real service away from one client
-//! for a while, without stopping the service that other tests share.
+//! A TCP proxy that can be cut and restored: the way to take a real service away from one client
+//! for a while, without stopping the service that others share. Tests use it, and so does
+//! loadgen's `--fault db-outage`.
 
 use std::{
     net::SocketAddr,

@@ -1,0 +1,85 @@
+//! `--strategy all`: the same burst against each strategy in turn (the course's stages, then
+//! this project's design), each drained and verified by the verifier, then one comparison.
+
+use std::path::Path;
+
+use anyhow::Context;
+use clap::Parser;
+use coupon_domain::Strategy;
+use sqlx::MySqlPool;
+
+use crate::{
+    cli::Cli,
+    report::compare::{self, StageRow},
+    run::{self, Outcome},
+    target::Target,
+};
+
+pub async fn run(cli: &Cli, control: &reqwest::Client, target: &Target) -> anyhow::Result<Outcome> {
+    let compare_id = run::new_run_id();
+    let name = format!("compare-{compare_id}");
+    let dir = cli.report_dir.join(&name);
+    let database_url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| coupon_domain::stack::DEFAULT_DATABASE_URL.to_owned());
+    let pool = verifier::collect::mysql::connect(&database_url).await?;
+    let mut rows = Vec::new();
+    for strategy in Strategy::ALL {
+        eprintln!("\n== {strategy} ==");
+        let writes_before = database_writes(&pool).await?;
+        let stage = run::run_stage(
+            cli,
+            control,
+            target,
+            strategy,
+            &dir.join(strategy.as_str()),
+            &format!("{compare_id}-{strategy}"),
+        )
+        .await
+        .with_context(|| format!("the {strategy} run failed"))?;
+        let judgement = verifier::verify::judge(&verifier_cli(&dir, strategy)?)
+            .await
+            .with_context(|| format!("the verifier could not verify the {strategy} run"))?;
+        let writes = database_writes(&pool).await? - writes_before;
+        let verdict = judgement
+            .verdicts
+            .first()
+            .context("the verifier returned no verdict")?;
+        eprintln!("{strategy}: {}", judgement.final_line);
+        rows.push(StageRow::new(&stage.summary, verdict, &judgement, writes));
+    }
+    compare::write_all(&dir, &rows, cli)?;
+    run::point_latest(&cli.report_dir, &name)?;
+    Ok(Outcome {
+        terminal: compare::terminal(&rows),
+        run_dir: dir,
+    })
+}
+
+/// The verifier's settings for one stage's run directory; the stores come from the same env
+/// vars the pipeline uses.
+fn verifier_cli(dir: &Path, strategy: Strategy) -> anyhow::Result<verifier::cli::Cli> {
+    verifier::cli::Cli::try_parse_from([
+        "verifier".as_ref(),
+        "--report-dir".as_ref(),
+        dir.as_os_str(),
+        "--run".as_ref(),
+        strategy.as_str().as_ref(),
+    ])
+    .context("bad verifier settings")
+}
+
+/// Statements that wrote to the database since the server started (every client's: the
+/// comparison takes the difference across one stage, when nothing else writes).
+async fn database_writes(pool: &MySqlPool) -> anyhow::Result<u64> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SHOW GLOBAL STATUS WHERE Variable_name IN \
+         ('Com_insert', 'Com_insert_select', 'Com_update', 'Com_delete', 'Com_replace')",
+    )
+    .fetch_all(pool)
+    .await
+    .context("cannot read mysql's statement counters")?;
+    Ok(rows
+        .iter()
+        .filter_map(|(_, value)| value.parse::<u64>().ok())
+        .sum())
+}

@@ -1,0 +1,151 @@
+//! The course's stages behave the course's way, flaws included, one request at a time: the
+//! naive stage's `count > limit` lets limit + 1 through, the counter stages give one user
+//! several coupons, and the per-user stage refuses a second apply. The burst-scale failures
+//! (over-issue under a race, losses under a fault) are the CI gate's (scripts/gate).
+
+mod helpers;
+
+use std::time::Duration;
+
+use helpers::{ADMIN_TOKEN, TestPipeline};
+use serde_json::json;
+
+async fn create(
+    pipeline: &TestPipeline,
+    id: &str,
+    limit: u32,
+    strategy: &str,
+) -> anyhow::Result<()> {
+    let response = pipeline
+        .client
+        .post(format!("{}/admin/campaigns", pipeline.base_url))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({ "id": id, "limit": limit, "strategy": strategy }))
+        .send()
+        .await?;
+    anyhow::ensure!(response.status() == 201, "{}", response.text().await?);
+    Ok(())
+}
+
+async fn course_rows(pipeline: &TestPipeline, campaign: &str) -> anyhow::Result<Vec<u64>> {
+    let users: Vec<(u64,)> =
+        sqlx::query_as("SELECT user_id FROM course_coupon WHERE campaign_id = ? ORDER BY id")
+            .bind(campaign)
+            .fetch_all(&pipeline.db.pool)
+            .await?;
+    Ok(users.into_iter().map(|(u,)| u).collect())
+}
+
+async fn statuses(
+    pipeline: &TestPipeline,
+    campaign: &str,
+    users: &[u64],
+) -> anyhow::Result<Vec<u16>> {
+    let mut statuses = Vec::new();
+    for user in users {
+        statuses.push(pipeline.apply(campaign, *user).await?.0);
+    }
+    Ok(statuses)
+}
+
+#[tokio::test]
+async fn naive_lets_one_more_through_even_one_request_at_a_time() -> anyhow::Result<()> {
+    let pipeline = TestPipeline::spawn().await?;
+    create(&pipeline, "naive", 3, "naive").await?;
+    let replies = statuses(&pipeline, "naive", &[1, 2, 3, 4, 5]).await?;
+    assert_eq!(
+        replies,
+        vec![201, 201, 201, 201, 410],
+        "count > limit, as the course wrote it"
+    );
+    assert_eq!(course_rows(&pipeline, "naive").await?, vec![1, 2, 3, 4]);
+    assert!(
+        pipeline.rows("naive").await?.is_empty(),
+        "the constrained table is untouched"
+    );
+    pipeline.shutdown().await
+}
+
+#[tokio::test]
+async fn counter_stages_give_one_user_several_coupons_and_per_user_does_not() -> anyhow::Result<()>
+{
+    let pipeline = TestPipeline::spawn().await?;
+    create(&pipeline, "counter", 5, "redis-counter").await?;
+    create(&pipeline, "kafka", 5, "kafka").await?;
+    create(&pipeline, "per-user", 5, "per-user").await?;
+    assert_eq!(
+        statuses(&pipeline, "counter", &[7, 7, 7]).await?,
+        vec![201, 201, 201]
+    );
+    assert_eq!(course_rows(&pipeline, "counter").await?, vec![7, 7, 7]);
+    assert_eq!(
+        statuses(&pipeline, "kafka", &[7, 7, 7]).await?,
+        vec![201, 201, 201]
+    );
+    assert_eq!(
+        statuses(&pipeline, "per-user", &[7, 7, 8]).await?,
+        vec![201, 409, 201]
+    );
+    // The course's consumer writes asynchronously: poll until its rows are there.
+    for (campaign, expected) in [("kafka", vec![7, 7, 7]), ("per-user", vec![7, 8])] {
+        let rows = testkit::eventually(
+            &format!("the course consumer writes {campaign}'s rows"),
+            Duration::from_secs(30),
+            || async {
+                let rows = course_rows(&pipeline, campaign).await?;
+                Ok((rows.len() >= expected.len()).then_some(rows))
+            },
+        )
+        .await?;
+        assert_eq!(rows, expected, "{campaign}");
+    }
+    pipeline.shutdown().await
+}
+
+#[tokio::test]
+async fn an_unknown_strategy_is_refused_and_creates_nothing() -> anyhow::Result<()> {
+    let pipeline = TestPipeline::spawn().await?;
+    let response = pipeline
+        .client
+        .post(format!("{}/admin/campaigns", pipeline.base_url))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({ "id": "bogus", "strategy": "optimistic" }))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 422);
+    let body: serde_json::Value = response.json().await?;
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unknown strategy `optimistic`"),
+        "{body}"
+    );
+    let shown = pipeline
+        .client
+        .get(format!("{}/campaigns/bogus", pipeline.base_url))
+        .send()
+        .await?;
+    assert_eq!(shown.status(), 404);
+    // A course stage has no gate: rebuilding one is refused, and the campaign says which stage.
+    create(&pipeline, "stage", 10, "per-user").await?;
+    let rebuild = pipeline
+        .client
+        .post(format!(
+            "{}/admin/campaigns/stage/rebuild-gate",
+            pipeline.base_url
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await?;
+    assert_eq!(rebuild.status(), 422);
+    let shown: serde_json::Value = pipeline
+        .client
+        .get(format!("{}/campaigns/stage", pipeline.base_url))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(shown["strategy"], "per-user");
+    pipeline.shutdown().await
+}
