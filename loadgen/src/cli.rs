@@ -194,6 +194,34 @@ mod tests {
     }
 
     #[test]
+    fn strategies_and_faults_parse_and_bad_ones_are_refused() {
+        let cli = Cli::try_parse_from(["loadgen"]).expect("parses");
+        assert_eq!(cli.strategy, Strategies::One(Strategy::Reliable));
+        assert!(cli.fault.is_empty());
+        let cli = Cli::try_parse_from([
+            "loadgen",
+            "--strategy",
+            "all",
+            "--fault",
+            "consumer-crash,db-outage",
+        ])
+        .expect("parses");
+        assert_eq!(cli.strategy.list(), Strategy::ALL.to_vec());
+        assert_eq!(cli.fault, vec![Fault::ConsumerCrash, Fault::DbOutage]);
+        let bad = Cli::try_parse_from(["loadgen", "--strategy", "optimistic"])
+            .expect_err("an unknown strategy is refused")
+            .to_string();
+        assert!(bad.contains("unknown strategy `optimistic`"), "{bad}");
+        assert!(Cli::try_parse_from(["loadgen", "--fault", "power-cut"]).is_err());
+        let pinned = Cli::try_parse_from(["loadgen", "--campaign", "c", "--strategy", "naive"])
+            .expect("parses");
+        assert!(
+            pinned.validate().is_err(),
+            "--strategy needs a fresh campaign"
+        );
+    }
+
+    #[test]
     fn without_goose_options_goose_gets_its_defaults() {
         let cli = Cli::try_parse_from(["loadgen"]).expect("parses");
         assert!(cli.goose_configuration().is_ok());

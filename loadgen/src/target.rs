@@ -323,6 +323,12 @@ pub async fn find_or_start(
     let database_url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| coupon_domain::stack::DEFAULT_DATABASE_URL.to_owned());
     let (_, mysql_addr) = database_via(&database_url, addr)?;
+    // MySQL's port when the URL names none.
+    let mysql_addr = if mysql_addr.contains(':') {
+        mysql_addr
+    } else {
+        format!("{mysql_addr}:3306")
+    };
     let mysql: SocketAddr = tokio::net::lookup_host(&mysql_addr)
         .await
         .ok()
@@ -464,5 +470,31 @@ impl Target {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_database_url_is_rewritten_to_the_proxy_and_nothing_else_changes() {
+        let proxy: SocketAddr = "127.0.0.1:4444".parse().expect("valid");
+        let (via, original) = database_via(
+            "mysql://coupons:secret@db.local:3306/coupons?ssl-mode=disabled",
+            proxy,
+        )
+        .expect("rewrites");
+        assert_eq!(
+            via,
+            "mysql://coupons:secret@127.0.0.1:4444/coupons?ssl-mode=disabled"
+        );
+        assert_eq!(original, "db.local:3306");
+        let (via, original) = database_via("mysql://127.0.0.1:3306/db", proxy).expect("rewrites");
+        assert_eq!(
+            (via.as_str(), original.as_str()),
+            ("mysql://127.0.0.1:4444/db", "127.0.0.1:3306")
+        );
+        assert!(database_via("not a url", proxy).is_err());
     }
 }

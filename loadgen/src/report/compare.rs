@@ -153,6 +153,9 @@ fn escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// A chart's bars: label, value, and whether the value broke a guarantee (drawn red).
+type Bars = Vec<(String, f64, bool)>;
+
 /// One horizontal bar chart: a bar per strategy.
 fn chart(svg: &mut String, title: &str, values: &[(String, f64, bool)]) {
     const BAR: f64 = 22.0;
@@ -193,7 +196,7 @@ fn chart(svg: &mut String, title: &str, values: &[(String, f64, bool)]) {
 
 pub fn html(rows: &[StageRow], cli: &Cli) -> String {
     let mut body = String::new();
-    let metric = |f: &dyn Fn(&StageRow) -> (f64, bool)| -> Vec<(String, f64, bool)> {
+    let metric = |f: &dyn Fn(&StageRow) -> (f64, bool)| -> Bars {
         rows.iter()
             .map(|r| {
                 let (v, bad) = f(r);
@@ -201,7 +204,7 @@ pub fn html(rows: &[StageRow], cli: &Cli) -> String {
             })
             .collect()
     };
-    let charts: [(&str, Vec<(String, f64, bool)>); 8] = [
+    let charts: [(&str, Bars); 8] = [
         (
             "coupons issued (rows)",
             metric(&|r| (r.coupons as f64, r.coupons as u64 != r.limit)),
@@ -289,4 +292,59 @@ pub fn write_all(dir: &Path, rows: &[StageRow], cli: &Cli) -> anyhow::Result<()>
         "compare.json",
         serde_json::to_string_pretty(rows).context("failed to serialise the comparison")?,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn row(strategy: Strategy, violated: Vec<&'static str>, coupons: usize) -> StageRow {
+        StageRow {
+            strategy,
+            run_id: format!("r-{strategy}"),
+            limit: 100,
+            violated,
+            coupons,
+            over_issue: coupons.saturating_sub(100),
+            duplicates: 0,
+            lost_winners: 0,
+            responses_per_second: 500.0,
+            p99_ms: Some(12.5),
+            drain_seconds: None,
+            db_writes_per_coupon: Some(1.0),
+        }
+    }
+
+    fn rows() -> Vec<StageRow> {
+        vec![
+            row(Strategy::Naive, vec!["I1", "I7"], 140),
+            row(Strategy::Reliable, vec![], 100),
+        ]
+    }
+
+    #[test]
+    fn the_table_names_each_verdict_and_what_did_not_drain() {
+        let cli = Cli::try_parse_from(["loadgen", "--strategy", "all"]).expect("parses");
+        let md = markdown(&rows(), &cli);
+        assert!(md.contains("| naive "), "{md}");
+        assert!(md.contains("violated: I1, I7"), "{md}");
+        assert!(md.contains("| holds "), "{md}");
+        assert!(md.contains("140 / 100"), "{md}");
+        assert!(md.contains("timed out"), "{md}");
+    }
+
+    #[test]
+    fn the_chart_page_is_self_contained_and_marks_broken_guarantees() {
+        let cli = Cli::try_parse_from(["loadgen", "--strategy", "all"]).expect("parses");
+        let html = html(&rows(), &cli);
+        assert_eq!(
+            super::super::html::external_references(&html),
+            Vec::<&str>::new()
+        );
+        assert_eq!(html.matches("<svg").count(), 8, "one chart per metric");
+        assert!(html.contains("class=\"bad\">violated: I1, I7"));
+        assert!(html.contains("#c62828"), "the over-issue bar is red");
+    }
 }

@@ -256,6 +256,22 @@ h2 {{ margin-top: 28px; }}
     )
 }
 
+/// What in an HTML report would be loaded from elsewhere (for the self-containment tests).
+#[cfg(test)]
+pub(crate) fn external_references(html: &str) -> Vec<&'static str> {
+    // The only URL allowed is the SVG namespace, an identifier no browser fetches; the
+    // api's address appears as text.
+    let stripped = html
+        .replace("http://www.w3.org/2000/svg", "")
+        .replace("http://127.0.0.1:8080", "");
+    [
+        "http://", "https://", "//cdn", " src=", "<script", "<link", "@import", "url(",
+    ]
+    .into_iter()
+    .filter(|needle| stripped.contains(needle))
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use coupon_domain::history::{HistoryRecord, ResultClass};
@@ -285,6 +301,9 @@ mod tests {
             run_id: "run-1".into(),
             campaign_id: "c<script>".into(),
             campaign_created: true,
+            strategy: coupon_domain::Strategy::Reliable,
+            faults: Vec::new(),
+            consumer_restarts: None,
             limit: Some(10),
             host: "http://127.0.0.1:8080".into(),
             users: 300,
@@ -300,19 +319,6 @@ mod tests {
     }
 
     /// What in `html` would make a browser reach the network.
-    fn external_references(html: &str) -> Vec<&'static str> {
-        // The only URL allowed is the SVG namespace, an identifier no browser fetches; the
-        // api's address appears as text.
-        let stripped = html
-            .replace("http://www.w3.org/2000/svg", "")
-            .replace("http://127.0.0.1:8080", "");
-        [
-            "http://", "https://", "//cdn", " src=", "<script", "<link", "@import", "url(",
-        ]
-        .into_iter()
-        .filter(|needle| stripped.contains(needle))
-        .collect()
-    }
 
     #[test]
     fn the_report_loads_nothing_from_the_network() {
