@@ -108,16 +108,20 @@ impl Consumer {
                 let _ = course_stop.wait_for(|stopped| *stopped).await;
             },
         );
-        let consumed = consume::run(
-            &self.settings,
-            self.pool.clone(),
-            self.metrics.clone(),
-            crash,
-            async {
-                shutdown.await;
-                let _ = stop_tx.send(true);
-            },
-        );
+        // The course's consumer stops when the pipeline's does, whether at shutdown or on an
+        // error, so the join below always ends.
+        let consumed = async {
+            let consumed = consume::run(
+                &self.settings,
+                self.pool.clone(),
+                self.metrics.clone(),
+                crash,
+                shutdown,
+            )
+            .await;
+            let _ = stop_tx.send(true);
+            consumed
+        };
         let (consumed, course_consumed) = tokio::join!(consumed, course_consumer);
         let _ = stop_tx.send(true);
         let _ = tokio::join!(retry_worker, lag_gauge, metrics_server);
