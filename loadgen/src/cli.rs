@@ -32,7 +32,8 @@ pub struct Cli {
     /// Inject a fault into the pipeline loadgen starts (repeat, or separate with commas).
     /// `consumer-crash`: the consumer is killed (SIGKILL) after writing half the limit in rows,
     /// and restarted. `db-outage`: the consumer loses MySQL from the start of the burst until
-    /// 8 s after it.
+    /// 8 s after it. Both hit the consumer, so only strategies that use one are affected (kafka,
+    /// per-user, reliable); naive and redis-counter write from the api.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub fault: Vec<Fault>,
 

@@ -36,7 +36,7 @@ pub async fn run(cli: &Cli, control: &reqwest::Client, target: &Target) -> anyho
         )
         .await
         .with_context(|| format!("the {strategy} run failed"))?;
-        let judgement = verifier::verify::judge(&verifier_cli(&dir, strategy)?)
+        let judgement = verifier::verify::judge(&verifier_cli(&dir, strategy, cli.drain_timeout)?)
             .await
             .with_context(|| format!("the verifier could not verify the {strategy} run"))?;
         let writes = database_writes(&pool).await? - writes_before;
@@ -57,23 +57,30 @@ pub async fn run(cli: &Cli, control: &reqwest::Client, target: &Target) -> anyho
 
 /// The verifier's settings for one stage's run directory; the stores come from the same env
 /// vars the pipeline uses.
-fn verifier_cli(dir: &Path, strategy: Strategy) -> anyhow::Result<verifier::cli::Cli> {
-    verifier::cli::Cli::try_parse_from([
+fn verifier_cli(
+    dir: &Path,
+    strategy: Strategy,
+    drain_timeout: std::time::Duration,
+) -> anyhow::Result<verifier::cli::Cli> {
+    let mut cli = verifier::cli::Cli::try_parse_from([
         "verifier".as_ref(),
         "--report-dir".as_ref(),
         dir.as_os_str(),
         "--run".as_ref(),
         strategy.as_str().as_ref(),
     ])
-    .context("bad verifier settings")
+    .context("bad verifier settings")?;
+    cli.drain_timeout = drain_timeout;
+    Ok(cli)
 }
 
-/// Statements that wrote to the database since the server started (every client's: the
-/// comparison takes the difference across one stage, when nothing else writes).
+/// INSERT statements the server ran since it started (every client's: the comparison takes
+/// the difference across one stage). Coupons and failed events are only ever inserted; the
+/// updates left out are the retry worker's bookkeeping on older campaigns' failed events,
+/// which would otherwise count against whichever stage was running.
 async fn database_writes(pool: &MySqlPool) -> anyhow::Result<u64> {
     let rows: Vec<(String, String)> = sqlx::query_as(
-        "SHOW GLOBAL STATUS WHERE Variable_name IN \
-         ('Com_insert', 'Com_insert_select', 'Com_update', 'Com_delete', 'Com_replace')",
+        "SHOW GLOBAL STATUS WHERE Variable_name IN ('Com_insert', 'Com_insert_select')",
     )
     .fetch_all(pool)
     .await

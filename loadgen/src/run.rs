@@ -139,12 +139,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         }
     };
     if let Some(pipeline) = target.pipeline.take() {
-        pipeline.stop().await.with_context(|| {
+        let stopped = pipeline.stop().await.with_context(|| {
             format!(
                 "the api/consumer children failed; see {}",
                 pipeline_log.display()
             )
-        })?;
+        });
+        match (&outcome, stopped) {
+            (_, Ok(())) => {}
+            (Ok(_), Err(error)) => return Err(error),
+            // The run's own error says more; the children's is reported beside it.
+            (Err(_), Err(error)) => eprintln!("also: {error:#}"),
+        }
     }
     outcome
 }
@@ -161,22 +167,29 @@ pub async fn run_stage(
 ) -> anyhow::Result<StageRun> {
     std::fs::create_dir_all(run_dir)
         .with_context(|| format!("failed to create {}", run_dir.display()))?;
-    let (campaign_id, campaign_created) = match &cli.campaign {
+    let (campaign_id, campaign_created, strategy) = match &cli.campaign {
         Some(id) => {
-            target.campaign(control, id).await?;
-            (id.clone(), false)
+            let existing = target.campaign(control, id).await?;
+            let strategy = existing["strategy"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(strategy);
+            (id.clone(), false, strategy)
         }
         None => {
             let id = format!("run-{run_id}");
             target
                 .create_campaign(control, &id, cli.limit, strategy)
                 .await?;
-            (id, true)
+            (id, true, strategy)
         }
     };
     let pipeline = target.pipeline.as_ref();
+    let restarts_before = pipeline.map_or(0, target::Pipeline::consumer_restarts);
+    let crash_armed =
+        pipeline.is_some() && cli.fault.contains(&Fault::ConsumerCrash) && strategy.uses_kafka();
     if let Some(pipeline) = pipeline {
-        if cli.fault.contains(&Fault::ConsumerCrash) && strategy.uses_kafka() {
+        if crash_armed {
             let rows = u64::from(cli.limit / 2).max(1);
             eprintln!("fault: the consumer will be killed (SIGKILL) after writing {rows} rows");
             pipeline.arm_consumer_crash(control, rows).await?;
@@ -221,14 +234,14 @@ pub async fn run_stage(
 
     let records = history.take();
     history::write_jsonl(&run_dir.join("history.jsonl"), &records)?;
-    // A course stage's counts never settle where its consumer lost coupons: its Kafka stages are
-    // drained by the course consumer group's lag instead, and its first two have nothing to drain.
-    let drain = if strategy.is_course_stage() {
-        if strategy.uses_kafka() {
-            wait_course_consumer(cli.drain_timeout).await?
-        } else {
-            Some(Duration::ZERO)
-        }
+    // With its own pipeline, loadgen waits as the verifier does (the consumer caught up and
+    // every admitted winner accounted for) before it stops the consumer. Against an api it did
+    // not start, it waits for the design's rows through the api; the course's stages are left
+    // to the verifier, whose counts never settle where a stage lost coupons.
+    let drain = if pipeline.is_some() {
+        drain_like_the_verifier(&campaign_id, strategy, cli.drain_timeout).await?
+    } else if strategy.is_course_stage() {
+        None
     } else {
         let drain = target
             .wait_drained(control, &campaign_id, cli.drain_timeout)
@@ -254,7 +267,7 @@ pub async fn run_stage(
             .and_then(|s| s.parse().ok())
             .unwrap_or(strategy),
         faults: cli.fault.iter().map(|f| format!("{f:?}")).collect(),
-        consumer_restarts: pipeline.map(target::Pipeline::consumer_restarts),
+        consumer_restarts: pipeline.map(|p| p.consumer_restarts() - restarts_before),
         limit: campaign_after["limit"].as_u64(),
         host: target.base_url.clone(),
         users: cli.users,
@@ -267,6 +280,11 @@ pub async fn run_stage(
         campaign_after,
         stats: stats::compute(&records, if wall_ms > 60_000 { 1000 } else { 100 }),
     };
+    if crash_armed && summary.consumer_restarts == Some(0) {
+        eprintln!(
+            "warning: the armed consumer crash never fired: the consumer wrote fewer rows than it was armed for"
+        );
+    }
     report::write_all(run_dir, &summary)?;
     Ok(StageRun {
         run_dir: run_dir.to_owned(),
@@ -274,30 +292,39 @@ pub async fn run_stage(
     })
 }
 
-/// Waits until the course's consumer group has caught up with the course's topic (lag 0), up to
-/// `timeout`; the addresses come from the same env vars (and defaults) as the pipeline's.
-async fn wait_course_consumer(timeout: Duration) -> anyhow::Result<Option<Duration>> {
+/// The verifier's drain wait, for one campaign: the consumer group its strategy uses has caught
+/// up, and (for the design) every admitted winner is a row or a failed event. The stores'
+/// addresses come from the same env vars, and defaults, as the pipeline's.
+async fn drain_like_the_verifier(
+    campaign: &str,
+    strategy: Strategy,
+    timeout: Duration,
+) -> anyhow::Result<Option<Duration>> {
     use clap::Parser;
     let stores = verifier::cli::Cli::try_parse_from(["verifier"])
-        .context("bad kafka settings in the environment")?;
-    let started = tokio::time::Instant::now();
-    loop {
-        let offsets = verifier::collect::kafka::offsets(
-            &stores.kafka_brokers,
-            &stores.course_topic,
-            &stores.course_group,
-        )
-        .await?;
-        let lag = coupon_kafka::offsets::total_lag(&offsets);
-        if lag == 0 {
-            return Ok(Some(started.elapsed()));
+        .context("bad store settings in the environment")?;
+    let pool = verifier::collect::mysql::connect(&stores.database_url).await?;
+    let gate =
+        verifier::collect::redis::GateReader::connect(&stores.redis_url, &stores.redis_key_prefix)
+            .await?;
+    let drained = verifier::drain::wait(
+        &stores,
+        &pool,
+        &gate,
+        &[(campaign.to_owned(), strategy)],
+        timeout,
+    )
+    .await?;
+    pool.close().await;
+    Ok(match drained {
+        verifier::drain::Drained::Yes { after } => Some(after),
+        verifier::drain::Drained::TimedOut { lag } => {
+            eprintln!(
+                "warning: the pipeline did not drain within {timeout:?} (consumer lag {lag})"
+            );
+            None
         }
-        if started.elapsed() >= timeout {
-            eprintln!("warning: the course's consumer still lags by {lag} after {timeout:?}");
-            return Ok(None);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
 }
 
 /// `<report-dir>/latest` -> `<name>`.

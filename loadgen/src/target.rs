@@ -87,36 +87,53 @@ struct SupervisedConsumer {
 }
 
 impl SupervisedConsumer {
-    fn replace(&self, extra_env: &[(&str, String)]) -> anyhow::Result<()> {
-        let mut slot = self
+    /// Stops the running consumer (gracefully) and starts a new one with `extra_env`. The lock
+    /// is held only to swap children, never while waiting for one to exit.
+    async fn replace(&self, extra_env: &[(&str, String)]) -> anyhow::Result<()> {
+        let old = self
             .child
             .lock()
-            .map_err(|_| anyhow::anyhow!("consumer lock poisoned"))?;
-        if let Some(mut old) = slot.take() {
-            terminate(&mut old)?;
+            .map_err(|_| anyhow::anyhow!("consumer lock poisoned"))?
+            .take();
+        if let Some(mut old) = old {
+            tokio::task::spawn_blocking(move || terminate(&mut old))
+                .await
+                .context("stopping the consumer panicked")??;
         }
-        *slot = Some(self.spec.spawn(extra_env)?);
+        let new = self.spec.spawn(extra_env)?;
+        *self
+            .child
+            .lock()
+            .map_err(|_| anyhow::anyhow!("consumer lock poisoned"))? = Some(new);
         Ok(())
     }
 
-    /// Waits until the consumer serves `/metrics`, which it does once connected to MySQL and
-    /// Kafka, right before it starts consuming.
+    /// Waits until both of the consumer's loops hold partitions (its `/metrics` says so): from
+    /// then on, a burst's events are consumed as they arrive.
     async fn wait_ready(&self, client: &reqwest::Client, log: &Path) -> anyhow::Result<()> {
         let url = format!("http://{}/metrics", self.metrics_addr);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
         loop {
-            let answered = client
+            let metrics = match client
                 .get(&url)
                 .timeout(Duration::from_secs(2))
                 .send()
                 .await
-                .is_ok_and(|r| r.status().is_success());
-            if answered {
+            {
+                Ok(response) if response.status().is_success() => {
+                    response.text().await.unwrap_or_default()
+                }
+                _ => String::new(),
+            };
+            if ["pipeline", "course"]
+                .iter()
+                .all(|name| assigned_partitions(&metrics, name) > 0)
+            {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
                 bail!(
-                    "the consumer did not start within 120s; see {}",
+                    "the consumer was not assigned its partitions within 120s; see {}",
                     log.display()
                 );
             }
@@ -168,7 +185,8 @@ impl Pipeline {
         rows: u64,
     ) -> anyhow::Result<()> {
         self.consumer
-            .replace(&[("FAULT_CRASH_AFTER_ROWS", rows.to_string())])?;
+            .replace(&[("FAULT_CRASH_AFTER_ROWS", rows.to_string())])
+            .await?;
         self.consumer
             .wait_ready(client, &self.consumer.spec.log)
             .await
@@ -258,6 +276,16 @@ pub async fn serve_pipeline(part: &str) -> anyhow::Result<()> {
         }
         other => bail!("unknown pipeline part `{other}`, expected api or consumer"),
     }
+}
+
+/// The consumer's `coupon_consumer_assigned_partitions{consumer="<name>"}` gauge.
+fn assigned_partitions(metrics: &str, name: &str) -> u64 {
+    let prefix = format!("coupon_consumer_assigned_partitions{{consumer=\"{name}\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// `mysql://user:secret@host:port/db` with `host:port` replaced by `addr`, and the address it
@@ -374,6 +402,7 @@ pub async fn find_or_start(
         }
         if tokio::time::Instant::now() >= deadline {
             let _ = api.kill();
+            let _ = api.wait();
             bail!(
                 "the api did not answer at {base_url} within 120s; see {}",
                 log_path.display()
@@ -381,8 +410,22 @@ pub async fn find_or_start(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    consumer.replace(&[])?;
-    consumer.wait_ready(client, log_path).await?;
+    let consumer_started = async {
+        consumer.replace(&[]).await?;
+        consumer.wait_ready(client, log_path).await
+    }
+    .await;
+    if let Err(error) = consumer_started {
+        let _ = api.kill();
+        let _ = api.wait();
+        if let Ok(mut slot) = consumer.child.lock()
+            && let Some(mut child) = slot.take()
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        return Err(error);
+    }
     let watcher = tokio::spawn(consumer.clone().watch());
     Ok(Target {
         base_url,

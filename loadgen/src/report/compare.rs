@@ -29,7 +29,7 @@ pub struct StageRow {
     /// From the end of the burst until every coupon was written (or the consumer caught up);
     /// `None` when it did not drain in time.
     pub drain_seconds: Option<f64>,
-    /// Statements that wrote to MySQL during the stage, per coupon row.
+    /// INSERT statements MySQL ran during the stage, per coupon row.
     pub db_writes_per_coupon: Option<f64>,
 }
 
@@ -139,8 +139,8 @@ pub fn markdown(rows: &[StageRow], cli: &Cli) -> String {
          - **over-issue**: coupon rows beyond the limit. **duplicates**: rows beyond the first for \
          one user. **lost winners**: users answered `issued` who hold no coupon.\n\
          - **drain**: from the end of the burst until every coupon was written (or the consumer \
-         caught up). **db writes/coupon**: statements that wrote to MySQL during the stage, per \
-         coupon row (every client's, from the server's counters).\n\
+         caught up). **db writes/coupon**: INSERT statements MySQL ran during the stage, per \
+         coupon row (from the server's counters).\n\
          - Each stage's own report, history and verdict are in its directory here.\n",
         setup = setup(cli),
         table = Table::new(lines(rows)).with(Style::markdown()),

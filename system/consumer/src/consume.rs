@@ -209,9 +209,14 @@ pub async fn run(
     tokio::pin!(shutdown);
     let mut stopping = false;
     tracing::info!(topic = %settings.topic, group = %settings.group, "consumer running");
+    let mut refresh = tokio::time::interval(Duration::from_millis(200));
     loop {
         let first = tokio::select! {
             () = &mut shutdown, if !stopping => break,
+            _ = refresh.tick() => {
+                metrics.set_assigned("pipeline", &consumer);
+                continue;
+            }
             received = consumer.recv() => received,
         };
         // Broker errors (a restart, a lost connection) surface here; librdkafka reconnects by
@@ -238,6 +243,7 @@ pub async fn run(
         }
         // Finish the batch in hand even when shutdown arrives: a transient-error retry loop is
         // told to stop, and the batch then either commits or is left for redelivery.
+        let rows_before = metrics.rows_written.get();
         let write = write_until_committed(&pool, &mut limits, &metrics, &batch, &stop_rx);
         tokio::pin!(write);
         let committed = loop {
@@ -252,7 +258,7 @@ pub async fn run(
         if !committed {
             break;
         }
-        crash.wrote(u64::try_from(batch.len()).unwrap_or(u64::MAX));
+        crash.wrote(metrics.rows_written.get() - rows_before);
         // Store, don't commit: librdkafka commits the stored offsets every second and retries a
         // failed commit by itself. Stored only now, after the transaction committed.
         if let Err(error) = consumer.store_offsets(&next_offsets(&settings.topic, &batch)?) {

@@ -1,14 +1,23 @@
 //! The course's consumer (docs/stages.md), for campaigns run as the course's Kafka stages:
-//! one message at a time, one plain insert, offsets left to the client library's defaults
-//! (stored when a message is handed over, committed every 5 s). An insert that fails is
-//! recorded in `course_failed_event` and never retried; if that fails too, it is only logged.
+//! one message at a time, one plain insert. A message counts as consumed once the listener
+//! returned, whatever happened, and offsets are committed every 5 s (as Spring Kafka's
+//! listener container commits after the listener), so a crash redelivers, and re-inserts,
+//! everything since the last commit.
+//!
+//! What a failed insert leads to is the stage's own difference:
+//! - `kafka` (stage 3, a listener with no `catch`): logged, and the message is skipped.
+//! - `per-user` (stage 5): a `course_failed_event` row that nothing ever retries; if saving
+//!   that fails too, it is only logged.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use coupon_domain::CourseEvent;
-use coupon_store::course;
-use rdkafka::{Message, consumer::Consumer as _, consumer::StreamConsumer};
+use coupon_domain::{CampaignId, CourseEvent, Strategy};
+use coupon_store::{campaigns, course};
+use rdkafka::{
+    Message,
+    consumer::{Consumer as _, StreamConsumer},
+};
 use sqlx::MySqlPool;
 
 use crate::{configuration::Settings, fault::CrashAfter, metrics::Metrics};
@@ -32,22 +41,26 @@ pub async fn run(
     consumer
         .subscribe(&[&settings.course_topic])
         .with_context(|| format!("failed to subscribe to topic {}", settings.course_topic))?;
+    let mut strategies = Strategies::default();
+    let mut refresh = tokio::time::interval(Duration::from_millis(200));
     tokio::pin!(shutdown);
     tracing::info!(topic = %settings.course_topic, group = %settings.course_group, "course consumer running");
     loop {
         let received = tokio::select! {
             () = &mut shutdown => break,
+            _ = refresh.tick() => {
+                metrics.set_assigned("course", &consumer);
+                continue;
+            }
             received = consumer.recv() => received,
         };
         match received {
             Ok(message) => {
-                listener(
-                    &pool,
-                    &metrics,
-                    &crash,
-                    message.payload().unwrap_or_default(),
-                )
-                .await;
+                let payload = message.payload().unwrap_or_default();
+                listener(&pool, &metrics, &crash, &mut strategies, payload).await;
+                if let Err(error) = consumer.store_offset_from_message(&message) {
+                    tracing::warn!(error = %error, "course consumer: failed to store an offset");
+                }
             }
             Err(error) => {
                 tracing::warn!(error = %error, "course consumer: kafka error; continuing");
@@ -59,8 +72,34 @@ pub async fn run(
     Ok(())
 }
 
-/// The course's `@KafkaListener`: save the coupon; on any error save a `FailedEvent` instead.
-async fn listener(pool: &MySqlPool, metrics: &Metrics, crash: &CrashAfter, payload: &[u8]) {
+/// Which stage each campaign runs (they never change); unknown or unreadable campaigns are
+/// treated as the course's final stage.
+#[derive(Debug, Default)]
+struct Strategies(HashMap<CampaignId, Strategy>);
+
+impl Strategies {
+    async fn of(&mut self, pool: &MySqlPool, id: &CampaignId) -> Strategy {
+        if let Some(strategy) = self.0.get(id) {
+            return *strategy;
+        }
+        match campaigns::find(pool, id).await {
+            Ok(Some(stored)) => {
+                self.0.insert(id.clone(), stored.campaign.strategy);
+                stored.campaign.strategy
+            }
+            Ok(None) | Err(_) => Strategy::PerUser,
+        }
+    }
+}
+
+/// The course's `@KafkaListener`: save the coupon; what a failure leads to depends on the stage.
+async fn listener(
+    pool: &MySqlPool,
+    metrics: &Metrics,
+    crash: &CrashAfter,
+    strategies: &mut Strategies,
+    payload: &[u8],
+) {
     let event = match CourseEvent::from_json(payload) {
         Ok(event) => event,
         Err(error) => {
@@ -68,22 +107,26 @@ async fn listener(pool: &MySqlPool, metrics: &Metrics, crash: &CrashAfter, paylo
             return;
         }
     };
-    match course::insert_coupon(pool, &event.campaign_id, event.user_id).await {
+    let error = match course::insert_coupon(pool, &event.campaign_id, event.user_id).await {
         Ok(()) => {
             metrics.course_rows_written.inc();
             crash.wrote(1);
+            return;
+        }
+        Err(error) => error,
+    };
+    tracing::error!(user_id = %event.user_id, error = %error, "failed to create coupon");
+    if strategies.of(pool, &event.campaign_id).await != Strategy::PerUser {
+        metrics.course_dropped.inc();
+        return;
+    }
+    match course::insert_failed_event(pool, &event.campaign_id, event.user_id).await {
+        Ok(()) => {
+            metrics.course_failed_events.inc();
         }
         Err(error) => {
-            tracing::error!(user_id = %event.user_id, error = %error, "failed to create coupon");
-            match course::insert_failed_event(pool, &event.campaign_id, event.user_id).await {
-                Ok(()) => {
-                    metrics.course_failed_events.inc();
-                }
-                Err(error) => {
-                    metrics.course_dropped.inc();
-                    tracing::error!(user_id = %event.user_id, error = %error, "failed to save the failed event; the coupon is gone");
-                }
-            }
+            metrics.course_dropped.inc();
+            tracing::error!(user_id = %event.user_id, error = %error, "failed to save the failed event; the coupon is gone");
         }
     }
 }

@@ -12,6 +12,12 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LoopLabel {
+    /// `pipeline` or `course`.
+    pub consumer: &'static str,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -26,6 +32,7 @@ pub struct Metrics {
     pub course_rows_written: Counter,
     pub course_failed_events: Counter,
     pub course_dropped: Counter,
+    assigned_partitions: Family<LoopLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -43,6 +50,7 @@ impl Default for Metrics {
             course_rows_written: Counter::default(),
             course_failed_events: Counter::default(),
             course_dropped: Counter::default(),
+            assigned_partitions: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -57,8 +65,13 @@ impl Default for Metrics {
         );
         registry.register(
             "course_dropped",
-            "Failed inserts whose failed event could not be saved either",
+            "Failed inserts lost for good: the kafka stage skips them, per-user when its failed event could not be saved either",
             metrics.course_dropped.clone(),
+        );
+        registry.register(
+            "assigned_partitions",
+            "Partitions assigned to each consume loop (0 until the group has assigned them)",
+            metrics.assigned_partitions.clone(),
         );
         registry.register(
             "rows_written",
@@ -110,6 +123,20 @@ impl Metrics {
                 reason: reason.to_owned(),
             })
             .inc();
+    }
+
+    /// Records how many partitions `consumer` holds right now.
+    pub fn set_assigned(
+        &self,
+        loop_name: &'static str,
+        consumer: &impl rdkafka::consumer::Consumer,
+    ) {
+        let count = consumer.assignment().map_or(0, |list| list.count());
+        self.assigned_partitions
+            .get_or_create(&LoopLabel {
+                consumer: loop_name,
+            })
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     pub fn render(&self) -> String {

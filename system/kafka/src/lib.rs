@@ -70,13 +70,18 @@ pub fn course_producer_config(brokers: &str) -> ClientConfig {
     config
 }
 
-/// The course's consumer: the client library's defaults. Offsets are stored as each message is
-/// handed over and committed every 5 s in the background, whether or not it was written.
+/// The course's consumer, committing the way Spring Kafka's listener container does by
+/// default: a message counts as consumed once the listener returned, whatever it did, and the
+/// offsets are committed in the background (every 5 s here), so a crash redelivers everything
+/// handled since the last commit.
 pub fn course_consumer_config(brokers: &str, group: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", brokers)
         .set("group.id", group)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "5000")
+        .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "10000")
         .set("socket.connection.setup.timeout.ms", "5000");

@@ -34,20 +34,22 @@ impl TcpProxy {
             let (up, connections) = (up.clone(), connections.clone());
             async move {
                 while let Ok((mut inbound, _)) = listener.accept().await {
+                    // Checked and recorded under the lock `cut` takes, so a connection accepted
+                    // while the proxy is being cut is either refused or aborted with the rest.
+                    let Ok(mut live) = connections.lock() else {
+                        return;
+                    };
                     if !up.load(Ordering::SeqCst) {
                         drop(inbound);
                         continue;
                     }
-                    let forward = tokio::spawn(async move {
+                    live.retain(|c| !c.is_finished());
+                    live.push(tokio::spawn(async move {
                         if let Ok(mut outbound) = TcpStream::connect(target).await {
                             let _ =
                                 tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                         }
-                    });
-                    if let Ok(mut live) = connections.lock() {
-                        live.retain(|c| !c.is_finished());
-                        live.push(forward);
-                    }
+                    }));
                 }
             }
         });
@@ -61,8 +63,8 @@ impl TcpProxy {
 
     /// Drops every open connection and refuses new ones until [`TcpProxy::restore`].
     pub fn cut(&self) {
-        self.up.store(false, Ordering::SeqCst);
         if let Ok(mut live) = self.connections.lock() {
+            self.up.store(false, Ordering::SeqCst);
             for connection in live.drain(..) {
                 connection.abort();
             }

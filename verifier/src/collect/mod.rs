@@ -63,7 +63,12 @@ impl CampaignFacts {
             rows: self.rows,
             failed: self.failed,
             gate: self.gate,
-            lag: topic.lag,
+            // The course's first two stages use no Kafka: the course topic's lag is not theirs.
+            lag: if self.strategy.uses_kafka() {
+                topic.lag
+            } else {
+                0
+            },
             history: history.map(|h| h.records),
             campaign_created_by_run,
         }

@@ -390,3 +390,13 @@ fn course_stage_lost_winner_is_caught_even_with_its_failed_event() {
         "an event with neither row nor failed event is caught"
     );
 }
+
+#[test]
+fn course_stage_event_lost_beside_a_row_of_the_same_user_is_caught() {
+    // User 1 won twice (two events) but only one insert happened: one coupon is lost.
+    let kafka = course_stage(Strategy::Kafka, &[1, 2], &[1, 1, 2]);
+    assert!(failing(&kafka).contains(&"I6"), "{:?}", reconcile(&kafka));
+    assert_eq!(offenders_of(&kafka, "I6"), vec![1]);
+    let whole = course_stage(Strategy::Kafka, &[1, 1, 2], &[1, 1, 2]);
+    assert!(!failing(&whole).contains(&"I6"));
+}
