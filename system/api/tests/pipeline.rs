@@ -148,3 +148,66 @@ async fn two_apis_and_two_consumers_together_still_issue_exactly_the_limit() -> 
     assert_eq!(row_users, winners);
     pipeline.shutdown().await
 }
+
+/// A failed event is retried until it can be written: an event for a campaign that does not
+/// exist yet is captured (`unknown_campaign`), and once the campaign is created, the retry
+/// worker writes its coupon and resolves it. Nothing is dropped.
+#[tokio::test]
+async fn a_failed_event_is_retried_until_its_coupon_is_written() -> anyhow::Result<()> {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let pipeline = TestPipeline::spawn().await?;
+    let event = coupon_domain::CouponIssued {
+        campaign_id: coupon_domain::CampaignId::parse("late")?,
+        user_id: coupon_domain::UserId::parse(77)?,
+        seq: coupon_domain::Seq(1),
+        issued_at_ms: 0,
+    };
+    let producer: FutureProducer = coupon_kafka::producer_config(
+        &pipeline.stack.kafka_brokers,
+        std::time::Duration::from_secs(10),
+    )
+    .create()?;
+    let (key, payload) = (event.key(), event.to_json());
+    producer
+        .send(
+            FutureRecord::to(&pipeline.topic.name)
+                .key(&key)
+                .payload(&payload),
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(error, _)| error)?;
+    let reason_of = |status: &'static str| {
+        let pool = pipeline.db.pool.clone();
+        move || {
+            let pool = pool.clone();
+            async move {
+                let found: Option<(String,)> = sqlx::query_as(
+                    "SELECT reason FROM failed_event WHERE campaign_id = 'late' AND status = ?",
+                )
+                .bind(status)
+                .fetch_optional(&pool)
+                .await?;
+                Ok(found.map(|(reason,)| reason))
+            }
+        }
+    };
+    let reason = testkit::eventually(
+        "the consumer captures the event of an unknown campaign",
+        std::time::Duration::from_secs(30),
+        reason_of("open"),
+    )
+    .await?;
+    assert_eq!(reason, "unknown_campaign");
+    assert!(pipeline.rows("late").await?.is_empty());
+
+    pipeline.create_campaign("late", 10).await?;
+    testkit::eventually(
+        "the retry worker resolves the failed event",
+        std::time::Duration::from_secs(60),
+        reason_of("resolved"),
+    )
+    .await?;
+    assert_eq!(pipeline.rows("late").await?, vec![(77, 1)]);
+    pipeline.shutdown().await
+}

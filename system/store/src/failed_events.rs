@@ -58,11 +58,15 @@ pub async fn insert(
 const COLUMNS: &str =
     "id, kafka_partition, kafka_offset, payload, campaign_id, user_id, reason, status, attempts";
 
-/// Open failed events, least recently attempted first: events that can never be written rotate
-/// to the back (each attempt bumps `updated_at`), so they cannot starve newer ones.
+/// Open failed events that are due, least recently attempted first. Each attempt bumps
+/// `updated_at` and `attempts`, and an event is due again 2^attempts seconds after its last
+/// attempt (at most 5 minutes): events that keep failing rotate to the back and are tried less
+/// and less often, so they cannot starve newer ones nor load the database.
 pub async fn list_open(pool: &MySqlPool, limit: u32) -> Result<Vec<FailedEvent>, StoreError> {
     Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM failed_event WHERE status = 'open' ORDER BY updated_at, id LIMIT ?"
+        "SELECT {COLUMNS} FROM failed_event WHERE status = 'open' \
+         AND updated_at <= NOW(3) - INTERVAL LEAST(POW(2, attempts), 300) SECOND \
+         ORDER BY updated_at, id LIMIT ?"
     ))
     .bind(limit)
     .fetch_all(pool)
