@@ -167,21 +167,25 @@ pub async fn run_stage(
 ) -> anyhow::Result<StageRun> {
     std::fs::create_dir_all(run_dir)
         .with_context(|| format!("failed to create {}", run_dir.display()))?;
-    let (campaign_id, campaign_created, strategy) = match &cli.campaign {
+    let (campaign_id, campaign_created, strategy, limit) = match &cli.campaign {
         Some(id) => {
             let existing = target.campaign(control, id).await?;
             let strategy = existing["strategy"]
                 .as_str()
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(strategy);
-            (id.clone(), false, strategy)
+            let limit = existing["limit"]
+                .as_u64()
+                .and_then(|l| u32::try_from(l).ok())
+                .unwrap_or(cli.limit);
+            (id.clone(), false, strategy, limit)
         }
         None => {
             let id = format!("run-{run_id}");
             target
                 .create_campaign(control, &id, cli.limit, strategy)
                 .await?;
-            (id, true, strategy)
+            (id, true, strategy, cli.limit)
         }
     };
     let pipeline = target.pipeline.as_ref();
@@ -190,7 +194,7 @@ pub async fn run_stage(
         pipeline.is_some() && cli.fault.contains(&Fault::ConsumerCrash) && strategy.uses_kafka();
     if let Some(pipeline) = pipeline {
         if crash_armed {
-            let rows = u64::from(cli.limit / 2).max(1);
+            let rows = u64::from(limit / 2).max(1);
             eprintln!("fault: the consumer will be killed (SIGKILL) after writing {rows} rows");
             pipeline.arm_consumer_crash(control, rows).await?;
         }
