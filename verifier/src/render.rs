@@ -65,14 +65,27 @@ fn offenders(verdict: &Verdict, show: usize, bullet: &str) -> String {
     out
 }
 
+/// Which design the campaign ran: the course's stages are named as such (docs/stages.md).
+fn strategy_text(verdict: &Verdict) -> String {
+    if verdict.strategy.is_course_stage() {
+        format!(
+            "the course's `{}` stage, see docs/stages.md",
+            verdict.strategy
+        )
+    } else {
+        format!("strategy `{}`", verdict.strategy)
+    }
+}
+
 pub fn terminal(verdict: &Verdict, show: usize) -> String {
     let table = Table::new(lines(verdict))
         .with(Style::rounded())
         .to_string();
     let unknown = verdict.unknown_outcomes;
     format!(
-        "campaign {}\n{table}\nunknown outcomes (timeout, pending, reset): {} recovered, {} not issued\n{}",
+        "campaign {} ({})\n{table}\nunknown outcomes (timeout, pending, reset): {} recovered, {} not issued\n{}",
         verdict.campaign_id,
+        strategy_text(verdict),
         unknown.recovered,
         unknown.not_issued,
         offenders(verdict, show, "  ")
@@ -86,8 +99,9 @@ pub fn markdown(verdicts: &[Verdict], show: usize, final_line: &str) -> String {
             .with(Style::markdown())
             .to_string();
         out.push_str(&format!(
-            "\n## Campaign `{}`\n\n{table}\n\nUnknown outcomes: {} recovered, {} not issued.\n\n{}",
+            "\n## Campaign `{}` ({})\n\n{table}\n\nUnknown outcomes: {} recovered, {} not issued.\n\n{}",
             verdict.campaign_id,
+            strategy_text(verdict),
             verdict.unknown_outcomes.recovered,
             verdict.unknown_outcomes.not_issued,
             offenders(verdict, show, "- ")

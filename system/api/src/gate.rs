@@ -53,6 +53,10 @@ pub struct GateStats {
     pub released: u64,
 }
 
+/// How long the test-only two-step gate waits between its check and its take: at a burst's
+/// pace of one apply per millisecond, a few dozen applies see the same count.
+const TWO_STEP_GAP: Duration = Duration::from_millis(30);
+
 #[derive(Clone)]
 pub struct Gate {
     conn: ConnectionManager,
@@ -167,6 +171,9 @@ impl Gate {
 
     /// The broken gate of the verifier's negative control: check, then take, in two round
     /// trips. Between them other applies see the same count, so more than `limit` get through.
+    /// The gap is widened on purpose ([`TWO_STEP_GAP`]): a fast api on an idle machine would
+    /// otherwise close it often enough that a 1,000-user burst sometimes shows no over-issue,
+    /// and a negative control that may pass proves nothing.
     async fn admit_in_two_steps(
         &self,
         campaign: &CampaignId,
@@ -190,6 +197,7 @@ impl Gate {
         if taken.unwrap_or(0) >= limit {
             return Ok(Admission::Decided(GateOutcome::SoldOut, epoch));
         }
+        tokio::time::sleep(TWO_STEP_GAP).await;
         let seq: u32 = conn.incr(&keys.next_seq, 1).await?;
         let _: () = conn.hset(&keys.winners, user.get(), seq).await?;
         Ok(Admission::Decided(GateOutcome::Issued(Seq(seq)), epoch))
