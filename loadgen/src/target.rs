@@ -79,7 +79,7 @@ impl ChildSpec {
 #[derive(Debug)]
 struct SupervisedConsumer {
     spec: ChildSpec,
-    /// Its `/metrics` address: answering there means it is consuming.
+    /// Its `/metrics` address, where it says which partitions its loops hold.
     metrics_addr: SocketAddr,
     child: Mutex<Option<Child>>,
     stopping: AtomicBool,
@@ -130,6 +130,17 @@ impl SupervisedConsumer {
                 .all(|name| assigned_partitions(&metrics, name) > 0)
             {
                 return Ok(());
+            }
+            let exited = self
+                .child
+                .lock()
+                .ok()
+                .and_then(|mut slot| slot.as_mut().and_then(|c| c.try_wait().ok().flatten()));
+            if let Some(status) = exited {
+                bail!(
+                    "the consumer exited with {status} before it was ready; see {}",
+                    log.display()
+                );
             }
             if tokio::time::Instant::now() >= deadline {
                 bail!(
