@@ -29,7 +29,8 @@ pub struct Cli {
     #[arg(long, default_value = "reliable", value_parser = parse_strategies)]
     pub strategy: Strategies,
 
-    /// Inject a fault into the pipeline loadgen starts (repeat, or separate with commas).
+    /// Inject a fault into the pipeline loadgen starts (repeat, or separate with commas; with
+    /// `--strategy all`, each fault gets a round of its own).
     /// `consumer-crash`: the consumer is killed (SIGKILL) after writing half the limit in rows,
     /// and restarted. `db-outage`: the consumer loses MySQL from the start of the burst until
     /// 8 s after it. Both hit the consumer, so only strategies that use one are affected (kafka,
@@ -120,6 +121,28 @@ pub enum Fault {
     ConsumerCrash,
     /// Cut the consumer's MySQL connection during the burst, then restore it.
     DbOutage,
+}
+
+impl Fault {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ConsumerCrash => "consumer-crash",
+            Self::DbOutage => "db-outage",
+        }
+    }
+
+    /// `none`, or the faults' names joined by commas.
+    pub fn describe(faults: &[Fault]) -> String {
+        if faults.is_empty() {
+            "none".to_owned()
+        } else {
+            faults
+                .iter()
+                .map(|f| f.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+    }
 }
 
 #[derive(Parser)]

@@ -1,5 +1,6 @@
 //! `--strategy all`: the same burst against each strategy in turn (the course's stages, then
-//! this project's design), each drained and verified by the verifier, then one comparison.
+//! this project's design), each drained and verified by the verifier, then one comparison. With
+//! several faults, one round of every strategy per fault.
 
 use std::path::Path;
 
@@ -9,7 +10,7 @@ use coupon_domain::Strategy;
 use sqlx::MySqlPool;
 
 use crate::{
-    cli::Cli,
+    cli::{Cli, Fault},
     report::compare::{self, StageRow},
     run::{self, Outcome},
     target::Target,
@@ -22,30 +23,44 @@ pub async fn run(cli: &Cli, control: &reqwest::Client, target: &Target) -> anyho
     let database_url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| coupon_domain::stack::DEFAULT_DATABASE_URL.to_owned());
     let pool = verifier::collect::mysql::connect(&database_url).await?;
+    let rounds = rounds(&cli.fault);
     let mut rows = Vec::new();
-    for strategy in Strategy::ALL {
-        eprintln!("\n== {strategy} ==");
-        let writes_before = database_writes(&pool).await?;
-        let stage = run::run_stage(
-            cli,
-            control,
-            target,
-            strategy,
-            &dir.join(strategy.as_str()),
-            &format!("{compare_id}-{strategy}"),
-        )
-        .await
-        .with_context(|| format!("the {strategy} run failed"))?;
-        let judgement = verifier::verify::judge(&verifier_cli(&dir, strategy, cli.drain_timeout)?)
+    for faults in &rounds {
+        // One round: its own directory when there are several.
+        let (round_dir, round_id) = match faults.as_slice() {
+            [fault] if rounds.len() > 1 => (
+                dir.join(fault.as_str()),
+                format!("{compare_id}-{}", fault.as_str()),
+            ),
+            _ => (dir.clone(), compare_id.clone()),
+        };
+        for strategy in Strategy::ALL {
+            let label = format!("{strategy} (fault: {})", Fault::describe(faults));
+            eprintln!("\n== {label} ==");
+            let writes_before = database_writes(&pool).await?;
+            let stage = run::run_stage(
+                cli,
+                control,
+                target,
+                strategy,
+                faults,
+                &round_dir.join(strategy.as_str()),
+                &format!("{round_id}-{strategy}"),
+            )
             .await
-            .with_context(|| format!("the verifier could not verify the {strategy} run"))?;
-        let writes = database_writes(&pool).await? - writes_before;
-        let verdict = judgement
-            .verdicts
-            .first()
-            .context("the verifier returned no verdict")?;
-        eprintln!("{strategy}: {}", judgement.final_line);
-        rows.push(StageRow::new(&stage.summary, verdict, &judgement, writes));
+            .with_context(|| format!("the {label} run failed"))?;
+            let judgement =
+                verifier::verify::judge(&verifier_cli(&round_dir, strategy, cli.drain_timeout)?)
+                    .await
+                    .with_context(|| format!("the verifier could not verify the {label} run"))?;
+            let writes = database_writes(&pool).await? - writes_before;
+            let verdict = judgement
+                .verdicts
+                .first()
+                .context("the verifier returned no verdict")?;
+            eprintln!("{label}: {}", judgement.final_line);
+            rows.push(StageRow::new(&stage.summary, verdict, &judgement, writes));
+        }
     }
     compare::write_all(&dir, &rows, cli)?;
     run::point_latest(&cli.report_dir, &name)?;
@@ -53,6 +68,17 @@ pub async fn run(cli: &Cli, control: &reqwest::Client, target: &Target) -> anyho
         terminal: compare::terminal(&rows),
         run_dir: dir,
     })
+}
+
+/// The rounds a comparison runs: one with the faults given, or, when several are given, one
+/// per fault (together, one fault can hide another: an outage keeps a consumer from ever
+/// reaching its crash point).
+fn rounds(faults: &[Fault]) -> Vec<Vec<Fault>> {
+    if faults.len() > 1 {
+        faults.iter().map(|fault| vec![*fault]).collect()
+    } else {
+        vec![faults.to_vec()]
+    }
 }
 
 /// The verifier's settings for one stage's run directory; the stores come from the same env
@@ -89,4 +115,19 @@ async fn database_writes(pool: &MySqlPool) -> anyhow::Result<u64> {
         .iter()
         .filter_map(|(_, value)| value.parse::<u64>().ok())
         .sum())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_faults_get_a_round_each_and_one_fault_or_none_a_single_round() {
+        assert_eq!(rounds(&[]), vec![Vec::<Fault>::new()]);
+        assert_eq!(rounds(&[Fault::DbOutage]), vec![vec![Fault::DbOutage]]);
+        assert_eq!(
+            rounds(&[Fault::ConsumerCrash, Fault::DbOutage]),
+            vec![vec![Fault::ConsumerCrash], vec![Fault::DbOutage]]
+        );
+    }
 }

@@ -125,15 +125,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             Strategies::One(strategy) => {
                 let run_id = new_run_id();
                 let run_dir = cli.report_dir.join(&run_id);
-                run_stage(&cli, &control, &target, *strategy, &run_dir, &run_id)
-                    .await
-                    .and_then(|stage| {
-                        point_latest(&cli.report_dir, &run_id)?;
-                        Ok(Outcome {
-                            terminal: report::terminal(&stage.summary),
-                            run_dir: stage.run_dir,
-                        })
+                run_stage(
+                    &cli, &control, &target, *strategy, &cli.fault, &run_dir, &run_id,
+                )
+                .await
+                .and_then(|stage| {
+                    point_latest(&cli.report_dir, &run_id)?;
+                    Ok(Outcome {
+                        terminal: report::terminal(&stage.summary),
+                        run_dir: stage.run_dir,
                     })
+                })
             }
             Strategies::All => compare::run(&cli, &control, &target).await,
         }
@@ -155,13 +157,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     outcome
 }
 
-/// One burst against a fresh campaign of `strategy` (or the campaign of --campaign), with the
-/// faults of --fault, written to `run_dir`.
+/// One burst against a fresh campaign of `strategy` (or the campaign of --campaign), with
+/// `faults` injected, written to `run_dir`.
 pub async fn run_stage(
     cli: &Cli,
     control: &reqwest::Client,
     target: &Target,
     strategy: Strategy,
+    faults: &[Fault],
     run_dir: &Path,
     run_id: &str,
 ) -> anyhow::Result<StageRun> {
@@ -191,14 +194,14 @@ pub async fn run_stage(
     let pipeline = target.pipeline.as_ref();
     let restarts_before = pipeline.map_or(0, target::Pipeline::consumer_restarts);
     let crash_armed =
-        pipeline.is_some() && cli.fault.contains(&Fault::ConsumerCrash) && strategy.uses_kafka();
+        pipeline.is_some() && faults.contains(&Fault::ConsumerCrash) && strategy.uses_kafka();
     if let Some(pipeline) = pipeline {
         if crash_armed {
             let rows = u64::from(limit / 2).max(1);
             eprintln!("fault: the consumer will be killed (SIGKILL) after writing {rows} rows");
             pipeline.arm_consumer_crash(control, rows).await?;
         }
-        if cli.fault.contains(&Fault::DbOutage) {
+        if faults.contains(&Fault::DbOutage) {
             eprintln!(
                 "fault: the consumer loses mysql now, until {}s after the burst",
                 OUTAGE_AFTER_BURST.as_secs()
@@ -227,7 +230,7 @@ pub async fn run_stage(
     let attacked = scenario::attack(cli, &target.base_url, state, run_dir).await;
     progress.finish();
     if let Some(pipeline) = pipeline
-        && cli.fault.contains(&Fault::DbOutage)
+        && faults.contains(&Fault::DbOutage)
     {
         // The fault's length, not a wait for anything: the outage lasts this long.
         tokio::time::sleep(OUTAGE_AFTER_BURST).await;
@@ -270,7 +273,7 @@ pub async fn run_stage(
             .as_str()
             .and_then(|s| s.parse().ok())
             .unwrap_or(strategy),
-        faults: cli.fault.iter().map(|f| format!("{f:?}")).collect(),
+        faults: faults.iter().map(|f| f.as_str().to_owned()).collect(),
         consumer_restarts: pipeline.map(|p| p.consumer_restarts() - restarts_before),
         limit: campaign_after["limit"].as_u64(),
         host: target.base_url.clone(),

@@ -16,6 +16,8 @@ use crate::cli::Cli;
 #[derive(Debug, Clone, Serialize)]
 pub struct StageRow {
     pub strategy: Strategy,
+    /// The faults injected in this stage's run: `none`, or their names.
+    pub fault: String,
     pub run_id: String,
     pub limit: u64,
     /// The verifier's verdict: the invariants that failed, empty when every one held.
@@ -44,6 +46,11 @@ impl StageRow {
         };
         Self {
             strategy: summary.strategy,
+            fault: if summary.faults.is_empty() {
+                "none".to_owned()
+            } else {
+                summary.faults.join(",")
+            },
             run_id: summary.run_id.clone(),
             limit: summary.limit.unwrap_or_default(),
             violated: verdict.failed_ids(),
@@ -70,6 +77,7 @@ impl StageRow {
 #[derive(Tabled)]
 struct Line {
     strategy: String,
+    fault: String,
     verdict: String,
     #[tabled(rename = "coupons issued")]
     coupons: String,
@@ -94,6 +102,7 @@ fn lines(rows: &[StageRow]) -> Vec<Line> {
     rows.iter()
         .map(|r| Line {
             strategy: r.strategy.to_string(),
+            fault: r.fault.clone(),
             verdict: r.verdict(),
             coupons: format!("{} / {}", r.coupons, r.limit),
             over_issue: r.over_issue,
@@ -111,18 +120,15 @@ fn lines(rows: &[StageRow]) -> Vec<Line> {
 
 fn setup(cli: &Cli) -> String {
     format!(
-        "{} users × {} per strategy, limit {}, faults: {}",
+        "{} users × {} per strategy, limit {}, faults: {}{}",
         cli.users,
         cli.repeat,
         cli.limit,
-        if cli.fault.is_empty() {
-            "none".to_owned()
+        crate::cli::Fault::describe(&cli.fault),
+        if cli.fault.len() > 1 {
+            " (one round of every strategy per fault)"
         } else {
-            cli.fault
-                .iter()
-                .map(|f| format!("{f:?}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            ""
         }
     )
 }
@@ -159,8 +165,15 @@ type Bars = Vec<(String, f64, bool)>;
 /// One horizontal bar chart: a bar per strategy.
 fn chart(svg: &mut String, title: &str, values: &[(String, f64, bool)]) {
     const BAR: f64 = 22.0;
-    const LABEL: f64 = 120.0;
     const WIDTH: f64 = 420.0;
+    // Room for the longest label at about 7 px a character (12 px text).
+    let label_width = values
+        .iter()
+        .map(|(label, _, _)| label.chars().count())
+        .max()
+        .unwrap_or(0) as f64
+        * 7.0
+        + 12.0;
     let max = values
         .iter()
         .map(|(_, v, _)| *v)
@@ -170,7 +183,7 @@ fn chart(svg: &mut String, title: &str, values: &[(String, f64, bool)]) {
     let _ = write!(
         svg,
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{height}" role="img"><title>{t}</title><text x="0" y="16" font-size="14" font-weight="bold">{t}</text>"##,
-        w = LABEL + WIDTH + 80.0,
+        w = label_width + WIDTH + 80.0,
         t = escape(title),
     );
     for (i, (label, value, bad)) in values.iter().enumerate() {
@@ -179,11 +192,11 @@ fn chart(svg: &mut String, title: &str, values: &[(String, f64, bool)]) {
         let fill = if *bad { "#c62828" } else { "#2e7d32" };
         let _ = write!(
             svg,
-            r##"<text x="0" y="{ty}" font-size="12">{label}</text><rect x="{LABEL}" y="{y}" width="{width:.1}" height="{h}" fill="{fill}"/><text x="{vx:.1}" y="{ty}" font-size="12">{value}</text>"##,
+            r##"<text x="0" y="{ty}" font-size="12">{label}</text><rect x="{label_width}" y="{y}" width="{width:.1}" height="{h}" fill="{fill}"/><text x="{vx:.1}" y="{ty}" font-size="12">{value}</text>"##,
             ty = y + 14.0,
             h = BAR - 6.0,
             label = escape(label),
-            vx = LABEL + width + 4.0,
+            vx = label_width + width + 4.0,
             value = if value.fract() == 0.0 {
                 format!("{value:.0}")
             } else {
@@ -196,11 +209,21 @@ fn chart(svg: &mut String, title: &str, values: &[(String, f64, bool)]) {
 
 pub fn html(rows: &[StageRow], cli: &Cli) -> String {
     let mut body = String::new();
+    let rounds = rows
+        .iter()
+        .map(|r| r.fault.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
     let metric = |f: &dyn Fn(&StageRow) -> (f64, bool)| -> Bars {
         rows.iter()
             .map(|r| {
                 let (v, bad) = f(r);
-                (r.strategy.to_string(), v, bad)
+                let label = if rounds > 1 {
+                    format!("{} · {}", r.strategy, r.fault)
+                } else {
+                    r.strategy.to_string()
+                };
+                (label, v, bad)
             })
             .collect()
     };
@@ -249,14 +272,15 @@ pub fn html(rows: &[StageRow], cli: &Cli) -> String {
         body.push_str("</div>");
     }
     let mut table = String::from(
-        "<table><tr><th>strategy</th><th>verdict</th><th>coupons</th><th>over-issue</th><th>duplicates</th><th>lost winners</th><th>responses/s</th><th>p99 ms</th><th>drain s</th><th>db writes/coupon</th></tr>",
+        "<table><tr><th>strategy</th><th>fault</th><th>verdict</th><th>coupons</th><th>over-issue</th><th>duplicates</th><th>lost winners</th><th>responses/s</th><th>p99 ms</th><th>drain s</th><th>db writes/coupon</th></tr>",
     );
     for line in lines(rows) {
         let class = if line.verdict == "holds" { "ok" } else { "bad" };
         let _ = write!(
             table,
-            "<tr><td>{}</td><td class=\"{class}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td class=\"{class}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&line.strategy),
+            escape(&line.fault),
             escape(&line.verdict),
             escape(&line.coupons),
             line.over_issue,
@@ -272,7 +296,7 @@ pub fn html(rows: &[StageRow], cli: &Cli) -> String {
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Strategies compared</title>\
          <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}\
-         td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child,td:nth-child(2){{text-align:left}}\
+         td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:nth-child(-n+3){{text-align:left}}\
          .ok{{color:#2e7d32}}.bad{{color:#c62828;font-weight:bold}}.chart{{display:inline-block;margin:1em 1em 0 0}}</style></head>\
          <body><h1>Strategies compared</h1><p>{setup}. Red marks what broke a guarantee. \
          See docs/stages.md for each stage.</p>{table}{body}</body></html>\n",
@@ -303,6 +327,7 @@ mod tests {
     fn row(strategy: Strategy, violated: Vec<&'static str>, coupons: usize) -> StageRow {
         StageRow {
             strategy,
+            fault: "none".to_owned(),
             run_id: format!("r-{strategy}"),
             limit: 100,
             violated,

@@ -151,32 +151,36 @@ async fn two_apis_and_two_consumers_together_still_issue_exactly_the_limit() -> 
 
 /// A failed event is retried until it can be written: an event for a campaign that does not
 /// exist yet is captured (`unknown_campaign`), and once the campaign is created, the retry
-/// worker writes its coupon and resolves it. Nothing is dropped.
+/// worker writes its coupon and resolves it. Nothing is dropped. An event no retry can cure (a
+/// slot beyond its campaign's limit) stays open, untouched by the worker.
 #[tokio::test]
 async fn a_failed_event_is_retried_until_its_coupon_is_written() -> anyhow::Result<()> {
     use rdkafka::producer::{FutureProducer, FutureRecord};
     let pipeline = TestPipeline::spawn().await?;
-    let event = coupon_domain::CouponIssued {
-        campaign_id: coupon_domain::CampaignId::parse("late")?,
-        user_id: coupon_domain::UserId::parse(77)?,
-        seq: coupon_domain::Seq(1),
-        issued_at_ms: 0,
-    };
+    pipeline.create_campaign("small", 1).await?;
     let producer: FutureProducer = coupon_kafka::producer_config(
         &pipeline.stack.kafka_brokers,
         std::time::Duration::from_secs(10),
     )
     .create()?;
-    let (key, payload) = (event.key(), event.to_json());
-    producer
-        .send(
-            FutureRecord::to(&pipeline.topic.name)
-                .key(&key)
-                .payload(&payload),
-            std::time::Duration::from_secs(10),
-        )
-        .await
-        .map_err(|(error, _)| error)?;
+    for (campaign, user, seq) in [("late", 77, 1), ("small", 78, 2)] {
+        let event = coupon_domain::CouponIssued {
+            campaign_id: coupon_domain::CampaignId::parse(campaign)?,
+            user_id: coupon_domain::UserId::parse(user)?,
+            seq: coupon_domain::Seq(seq),
+            issued_at_ms: 0,
+        };
+        let (key, payload) = (event.key(), event.to_json());
+        producer
+            .send(
+                FutureRecord::to(&pipeline.topic.name)
+                    .key(&key)
+                    .payload(&payload),
+                std::time::Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(error, _)| error)?;
+    }
     let reason_of = |status: &'static str| {
         let pool = pipeline.db.pool.clone();
         move || {
@@ -209,5 +213,15 @@ async fn a_failed_event_is_retried_until_its_coupon_is_written() -> anyhow::Resu
     )
     .await?;
     assert_eq!(pipeline.rows("late").await?, vec![(77, 1)]);
+    let (reason, status, attempts): (String, String, u32) = sqlx::query_as(
+        "SELECT reason, status, attempts FROM failed_event WHERE campaign_id = 'small'",
+    )
+    .fetch_one(&pipeline.db.pool)
+    .await?;
+    assert_eq!(
+        (reason.as_str(), status.as_str(), attempts),
+        ("seq_out_of_range", "open", 0),
+        "a slot beyond the limit can never be written: kept open, never retried"
+    );
     pipeline.shutdown().await
 }

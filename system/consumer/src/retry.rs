@@ -1,7 +1,8 @@
-//! The retry worker: re-processes open failed events (an unknown campaign created since, a
-//! transient refusal) and marks them resolved once their coupon is on file. Events that still
-//! cannot be written stay open, with their attempt count and last reason, for an operator and
-//! for the verifier.
+//! The retry worker: re-processes open failed events a retry can cure (an unknown campaign
+//! created since, an unclassified refusal), backing off per event, and marks them resolved once
+//! their coupon is on file. Events that still cannot be written stay open, with their attempt
+//! count and last reason, for an operator and for the verifier; so do those no retry can cure
+//! (see `coupon_store::failed_events::RETRYABLE_REASONS`), which are not retried at all.
 
 use std::{sync::Arc, time::Duration};
 

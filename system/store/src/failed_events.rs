@@ -58,16 +58,25 @@ pub async fn insert(
 const COLUMNS: &str =
     "id, kafka_partition, kafka_offset, payload, campaign_id, user_id, reason, status, attempts";
 
-/// Open failed events that are due, least recently attempted first. Each attempt bumps
-/// `updated_at` and `attempts`, and an event is due again 2^attempts seconds after its last
-/// attempt (at most 5 minutes): events that keep failing rotate to the back and are tried less
-/// and less often, so they cannot starve newer ones nor load the database.
+/// The reasons a retry can cure: the campaign may be created later, and an unclassified
+/// refusal may pass. The others can never be written, since neither an event nor a campaign's
+/// limit ever changes, and no coupon row is ever deleted: a malformed payload, a slot beyond
+/// the limit (`seq_out_of_range`), a slot or a user already taken by another coupon. Those
+/// stay open, for an operator and for the verifier, and are not retried.
+pub const RETRYABLE_REASONS: [&str; 2] = ["unknown_campaign", "refused"];
+
+/// Open failed events a retry can cure and that are due, least recently attempted first. Each
+/// attempt bumps `updated_at` and `attempts`, and an event is due again 2^attempts seconds
+/// after its last attempt (at most 5 minutes): events that keep failing rotate to the back and
+/// are tried less and less often, so they cannot starve newer ones nor load the database.
 pub async fn list_open(pool: &MySqlPool, limit: u32) -> Result<Vec<FailedEvent>, StoreError> {
     Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM failed_event WHERE status = 'open' \
+        "SELECT {COLUMNS} FROM failed_event WHERE status = 'open' AND reason IN (?, ?) \
          AND updated_at <= NOW(3) - INTERVAL LEAST(POW(2, attempts), 300) SECOND \
          ORDER BY updated_at, id LIMIT ?"
     ))
+    .bind(RETRYABLE_REASONS[0])
+    .bind(RETRYABLE_REASONS[1])
     .bind(limit)
     .fetch_all(pool)
     .await?)
