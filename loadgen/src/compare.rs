@@ -20,9 +20,7 @@ pub async fn run(cli: &Cli, control: &reqwest::Client, target: &Target) -> anyho
     let compare_id = run::new_run_id();
     let name = format!("compare-{compare_id}");
     let dir = cli.report_dir.join(&name);
-    let database_url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| coupon_domain::stack::DEFAULT_DATABASE_URL.to_owned());
-    let pool = verifier::collect::mysql::connect(&database_url).await?;
+    let pool = verifier::collect::mysql::connect(&run::stores()?.database_url).await?;
     let rounds = rounds(&cli.fault);
     let mut rows = Vec::new();
     for faults in &rounds {

@@ -299,6 +299,14 @@ pub async fn run_stage(
     })
 }
 
+/// The stores' addresses as the pipeline children and the verifier read them: the same env vars
+/// (REDIS_URL, DATABASE_URL, KAFKA_BROKERS, ...) with the same defaults.
+pub fn stores() -> anyhow::Result<verifier::cli::Cli> {
+    use clap::Parser;
+    verifier::cli::Cli::try_parse_from(["verifier"])
+        .context("bad store settings in the environment")
+}
+
 /// The verifier's drain wait, for one campaign: the consumer group its strategy uses has caught
 /// up, and (for the design) every admitted winner is a row or a failed event. The stores'
 /// addresses come from the same env vars, and defaults, as the pipeline's.
@@ -307,9 +315,7 @@ async fn drain_like_the_verifier(
     strategy: Strategy,
     timeout: Duration,
 ) -> anyhow::Result<Option<Duration>> {
-    use clap::Parser;
-    let stores = verifier::cli::Cli::try_parse_from(["verifier"])
-        .context("bad store settings in the environment")?;
+    let stores = stores()?;
     let pool = verifier::collect::mysql::connect(&stores.database_url).await?;
     let gate =
         verifier::collect::redis::GateReader::connect(&stores.redis_url, &stores.redis_key_prefix)

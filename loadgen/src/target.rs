@@ -359,8 +359,7 @@ pub async fn find_or_start(
     let token = admin_token.unwrap_or_else(|| format!("loadgen-{:016x}", rand::random::<u64>()));
     std::fs::write(log_path, "")
         .with_context(|| format!("failed to create {}", log_path.display()))?;
-    let database_url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| coupon_domain::stack::DEFAULT_DATABASE_URL.to_owned());
+    let database_url = crate::run::stores()?.database_url;
     let (_, mysql_addr) = database_via(&database_url, addr)?;
     // MySQL's port when the URL names none.
     let mysql_addr = if mysql_addr.contains(':') {

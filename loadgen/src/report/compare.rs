@@ -46,11 +46,7 @@ impl StageRow {
         };
         Self {
             strategy: summary.strategy,
-            fault: if summary.faults.is_empty() {
-                "none".to_owned()
-            } else {
-                summary.faults.join(",")
-            },
+            fault: summary.faults_text(),
             run_id: summary.run_id.clone(),
             limit: summary.limit.unwrap_or_default(),
             violated: verdict.failed_ids(),

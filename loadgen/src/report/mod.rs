@@ -102,6 +102,17 @@ pub fn terminal(summary: &Summary) -> String {
     )
 }
 
+impl Summary {
+    /// `none`, or the faults injected, by name.
+    pub fn faults_text(&self) -> String {
+        if self.faults.is_empty() {
+            "none".to_owned()
+        } else {
+            self.faults.join(", ")
+        }
+    }
+}
+
 pub fn markdown(summary: &Summary) -> String {
     let stats = &summary.stats;
     let table = Table::new(rows(stats)).with(Style::markdown()).to_string();
@@ -122,11 +133,7 @@ pub fn markdown(summary: &Summary) -> String {
             "existing"
         },
         strategy = summary.strategy,
-        faults = if summary.faults.is_empty() {
-            "none".to_owned()
-        } else {
-            summary.faults.join(", ")
-        },
+        faults = summary.faults_text(),
         users = summary.users,
         repeat = summary.repeat,
         host = summary.host,

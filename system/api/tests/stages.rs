@@ -10,23 +10,6 @@ use std::time::Duration;
 use helpers::{ADMIN_TOKEN, TestPipeline};
 use serde_json::json;
 
-async fn create(
-    pipeline: &TestPipeline,
-    id: &str,
-    limit: u32,
-    strategy: &str,
-) -> anyhow::Result<()> {
-    let response = pipeline
-        .client
-        .post(format!("{}/admin/campaigns", pipeline.base_url))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({ "id": id, "limit": limit, "strategy": strategy }))
-        .send()
-        .await?;
-    anyhow::ensure!(response.status() == 201, "{}", response.text().await?);
-    Ok(())
-}
-
 async fn course_rows(pipeline: &TestPipeline, campaign: &str) -> anyhow::Result<Vec<u64>> {
     let users: Vec<(u64,)> =
         sqlx::query_as("SELECT user_id FROM course_coupon WHERE campaign_id = ? ORDER BY id")
@@ -51,7 +34,7 @@ async fn statuses(
 #[tokio::test]
 async fn naive_lets_one_more_through_even_one_request_at_a_time() -> anyhow::Result<()> {
     let pipeline = TestPipeline::spawn().await?;
-    create(&pipeline, "naive", 3, "naive").await?;
+    pipeline.create_campaign_with("naive", 3, "naive").await?;
     let replies = statuses(&pipeline, "naive", &[1, 2, 3, 4, 5]).await?;
     assert_eq!(
         replies,
@@ -70,9 +53,13 @@ async fn naive_lets_one_more_through_even_one_request_at_a_time() -> anyhow::Res
 async fn counter_stages_give_one_user_several_coupons_and_per_user_does_not() -> anyhow::Result<()>
 {
     let pipeline = TestPipeline::spawn().await?;
-    create(&pipeline, "counter", 5, "redis-counter").await?;
-    create(&pipeline, "kafka", 5, "kafka").await?;
-    create(&pipeline, "per-user", 5, "per-user").await?;
+    pipeline
+        .create_campaign_with("counter", 5, "redis-counter")
+        .await?;
+    pipeline.create_campaign_with("kafka", 5, "kafka").await?;
+    pipeline
+        .create_campaign_with("per-user", 5, "per-user")
+        .await?;
     assert_eq!(
         statuses(&pipeline, "counter", &[7, 7, 7]).await?,
         vec![201, 201, 201]
@@ -130,7 +117,9 @@ async fn an_unknown_strategy_is_refused_and_creates_nothing() -> anyhow::Result<
         .await?;
     assert_eq!(shown.status(), 404);
     // A course stage has no gate: rebuilding one is refused, and the campaign says which stage.
-    create(&pipeline, "stage", 10, "per-user").await?;
+    pipeline
+        .create_campaign_with("stage", 10, "per-user")
+        .await?;
     let rebuild = pipeline
         .client
         .post(format!(

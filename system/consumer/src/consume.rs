@@ -6,7 +6,7 @@
 use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use coupon_domain::{CampaignId, CouponIssued, CouponLimit};
+use coupon_domain::{Campaign, CampaignId, CouponIssued};
 use coupon_store::{
     CouponToWrite, NewFailedEvent, Source, WriteOutcome, campaigns, coupons, is_transient,
 };
@@ -19,26 +19,40 @@ use sqlx::MySqlPool;
 
 use crate::{configuration::Settings, fault::CrashAfter, metrics::Metrics};
 
-/// Caches campaign limits (they never change); `None` caches nothing, so a campaign created
-/// later is found.
+/// Caches campaigns (their limit and strategy never change); `None` caches nothing, so a
+/// campaign created later is found. Each consume loop keeps its own.
 #[derive(Debug, Default)]
-pub struct CampaignLimits(HashMap<CampaignId, CouponLimit>);
+pub struct CampaignCache(HashMap<CampaignId, Campaign>);
 
-impl CampaignLimits {
-    async fn get(
+impl CampaignCache {
+    pub async fn get(
         &mut self,
         pool: &MySqlPool,
         id: &CampaignId,
-    ) -> Result<Option<CouponLimit>, sqlx::Error> {
-        if let Some(limit) = self.0.get(id) {
-            return Ok(Some(*limit));
+    ) -> Result<Option<&Campaign>, coupon_store::StoreError> {
+        if !self.0.contains_key(id) {
+            let Some(stored) = campaigns::find(pool, id).await? else {
+                return Ok(None);
+            };
+            self.0.insert(id.clone(), stored.campaign);
         }
-        let found = campaigns::find(pool, id).await.map_err(store_to_sqlx)?;
-        Ok(found.map(|stored| {
-            self.0.insert(id.clone(), stored.campaign.limit);
-            stored.campaign.limit
-        }))
+        Ok(self.0.get(id))
     }
+}
+
+/// A consumer of `config`'s group, subscribed to `topic`.
+pub fn subscribe(
+    config: rdkafka::ClientConfig,
+    brokers: &str,
+    topic: &str,
+) -> anyhow::Result<StreamConsumer> {
+    let consumer: StreamConsumer = config
+        .create()
+        .with_context(|| format!("failed to create a kafka consumer for {brokers}"))?;
+    consumer
+        .subscribe(&[topic])
+        .with_context(|| format!("failed to subscribe to topic {topic}"))?;
+    Ok(consumer)
 }
 
 fn store_to_sqlx(error: coupon_store::StoreError) -> sqlx::Error {
@@ -52,7 +66,7 @@ fn store_to_sqlx(error: coupon_store::StoreError) -> sqlx::Error {
 /// Sorts a batch into rows to write and events to capture as failed.
 pub async fn classify(
     pool: &MySqlPool,
-    limits: &mut CampaignLimits,
+    campaigns: &mut CampaignCache,
     messages: &[OwnedMessage],
 ) -> Result<(Vec<CouponToWrite>, Vec<NewFailedEvent>), sqlx::Error> {
     let mut rows = Vec::with_capacity(messages.len());
@@ -79,7 +93,12 @@ pub async fn classify(
                 continue;
             }
         };
-        match limits.get(pool, &event.campaign_id).await? {
+        let limit = campaigns
+            .get(pool, &event.campaign_id)
+            .await
+            .map_err(store_to_sqlx)?
+            .map(|campaign| campaign.limit);
+        match limit {
             None => failures.push(failure(
                 "unknown_campaign",
                 format!("campaign `{}` does not exist", event.campaign_id),
@@ -105,7 +124,7 @@ pub async fn classify(
 /// Returns `false` when stopped before the batch committed (its offsets must not be committed).
 pub async fn write_until_committed(
     pool: &MySqlPool,
-    limits: &mut CampaignLimits,
+    campaigns: &mut CampaignCache,
     metrics: &Metrics,
     messages: &[OwnedMessage],
     stop: &tokio::sync::watch::Receiver<bool>,
@@ -113,7 +132,7 @@ pub async fn write_until_committed(
     let mut backoff = Duration::from_millis(100);
     loop {
         let attempt = async {
-            let (rows, failures) = classify(pool, limits, messages).await?;
+            let (rows, failures) = classify(pool, campaigns, messages).await?;
             let outcomes = coupons::write_batch(pool, &rows, &failures).await?;
             Ok::<_, sqlx::Error>((outcomes, failures))
         }
@@ -192,20 +211,13 @@ pub async fn run(
     crash: Arc<CrashAfter>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let consumer: StreamConsumer =
-        coupon_kafka::consumer_config(&settings.kafka_brokers, &settings.group)
-            .create()
-            .with_context(|| {
-                format!(
-                    "failed to create a kafka consumer for {}",
-                    settings.kafka_brokers
-                )
-            })?;
-    consumer
-        .subscribe(&[&settings.topic])
-        .with_context(|| format!("failed to subscribe to topic {}", settings.topic))?;
+    let consumer = subscribe(
+        coupon_kafka::consumer_config(&settings.kafka_brokers, &settings.group),
+        &settings.kafka_brokers,
+        &settings.topic,
+    )?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut limits = CampaignLimits::default();
+    let mut campaigns = CampaignCache::default();
     tokio::pin!(shutdown);
     let mut stopping = false;
     tracing::info!(topic = %settings.topic, group = %settings.group, "consumer running");
@@ -244,7 +256,7 @@ pub async fn run(
         // Finish the batch in hand even when shutdown arrives: a transient-error retry loop is
         // told to stop, and the batch then either commits or is left for redelivery.
         let rows_before = metrics.rows_written.get();
-        let write = write_until_committed(&pool, &mut limits, &metrics, &batch, &stop_rx);
+        let write = write_until_committed(&pool, &mut campaigns, &metrics, &batch, &stop_rx);
         tokio::pin!(write);
         let committed = loop {
             tokio::select! {

@@ -9,18 +9,19 @@
 //! - `per-user` (stage 5): a `course_failed_event` row that nothing ever retries; if saving
 //!   that fails too, it is only logged.
 
-use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
-use anyhow::Context;
-use coupon_domain::{CampaignId, CourseEvent, Strategy};
-use coupon_store::{campaigns, course};
-use rdkafka::{
-    Message,
-    consumer::{Consumer as _, StreamConsumer},
-};
+use coupon_domain::{CourseEvent, Strategy};
+use coupon_store::course;
+use rdkafka::{Message, consumer::Consumer as _};
 use sqlx::MySqlPool;
 
-use crate::{configuration::Settings, fault::CrashAfter, metrics::Metrics};
+use crate::{
+    configuration::Settings,
+    consume::{self, CampaignCache},
+    fault::CrashAfter,
+    metrics::Metrics,
+};
 
 pub async fn run(
     settings: &Settings,
@@ -29,19 +30,12 @@ pub async fn run(
     crash: Arc<CrashAfter>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let consumer: StreamConsumer =
-        coupon_kafka::course_consumer_config(&settings.kafka_brokers, &settings.course_group)
-            .create()
-            .with_context(|| {
-                format!(
-                    "failed to create the course's kafka consumer for {}",
-                    settings.kafka_brokers
-                )
-            })?;
-    consumer
-        .subscribe(&[&settings.course_topic])
-        .with_context(|| format!("failed to subscribe to topic {}", settings.course_topic))?;
-    let mut strategies = Strategies::default();
+    let consumer = consume::subscribe(
+        coupon_kafka::course_consumer_config(&settings.kafka_brokers, &settings.course_group),
+        &settings.kafka_brokers,
+        &settings.course_topic,
+    )?;
+    let mut campaigns = CampaignCache::default();
     let mut refresh = tokio::time::interval(Duration::from_millis(200));
     tokio::pin!(shutdown);
     tracing::info!(topic = %settings.course_topic, group = %settings.course_group, "course consumer running");
@@ -57,7 +51,7 @@ pub async fn run(
         match received {
             Ok(message) => {
                 let payload = message.payload().unwrap_or_default();
-                listener(&pool, &metrics, &crash, &mut strategies, payload).await;
+                listener(&pool, &metrics, &crash, &mut campaigns, payload).await;
                 if let Err(error) = consumer.store_offset_from_message(&message) {
                     tracing::warn!(error = %error, "course consumer: failed to store an offset");
                 }
@@ -72,32 +66,12 @@ pub async fn run(
     Ok(())
 }
 
-/// Which stage each campaign runs (they never change); unknown or unreadable campaigns are
-/// treated as the course's final stage.
-#[derive(Debug, Default)]
-struct Strategies(HashMap<CampaignId, Strategy>);
-
-impl Strategies {
-    async fn of(&mut self, pool: &MySqlPool, id: &CampaignId) -> Strategy {
-        if let Some(strategy) = self.0.get(id) {
-            return *strategy;
-        }
-        match campaigns::find(pool, id).await {
-            Ok(Some(stored)) => {
-                self.0.insert(id.clone(), stored.campaign.strategy);
-                stored.campaign.strategy
-            }
-            Ok(None) | Err(_) => Strategy::PerUser,
-        }
-    }
-}
-
 /// The course's `@KafkaListener`: save the coupon; what a failure leads to depends on the stage.
 async fn listener(
     pool: &MySqlPool,
     metrics: &Metrics,
     crash: &CrashAfter,
-    strategies: &mut Strategies,
+    campaigns: &mut CampaignCache,
     payload: &[u8],
 ) {
     let event = match CourseEvent::from_json(payload) {
@@ -116,7 +90,12 @@ async fn listener(
         Err(error) => error,
     };
     tracing::error!(user_id = %event.user_id, error = %error, "failed to create coupon");
-    if strategies.of(pool, &event.campaign_id).await != Strategy::PerUser {
+    // An unknown or unreadable campaign is treated as the course's final stage.
+    let strategy = match campaigns.get(pool, &event.campaign_id).await {
+        Ok(Some(campaign)) => campaign.strategy,
+        Ok(None) | Err(_) => Strategy::PerUser,
+    };
+    if strategy != Strategy::PerUser {
         metrics.course_dropped.inc();
         return;
     }

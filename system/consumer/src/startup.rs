@@ -30,20 +30,9 @@ impl Consumer {
             || coupon_store::connect(&database_url, 8),
         )
         .await?;
+        let topics = [settings.topic.as_str(), settings.course_topic.as_str()];
         retry_startup("kafka", &settings.kafka_brokers, deadline, || {
-            coupon_kafka::ensure_topic(
-                &settings.kafka_brokers,
-                &settings.topic,
-                settings.topic_partitions,
-            )
-        })
-        .await?;
-        retry_startup("kafka", &settings.kafka_brokers, deadline, || {
-            coupon_kafka::ensure_topic(
-                &settings.kafka_brokers,
-                &settings.course_topic,
-                settings.topic_partitions,
-            )
+            coupon_kafka::ensure_topics(&settings.kafka_brokers, &topics, settings.topic_partitions)
         })
         .await?;
         let metrics_listener = TcpListener::bind(settings.metrics_addr)

@@ -3,7 +3,7 @@
 //! # Layout
 //! - [`producer_config`], [`consumer_config`]: the settings the guarantees depend on.
 //! - [`course_producer_config`], [`course_consumer_config`]: the course's stages' defaults.
-//! - [`ensure_topic`]: create the topic with an explicit partition count when missing.
+//! - [`ensure_topics`]: create the topics with an explicit partition count when missing.
 //! - [`offsets`]: high watermarks and a group's committed offsets, read without joining it.
 //! - [`scan`]: every committed event of a topic, from the beginning (gate rebuild, verifier).
 
@@ -122,20 +122,23 @@ pub async fn check_reachable(brokers: &str, timeout: Duration) -> Result<(), Kaf
     .await?
 }
 
-/// Creates `topic` with `partitions` partitions unless it exists. Topic auto-creation is off on
-/// the broker, so the pipeline owns its partition count.
-pub async fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> Result<(), KafkaError> {
+/// Creates each of `topics` with `partitions` partitions unless it exists. Topic auto-creation
+/// is off on the broker, so the pipeline owns its partition count.
+pub async fn ensure_topics(
+    brokers: &str,
+    topics: &[&str],
+    partitions: i32,
+) -> Result<(), KafkaError> {
     check_reachable(brokers, Duration::from_secs(5)).await?;
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()?;
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let results = admin
-        .create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-            &options,
-        )
-        .await?;
+    let new_topics: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|topic| NewTopic::new(topic, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let results = admin.create_topics(&new_topics, &options).await?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}

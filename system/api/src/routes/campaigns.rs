@@ -32,57 +32,53 @@ pub async fn campaign_from_path(
         .ok_or_else(|| ApiError::CampaignNotFound(id.to_string()))
 }
 
-/// The campaign with its live numbers: issued (the gate's winners), persisted (coupon rows),
-/// failed_events (open ones: winners the consumer could not write).
+/// The campaign with its live numbers: issued (the gate's winners, or a course stage's counter),
+/// persisted (coupon rows), failed_events (open ones: winners the consumer could not write; a
+/// course stage's are never retried), and for this project's design the gate's readiness.
 pub async fn describe(state: &SharedState, campaign: &Campaign) -> Result<Value, ApiError> {
-    if campaign.strategy.is_course_stage() {
-        return describe_course_stage(state, campaign).await;
-    }
-    let gate = state
-        .gate
-        .stats(&campaign.id)
-        .await
-        .map_err(|e| ApiError::unavailable("redis", e))?;
-    let persisted = coupon_store::coupons::count(&state.pool, &campaign.id)
-        .await
-        .map_err(|e| ApiError::unavailable("mysql", e))?;
-    let failed = coupon_store::failed_events::count_open_for(&state.pool, campaign.id.as_str())
-        .await
-        .map_err(|e| ApiError::unavailable("mysql", e))?;
+    let (issued, persisted, failed, gate) = if campaign.strategy.is_course_stage() {
+        let (issued, persisted, failed) = state.course.stats(campaign).await?;
+        (issued, persisted, failed, None)
+    } else {
+        let gate = state
+            .gate
+            .stats(&campaign.id)
+            .await
+            .map_err(|e| ApiError::unavailable("redis", e))?;
+        let persisted = coupon_store::coupons::count(&state.pool, &campaign.id)
+            .await
+            .map_err(|e| ApiError::unavailable("mysql", e))?;
+        let failed = coupon_store::failed_events::count_open_for(&state.pool, campaign.id.as_str())
+            .await
+            .map_err(|e| ApiError::unavailable("mysql", e))?;
+        let readiness = if gate.initialised {
+            "ready"
+        } else {
+            "rebuilding"
+        };
+        (gate.winners, persisted, failed, Some(readiness))
+    };
     let limit = u64::from(campaign.limit.get());
-    Ok(json!({
-        "campaign_id": campaign.id,
-        "limit": limit,
-        "issued": gate.winners,
-        "persisted": persisted,
-        "failed_events": failed,
-        "remaining": limit.saturating_sub(gate.winners),
-        "opens_at": campaign.opens_at.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
-        "closes_at": campaign.closes_at.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
-        "state": campaign.state_at(time::OffsetDateTime::now_utc()),
-        "gate": if gate.initialised { "ready" } else { "rebuilding" },
-        "strategy": campaign.strategy,
-    }))
-}
-
-/// A course stage's numbers: issued as its counter says, rows and failed events in the course's
-/// tables (which nothing retries).
-async fn describe_course_stage(
-    state: &SharedState,
-    campaign: &Campaign,
-) -> Result<Value, ApiError> {
-    let (issued, persisted, failed) = state.course.stats(campaign).await?;
-    let limit = u64::from(campaign.limit.get());
-    Ok(json!({
+    let rfc3339 = |t: Option<time::OffsetDateTime>| {
+        t.and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+    };
+    let mut body = json!({
         "campaign_id": campaign.id,
         "limit": limit,
         "issued": issued,
         "persisted": persisted,
         "failed_events": failed,
         "remaining": limit.saturating_sub(issued),
-        "opens_at": campaign.opens_at.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
-        "closes_at": campaign.closes_at.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
+        "opens_at": rfc3339(campaign.opens_at),
+        "closes_at": rfc3339(campaign.closes_at),
         "state": campaign.state_at(time::OffsetDateTime::now_utc()),
         "strategy": campaign.strategy,
-    }))
+    });
+    if let Some(gate) = gate {
+        body["gate"] = json!(gate);
+    }
+    Ok(body)
 }

@@ -151,11 +151,21 @@ impl TestPipeline {
     }
 
     pub async fn create_campaign(&self, id: &str, limit: u32) -> anyhow::Result<()> {
+        self.create_campaign_with(id, limit, "reliable").await
+    }
+
+    /// A campaign run as `strategy`: the design (`reliable`) or one of the course's stages.
+    pub async fn create_campaign_with(
+        &self,
+        id: &str,
+        limit: u32,
+        strategy: &str,
+    ) -> anyhow::Result<()> {
         let response = self
             .client
             .post(format!("{}/admin/campaigns", self.base_url))
             .bearer_auth(ADMIN_TOKEN)
-            .json(&json!({ "id": id, "limit": limit }))
+            .json(&json!({ "id": id, "limit": limit, "strategy": strategy }))
             .send()
             .await?;
         anyhow::ensure!(
