@@ -5,6 +5,7 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::Parser;
 use coupon_domain::Strategy;
+use coupon_runtime::stack::StackArgs;
 
 /// Fire a burst of distinct users at the apply api, record every request, write reports.
 ///
@@ -87,6 +88,11 @@ pub struct Cli {
     /// set the same thing: users, host, launch rate, iterations, report files.
     #[arg(last = true, value_name = "GOOSE_OPTIONS")]
     pub goose_args: Vec<String>,
+
+    /// The stores' addresses, topics and groups (passed on to the api and consumer loadgen
+    /// starts, and used to drain and verify).
+    #[command(flatten)]
+    pub stack: StackArgs,
 }
 
 /// The strategies a run covers: one, or all of them in turn.

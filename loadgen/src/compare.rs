@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Context;
 use clap::Parser;
 use coupon_domain::Strategy;
-use sqlx::MySqlPool;
+use coupon_store::Store;
 
 use crate::{
     cli::{Cli, Fault},
@@ -20,7 +20,7 @@ pub async fn run(cli: &Cli, control: &reqwest::Client, target: &Target) -> anyho
     let compare_id = run::new_run_id();
     let name = format!("compare-{compare_id}");
     let dir = cli.report_dir.join(&name);
-    let pool = verifier::collect::mysql::connect(&run::stores()?.database_url).await?;
+    let store = verifier::collect::mysql::connect(&cli.stack.database_url).await?;
     let rounds = rounds(&cli.fault);
     let mut rows = Vec::new();
     for faults in &rounds {
@@ -35,7 +35,7 @@ pub async fn run(cli: &Cli, control: &reqwest::Client, target: &Target) -> anyho
         for strategy in Strategy::ALL {
             let label = format!("{strategy} (fault: {})", Fault::describe(faults));
             eprintln!("\n== {label} ==");
-            let writes_before = database_writes(&pool).await?;
+            let writes_before = database_writes(&store).await?;
             let stage = run::run_stage(
                 cli,
                 control,
@@ -47,11 +47,15 @@ pub async fn run(cli: &Cli, control: &reqwest::Client, target: &Target) -> anyho
             )
             .await
             .with_context(|| format!("the {label} run failed"))?;
-            let judgement =
-                verifier::verify::judge(&verifier_cli(&round_dir, strategy, cli.drain_timeout)?)
-                    .await
-                    .with_context(|| format!("the verifier could not verify the {label} run"))?;
-            let writes = database_writes(&pool).await? - writes_before;
+            let judgement = verifier::verify::judge(&verifier_cli(
+                &cli.stack,
+                &round_dir,
+                strategy,
+                cli.drain_timeout,
+            )?)
+            .await
+            .with_context(|| format!("the verifier could not verify the {label} run"))?;
+            let writes = database_writes(&store).await? - writes_before;
             let verdict = judgement
                 .verdicts
                 .first()
@@ -82,6 +86,7 @@ fn rounds(faults: &[Fault]) -> Vec<Vec<Fault>> {
 /// The verifier's settings for one stage's run directory; the stores come from the same env
 /// vars the pipeline uses.
 fn verifier_cli(
+    stack: &coupon_runtime::stack::StackArgs,
     dir: &Path,
     strategy: Strategy,
     drain_timeout: std::time::Duration,
@@ -95,6 +100,7 @@ fn verifier_cli(
     ])
     .context("bad verifier settings")?;
     cli.drain_timeout = drain_timeout;
+    cli.stack = stack.clone();
     Ok(cli)
 }
 
@@ -102,17 +108,10 @@ fn verifier_cli(
 /// the difference across one stage). Coupons and failed events are only ever inserted; the
 /// updates left out are the retry worker's bookkeeping on older campaigns' failed events,
 /// which would otherwise count against whichever stage was running.
-async fn database_writes(pool: &MySqlPool) -> anyhow::Result<u64> {
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "SHOW GLOBAL STATUS WHERE Variable_name IN ('Com_insert', 'Com_insert_select')",
-    )
-    .fetch_all(pool)
-    .await
-    .context("cannot read mysql's statement counters")?;
-    Ok(rows
-        .iter()
-        .filter_map(|(_, value)| value.parse::<u64>().ok())
-        .sum())
+async fn database_writes(store: &Store) -> anyhow::Result<u64> {
+    coupon_store::admin::server_insert_count(store)
+        .await
+        .context("cannot read mysql's statement counters")
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@ use std::{
 };
 
 use anyhow::Context;
+use clap::Parser;
+use coupon_runtime::stack::StackArgs;
 
 use coupon_domain::Strategy;
 
@@ -113,8 +115,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     std::fs::create_dir_all(&cli.report_dir)
         .with_context(|| format!("failed to create {}", cli.report_dir.display()))?;
     let pipeline_log = cli.report_dir.join("pipeline.log");
-    let mut target =
-        target::find_or_start(&control, &cli.host, cli.admin_token.clone(), &pipeline_log).await?;
+    let mut target = target::find_or_start(
+        &control,
+        &cli.stack,
+        &cli.host,
+        cli.admin_token.clone(),
+        &pipeline_log,
+    )
+    .await?;
     let outcome = if !cli.fault.is_empty() && target.pipeline.is_none() {
         Err(anyhow::anyhow!(
             "--fault needs the api and consumer that loadgen starts itself, but an api already answers at {}: stop it, or leave out --fault",
@@ -246,8 +254,8 @@ pub async fn run_stage(
     // not start, it waits for the design's rows through the api; the course's stages are left
     // to the verifier, whose counts never settle where a stage lost coupons.
     let drain = if pipeline.is_some() {
-        drain_like_the_verifier(&campaign_id, strategy, cli.drain_timeout).await?
-    } else if strategy.is_course_stage() {
+        drain_like_the_verifier(&cli.stack, &campaign_id, strategy, cli.drain_timeout).await?
+    } else if !strategy.has_gate() {
         None
     } else {
         let drain = target
@@ -299,36 +307,31 @@ pub async fn run_stage(
     })
 }
 
-/// The stores' addresses as the pipeline children and the verifier read them: the same env vars
-/// (REDIS_URL, DATABASE_URL, KAFKA_BROKERS, ...) with the same defaults.
-pub fn stores() -> anyhow::Result<verifier::cli::Cli> {
-    use clap::Parser;
-    verifier::cli::Cli::try_parse_from(["verifier"])
-        .context("bad store settings in the environment")
-}
-
 /// The verifier's drain wait, for one campaign: the consumer group its strategy uses has caught
 /// up, and (for the design) every admitted winner is a row or a failed event. The stores'
 /// addresses come from the same env vars, and defaults, as the pipeline's.
 async fn drain_like_the_verifier(
+    stack: &StackArgs,
     campaign: &str,
     strategy: Strategy,
     timeout: Duration,
 ) -> anyhow::Result<Option<Duration>> {
-    let stores = stores()?;
-    let pool = verifier::collect::mysql::connect(&stores.database_url).await?;
+    let mut stores =
+        verifier::cli::Cli::try_parse_from(["verifier"]).context("bad verifier settings")?;
+    stores.stack = stack.clone();
+    let store = verifier::collect::mysql::connect(&stack.database_url).await?;
     let gate =
-        verifier::collect::redis::GateReader::connect(&stores.redis_url, &stores.redis_key_prefix)
+        verifier::collect::redis::GateReader::connect(&stack.redis_url, &stack.redis_key_prefix)
             .await?;
     let drained = verifier::drain::wait(
         &stores,
-        &pool,
+        &store,
         &gate,
         &[(campaign.to_owned(), strategy)],
         timeout,
     )
     .await?;
-    pool.close().await;
+    store.disconnect().await;
     Ok(match drained {
         verifier::drain::Drained::Yes { after } => Some(after),
         verifier::drain::Drained::TimedOut { lag } => {

@@ -22,6 +22,7 @@ use std::{
 use anyhow::{Context, bail};
 use clap::Parser;
 use coupon_runtime::proxy::TcpProxy;
+use coupon_runtime::stack::StackArgs;
 use nix::{sys::signal, unistd::Pid};
 use serde_json::{Value, json};
 
@@ -335,6 +336,7 @@ fn loopback_addr(base_url: &str) -> Option<SocketAddr> {
 /// log goes to `log_path`.
 pub async fn find_or_start(
     client: &reqwest::Client,
+    stack: &StackArgs,
     base_url: &str,
     admin_token: Option<String>,
     log_path: &Path,
@@ -359,7 +361,7 @@ pub async fn find_or_start(
     let token = admin_token.unwrap_or_else(|| format!("loadgen-{:016x}", rand::random::<u64>()));
     std::fs::write(log_path, "")
         .with_context(|| format!("failed to create {}", log_path.display()))?;
-    let database_url = crate::run::stores()?.database_url;
+    let database_url = stack.database_url.clone();
     let (_, mysql_addr) = database_via(&database_url, addr)?;
     // MySQL's port when the URL names none.
     let mysql_addr = if mysql_addr.contains(':') {
@@ -379,10 +381,14 @@ pub async fn find_or_start(
     let api_spec = ChildSpec {
         part: "api",
         log: log_path.to_owned(),
-        env: vec![
-            ("API_ADDR".into(), addr.to_string()),
-            ("ADMIN_TOKEN".into(), token.clone()),
-        ],
+        env: [
+            stack.to_env(),
+            vec![
+                ("API_ADDR".into(), addr.to_string()),
+                ("ADMIN_TOKEN".into(), token.clone()),
+            ],
+        ]
+        .concat(),
     };
     let consumer_metrics = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -391,10 +397,14 @@ pub async fn find_or_start(
         spec: ChildSpec {
             part: "consumer",
             log: log_path.to_owned(),
-            env: vec![
-                ("CONSUMER_METRICS_ADDR".into(), consumer_metrics.to_string()),
-                ("DATABASE_URL".into(), consumer_database_url),
-            ],
+            env: [
+                stack.to_env(),
+                vec![
+                    ("CONSUMER_METRICS_ADDR".into(), consumer_metrics.to_string()),
+                    ("DATABASE_URL".into(), consumer_database_url),
+                ],
+            ]
+            .concat(),
         },
         metrics_addr: consumer_metrics,
         child: Mutex::new(None),

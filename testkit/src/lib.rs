@@ -18,16 +18,17 @@ pub use coupon_runtime::proxy;
 use std::{future::Future, time::Duration};
 
 use anyhow::{Context, bail};
-use coupon_domain::stack;
+use coupon_runtime::stack::StackArgs;
+use coupon_store::{Store, admin};
 use rdkafka::{
     ClientConfig,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
 };
 use redis::AsyncCommands;
-use sqlx::{Connection, MySqlConnection, MySqlPool, mysql::MySqlPoolOptions};
 
-/// Where the services are: the same env vars and defaults as every binary of the project.
+/// Where the services are: the same flags' env vars and defaults as every binary of the
+/// project, read through the one [`StackArgs`].
 #[derive(Debug, Clone)]
 pub struct Stack {
     pub redis_url: String,
@@ -37,13 +38,36 @@ pub struct Stack {
 
 impl Stack {
     pub fn from_env() -> Self {
-        let var =
-            |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+        let args = StackArgs::from_env();
         Self {
-            redis_url: var("REDIS_URL", stack::DEFAULT_REDIS_URL),
-            database_url: var("DATABASE_URL", stack::DEFAULT_DATABASE_URL),
-            kafka_brokers: var("KAFKA_BROKERS", stack::DEFAULT_KAFKA_BROKERS),
+            redis_url: args.redis_url,
+            database_url: args.database_url,
+            kafka_brokers: args.kafka_brokers,
         }
+    }
+
+    /// The stack's settings with a test's own names: `--flag value` pairs over the env's.
+    pub fn args(&self, overrides: &[(&str, &str)]) -> StackArgs {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            stack: StackArgs,
+        }
+        let mut flags: Vec<(&str, &str)> = vec![
+            ("redis-url", &self.redis_url),
+            ("database-url", &self.database_url),
+            ("kafka-brokers", &self.kafka_brokers),
+        ];
+        for (flag, value) in overrides {
+            flags.retain(|(name, _)| name != flag);
+            flags.push((flag, value));
+        }
+        let argv = std::iter::once("test".to_owned()).chain(
+            flags
+                .into_iter()
+                .flat_map(|(flag, value)| [format!("--{flag}"), value.to_owned()]),
+        );
+        <Only as clap::Parser>::parse_from(argv).stack
     }
 }
 
@@ -62,46 +86,50 @@ pub fn unique_group() -> String {
 pub struct TestDatabase {
     pub name: String,
     pub url: String,
-    pub pool: MySqlPool,
-    server_url: String,
+    /// A pool on the test database (not migrated: the code under test migrates it).
+    pub store: Store,
+    server: Store,
 }
 
 impl TestDatabase {
     /// Creates `<project database>_test_<hex>`; the project account may create any database
     /// whose name starts with the project database's name (see `scripts/stack`).
     pub async fn create(stack: &Stack) -> anyhow::Result<Self> {
-        let (server, base) = stack
+        let (server_url, base) = stack
             .database_url
             .rsplit_once('/')
             .context("DATABASE_URL has no database name")?;
         let name = unique_name(&format!("{base}_test"));
-        let mut admin = MySqlConnection::connect(&stack.database_url)
-            .await
-            .with_context(|| format!("failed to connect to mysql at {server}"))?;
-        sqlx::query(&format!("CREATE DATABASE `{name}`"))
-            .execute(&mut admin)
+        let server = Store::open(&stack.database_url, 2).await.with_context(|| {
+            format!(
+                "failed to connect to mysql at {}",
+                coupon_store::redact(server_url)
+            )
+        })?;
+        admin::create_database(&server, &name)
             .await
             .with_context(|| format!("failed to create test database {name}"))?;
-        let url = format!("{server}/{name}");
-        let pool = MySqlPoolOptions::new()
-            .max_connections(16)
-            .connect(&url)
+        let url = format!("{server_url}/{name}");
+        let store = Store::open(&url, 16)
             .await
             .with_context(|| format!("failed to connect to test database {name}"))?;
         Ok(Self {
             name,
             url,
-            pool,
-            server_url: stack.database_url.clone(),
+            store,
+            server,
         })
     }
 
+    /// The same database, migrated: for tests that write rows without the api or consumer.
+    pub async fn migrated(&self) -> anyhow::Result<Store> {
+        Ok(Store::connect(&self.url, 8).await?)
+    }
+
     pub async fn cleanup(self) -> anyhow::Result<()> {
-        self.pool.close().await;
-        let mut admin = MySqlConnection::connect(&self.server_url).await?;
-        sqlx::query(&format!("DROP DATABASE IF EXISTS `{}`", self.name))
-            .execute(&mut admin)
-            .await?;
+        self.store.disconnect().await;
+        admin::drop_database(&self.server, &self.name).await?;
+        self.server.disconnect().await;
         Ok(())
     }
 }
@@ -191,7 +219,7 @@ impl RedisNamespace {
                 .await?;
             let mut keys = Vec::new();
             while let Some(key) = iter.next_item().await {
-                keys.push(key);
+                keys.push(key?);
             }
             keys
         };
@@ -213,14 +241,10 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = anyhow::Result<Option<T>>>,
 {
-    let give_up = tokio::time::Instant::now() + deadline;
-    loop {
-        if let Some(value) = check().await? {
-            return Ok(value);
-        }
-        if tokio::time::Instant::now() >= give_up {
-            bail!("gave up after {deadline:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    coupon_runtime::poll_until(what, deadline, Duration::from_millis(50), &mut check)
+        .await
+        .map_err(|error| match error {
+            coupon_runtime::PollError::Check(error) => error,
+            timed_out => anyhow::anyhow!("{timed_out}"),
+        })
 }

@@ -31,39 +31,51 @@ async fn redis_keeps_keys_under_a_test_prefix_and_cleanup_removes_them() -> anyh
 }
 
 #[tokio::test]
-async fn mysql_test_database_is_private_and_enforces_unique_keys() -> anyhow::Result<()> {
+async fn migrations_apply_once_on_a_fresh_database_and_refuse_an_edited_file() -> anyhow::Result<()>
+{
+    use coupon_store::{
+        Store, StoreError, admin, campaigns,
+        migrate::{self, MIGRATIONS, Migration},
+    };
     let stack = Stack::from_env();
     let db = TestDatabase::create(&stack).await?;
-    sqlx::query("CREATE TABLE t (id BIGINT PRIMARY KEY, v VARCHAR(16) NOT NULL, UNIQUE(v))")
-        .execute(&db.pool)
-        .await?;
-    sqlx::query("INSERT INTO t VALUES (1, 'a'), (2, 'b')")
-        .execute(&db.pool)
-        .await?;
-    let duplicate = sqlx::query("INSERT INTO t VALUES (3, 'a')")
-        .execute(&db.pool)
-        .await;
-    let is_unique_violation = matches!(
-        &duplicate, Err(sqlx::Error::Database(e)) if e.is_unique_violation()
-    );
+
+    let applied = migrate::run(&db.store).await?;
+    let every: Vec<u64> = MIGRATIONS.iter().map(|m| m.version).collect();
+    assert_eq!(applied, every, "a fresh database gets every migration");
     assert!(
-        is_unique_violation,
-        "expected a duplicate-key error, got {duplicate:?}"
+        migrate::run(&db.store).await?.is_empty(),
+        "and each only once"
     );
-    let (rows,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM t")
-        .fetch_one(&db.pool)
-        .await?;
-    assert_eq!(rows, 2);
+
+    // The schema is there, and enforces its keys: a second campaign of the same id is refused.
+    let campaign = coupon_domain::Campaign::new(
+        coupon_domain::CampaignId::parse("dup")?,
+        coupon_domain::CouponLimit::DEFAULT,
+        None,
+        None,
+    )?;
+    assert!(campaigns::create(&db.store, &campaign).await?);
+    assert!(!campaigns::create(&db.store, &campaign).await?);
+
+    // An applied file that changed is refused, naming it; the unchanged list still passes.
+    let mut edited: Vec<Migration> = MIGRATIONS.to_vec();
+    edited[0].sql = "-- edited after it was applied\nSELECT 1;";
+    let refused = migrate::run_with(&db.store, &edited).await;
+    assert!(
+        matches!(&refused, Err(StoreError::MigrationEdited { version, .. }) if *version == MIGRATIONS[0].version),
+        "expected the edited migration to be refused, got {refused:?}"
+    );
+    assert!(migrate::run_with(&db.store, MIGRATIONS).await?.is_empty());
 
     let name = db.name.clone();
     db.cleanup().await?;
-    let server = sqlx::MySqlPool::connect(&stack.database_url).await?;
-    let (left,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = ?")
-            .bind(&name)
-            .fetch_one(&server)
-            .await?;
-    assert_eq!(left, 0, "cleanup left database {name} behind");
+    let server = Store::open(&stack.database_url, 1).await?;
+    assert!(
+        !admin::database_exists(&server, &name).await?,
+        "cleanup left database {name} behind"
+    );
+    server.disconnect().await;
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use clap::Parser;
-use coupon_domain::stack;
+use coupon_runtime::stack::StackArgs;
 
 /// Every invariant holds.
 pub const EXIT_HOLDS: u8 = 0;
@@ -44,35 +44,7 @@ pub struct Cli {
     #[arg(long, default_value_t = 20)]
     pub show: usize,
 
-    /// Redis holding the gate.
-    #[arg(long, env = "REDIS_URL", default_value = stack::DEFAULT_REDIS_URL)]
-    pub redis_url: String,
-
-    /// MySQL or MariaDB holding campaigns, coupons and failed events.
-    #[arg(long, env = "DATABASE_URL", default_value = stack::DEFAULT_DATABASE_URL)]
-    pub database_url: String,
-
-    /// Kafka bootstrap servers.
-    #[arg(long, env = "KAFKA_BROKERS", default_value = stack::DEFAULT_KAFKA_BROKERS)]
-    pub kafka_brokers: String,
-
-    /// Topic of `CouponIssued` events.
-    #[arg(long, env = "KAFKA_TOPIC", default_value = stack::DEFAULT_TOPIC)]
-    pub topic: String,
-
-    /// The consumer group whose committed offsets are checked (read without joining it).
-    #[arg(long, env = "KAFKA_GROUP", default_value = stack::DEFAULT_CONSUMER_GROUP)]
-    pub group: String,
-
-    /// Topic the course's Kafka stages send to (for campaigns run as a course stage).
-    #[arg(long, env = "COURSE_TOPIC", default_value = stack::DEFAULT_COURSE_TOPIC)]
-    pub course_topic: String,
-
-    /// The course's consumer group.
-    #[arg(long, env = "COURSE_GROUP", default_value = stack::DEFAULT_COURSE_GROUP)]
-    pub course_group: String,
-
-    /// Prefix of the gate's Redis keys.
-    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "coupon")]
-    pub redis_key_prefix: String,
+    /// The stores' addresses, topics and groups.
+    #[command(flatten)]
+    pub stack: StackArgs,
 }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use coupon_domain::Strategy;
-use sqlx::MySqlPool;
+use coupon_store::Store;
 
 use crate::{
     cli::Cli,
@@ -21,37 +21,43 @@ pub enum Drained {
 
 pub async fn wait(
     cli: &Cli,
-    pool: &MySqlPool,
+    store: &Store,
     gate: &GateReader,
     campaigns: &[(String, Strategy)],
     timeout: Duration,
 ) -> anyhow::Result<Drained> {
     let pipeline: Vec<&String> = campaigns
         .iter()
-        .filter(|(_, s)| !s.is_course_stage())
+        .filter(|(_, s)| s.has_gate())
         .map(|(c, _)| c)
         .collect();
     let course_kafka = campaigns
         .iter()
-        .any(|(_, s)| s.is_course_stage() && s.uses_kafka());
+        .any(|(_, s)| !s.has_gate() && s.uses_kafka());
     let started = tokio::time::Instant::now();
     let mut last_report = started;
     loop {
         let mut lag = 0;
         if !pipeline.is_empty() {
             lag += coupon_kafka::offsets::total_lag(
-                &kafka::offsets(&cli.kafka_brokers, &cli.topic, &cli.group).await?,
+                &kafka::offsets(&cli.stack.kafka_brokers, &cli.stack.topic, &cli.stack.group)
+                    .await?,
             );
         }
         if course_kafka {
             lag += coupon_kafka::offsets::total_lag(
-                &kafka::offsets(&cli.kafka_brokers, &cli.course_topic, &cli.course_group).await?,
+                &kafka::offsets(
+                    &cli.stack.kafka_brokers,
+                    &cli.stack.course_topic,
+                    &cli.stack.course_group,
+                )
+                .await?,
             );
         }
         let mut unaccounted = 0u64;
         for campaign in &pipeline {
             let winners = gate.winner_count(campaign).await?;
-            let (rows, open_failures) = mysql::written(pool, campaign).await?;
+            let (rows, open_failures) = mysql::written(store, campaign).await?;
             unaccounted += winners.saturating_sub(rows + open_failures);
         }
         if lag == 0 && unaccounted == 0 {

@@ -71,7 +71,7 @@ pub struct Facts {
 impl Facts {
     /// Whether rows and events carry gate slots and Kafka sources (this project's design).
     fn has_slots(&self) -> bool {
-        !self.strategy.is_course_stage()
+        self.strategy.has_gate()
     }
 
     /// Whether an event accounts for a row: same slot, or for a course stage (no slots) the

@@ -67,7 +67,7 @@ fn offenders(verdict: &Verdict, show: usize, bullet: &str) -> String {
 
 /// Which design the campaign ran: the course's stages are named as such (docs/stages.md).
 fn strategy_text(verdict: &Verdict) -> String {
-    if verdict.strategy.is_course_stage() {
+    if !verdict.strategy.has_gate() {
         format!(
             "the course's `{}` stage, see docs/stages.md",
             verdict.strategy

@@ -60,8 +60,8 @@ pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
 /// Drains, collects, reconciles and writes `verdict.{json,md}`, without printing the verdicts.
 pub async fn judge(cli: &Cli) -> anyhow::Result<Judgement> {
     let (history, campaigns) = scope(cli)?;
-    let pool = collect::mysql::connect(&cli.database_url).await?;
-    let gate = GateReader::connect(&cli.redis_url, &cli.redis_key_prefix).await?;
+    let pool = collect::mysql::connect(&cli.stack.database_url).await?;
+    let gate = GateReader::connect(&cli.stack.redis_url, &cli.stack.redis_key_prefix).await?;
     let campaigns = match campaigns {
         Some(campaigns) => campaigns,
         None => collect::mysql::campaign_ids(&pool).await?,
@@ -90,11 +90,11 @@ pub async fn judge(cli: &Cli) -> anyhow::Result<Judgement> {
     let mut verdicts: Vec<Verdict> = Vec::new();
     for (campaign, strategy) in &strategies {
         let mut facts = collect::mysql::campaign(&pool, campaign).await?;
-        if !strategy.is_course_stage() {
+        if strategy.has_gate() {
             facts.gate = Some(
                 gate.gate(campaign)
                     .await
-                    .with_context(|| format!("redis at {}", cli.redis_url))?,
+                    .with_context(|| format!("redis at {}", cli.stack.redis_url))?,
             );
         }
         let run_history = history.clone().filter(|h| &h.campaign_id == campaign);
@@ -138,23 +138,23 @@ async fn read_topics(cli: &Cli, strategies: &[(String, Strategy)]) -> anyhow::Re
     let uses = |course: bool| {
         strategies
             .iter()
-            .any(|(_, s)| s.is_course_stage() == course && s.uses_kafka())
+            .any(|(_, s)| s.has_gate() != course && s.uses_kafka())
     };
     let mut shared = Shared::default();
     if uses(false) {
         shared.pipeline = kafka::topic(
-            &cli.kafka_brokers,
-            &cli.topic,
-            &cli.group,
+            &cli.stack.kafka_brokers,
+            &cli.stack.topic,
+            &cli.stack.group,
             Payload::Pipeline,
         )
         .await?;
     }
     if uses(true) {
         shared.course = kafka::topic(
-            &cli.kafka_brokers,
-            &cli.course_topic,
-            &cli.course_group,
+            &cli.stack.kafka_brokers,
+            &cli.stack.course_topic,
+            &cli.stack.course_group,
             Payload::Course,
         )
         .await?;

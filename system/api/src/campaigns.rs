@@ -4,19 +4,18 @@
 use std::{collections::HashMap, sync::RwLock};
 
 use coupon_domain::{Campaign, CampaignId};
-use coupon_store::{StoreError, StoredCampaign, campaigns};
-use sqlx::MySqlPool;
+use coupon_store::{Store, StoreError, StoredCampaign, campaigns};
 
 #[derive(Debug)]
 pub struct CampaignCache {
-    pool: MySqlPool,
+    store: Store,
     cached: RwLock<HashMap<CampaignId, Campaign>>,
 }
 
 impl CampaignCache {
-    pub fn new(pool: MySqlPool) -> Self {
+    pub fn new(store: Store) -> Self {
         Self {
-            pool,
+            store,
             cached: RwLock::default(),
         }
     }
@@ -31,7 +30,7 @@ impl CampaignCache {
 
     /// Reads MySQL, bypassing the cache (the gate-initialised flag does change).
     pub async fn fresh(&self, id: &CampaignId) -> Result<Option<StoredCampaign>, StoreError> {
-        let found = campaigns::find(&self.pool, id).await?;
+        let found = campaigns::find(&self.store, id).await?;
         if let (Some(stored), Ok(mut cached)) = (&found, self.cached.write()) {
             cached.insert(id.clone(), stored.campaign.clone());
         }

@@ -4,7 +4,7 @@
 use std::{fmt, net::SocketAddr, time::Duration};
 
 use clap::Args;
-use coupon_domain::stack;
+use coupon_runtime::stack::{self, StackArgs};
 
 #[derive(Clone, Args)]
 pub struct Settings {
@@ -12,37 +12,9 @@ pub struct Settings {
     #[arg(long, env = "API_ADDR", default_value = stack::DEFAULT_API_ADDR)]
     pub addr: SocketAddr,
 
-    /// Redis holding the gate.
-    #[arg(long, env = "REDIS_URL", default_value = stack::DEFAULT_REDIS_URL)]
-    pub redis_url: String,
-
-    /// MySQL or MariaDB holding campaigns and coupons.
-    #[arg(long, env = "DATABASE_URL", default_value = stack::DEFAULT_DATABASE_URL)]
-    pub database_url: String,
-
-    /// Kafka bootstrap servers.
-    #[arg(long, env = "KAFKA_BROKERS", default_value = stack::DEFAULT_KAFKA_BROKERS)]
-    pub kafka_brokers: String,
-
-    /// Topic of `CouponIssued` events.
-    #[arg(long, env = "KAFKA_TOPIC", default_value = stack::DEFAULT_TOPIC)]
-    pub topic: String,
-
-    /// Partitions to create the topic with, when it is missing.
-    #[arg(long, env = "KAFKA_TOPIC_PARTITIONS", default_value_t = stack::DEFAULT_TOPIC_PARTITIONS)]
-    pub topic_partitions: i32,
-
-    /// Topic the course's Kafka stages send to (docs/stages.md).
-    #[arg(long, env = "COURSE_TOPIC", default_value = stack::DEFAULT_COURSE_TOPIC)]
-    pub course_topic: String,
-
-    /// The consumer group whose committed offsets the api reports as lag.
-    #[arg(long, env = "KAFKA_GROUP", default_value = stack::DEFAULT_CONSUMER_GROUP)]
-    pub group: String,
-
-    /// Prefix of every Redis key the gate uses.
-    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "coupon")]
-    pub redis_key_prefix: String,
+    /// The stores' addresses, topics and groups.
+    #[command(flatten)]
+    pub stack: StackArgs,
 
     /// Bearer token for /admin endpoints. Without one, they are disabled.
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
@@ -91,11 +63,7 @@ impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Settings")
             .field("addr", &self.addr)
-            .field("redis_url", &self.redis_url)
-            .field("database_url", &coupon_store::redact(&self.database_url))
-            .field("kafka_brokers", &self.kafka_brokers)
-            .field("topic", &self.topic)
-            .field("redis_key_prefix", &self.redis_key_prefix)
+            .field("stack", &self.stack)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
             .field("gate_mode", &self.gate_mode)
             .finish_non_exhaustive()

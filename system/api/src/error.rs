@@ -7,7 +7,11 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use serde_json::json;
+use coupon_domain::history::ResultClass;
+use coupon_store::StoreError;
+use serde::Serialize;
+
+use crate::issuance::IssuanceError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -47,55 +51,65 @@ impl ApiError {
     }
 }
 
+/// Every error reply's body: what was wrong, and for the apply route's refusals the result
+/// name loadgen and the verifier classify it by.
+#[derive(Debug, Serialize)]
+struct ErrorBody {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<ResultClass>,
+    error: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, body) = match &self {
-            Self::BadRequest(_) => (
-                StatusCode::BAD_REQUEST,
-                json!({ "error": self.to_string() }),
-            ),
-            Self::Unprocessable(_) => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                json!({ "error": self.to_string() }),
-            ),
-            Self::PayloadTooLarge(_) => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                json!({ "error": self.to_string() }),
-            ),
-            Self::UnsupportedMediaType(_) => (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                json!({ "error": self.to_string() }),
-            ),
-            Self::CampaignNotFound(_) => (
-                StatusCode::NOT_FOUND,
-                json!({ "result": "not_found", "error": self.to_string() }),
-            ),
-            Self::CampaignExists(_) => (StatusCode::CONFLICT, json!({ "error": self.to_string() })),
-            Self::Unauthorized => (
-                StatusCode::UNAUTHORIZED,
-                json!({ "error": self.to_string() }),
-            ),
-            Self::AdminDisabled => (StatusCode::FORBIDDEN, json!({ "error": self.to_string() })),
+        let (status, result) = match &self {
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, None),
+            Self::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, None),
+            Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, None),
+            Self::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, None),
+            Self::CampaignNotFound(_) => (StatusCode::NOT_FOUND, Some(ResultClass::NotFound)),
+            Self::CampaignExists(_) => (StatusCode::CONFLICT, None),
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, None),
+            Self::AdminDisabled => (StatusCode::FORBIDDEN, None),
             Self::Unavailable { dependency, source } => {
-                tracing::warn!(
-                    dependency,
-                    error = format!("{source:#}"),
-                    "dependency unavailable"
-                );
+                tracing::warn!(dependency, error = %source_chain(source), "dependency unavailable");
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
-                    json!({ "result": "unavailable", "error": self.to_string() }),
+                    Some(ResultClass::Unavailable),
                 )
             }
             Self::Internal(source) => {
-                tracing::error!(error = format!("{source:#}"), "internal error");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    json!({ "error": "internal error" }),
-                )
+                tracing::error!(error = %source_chain(source), "internal error");
+                (StatusCode::INTERNAL_SERVER_ERROR, None)
             }
         };
+        let body = ErrorBody {
+            result,
+            error: self.to_string(),
+        };
         (status, Json(body)).into_response()
+    }
+}
+
+fn source_chain(source: &anyhow::Error) -> String {
+    format!("{source:#}")
+}
+
+impl From<IssuanceError> for ApiError {
+    fn from(error: IssuanceError) -> Self {
+        match error.dependency() {
+            Some(dependency) => Self::unavailable(dependency, error),
+            None if matches!(error, IssuanceError::NoGate { .. }) => {
+                Self::Unprocessable(error.to_string())
+            }
+            None => Self::Internal(error.into()),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        Self::unavailable("mysql", error)
     }
 }
 

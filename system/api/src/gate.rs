@@ -39,8 +39,9 @@ pub enum Admission {
     Lost,
 }
 
-/// One life of a campaign's gate: set when the gate is initialised or rebuilt. An admission in
-/// doubt is republished only while the epoch it was made in is still the live one.
+/// One life of a campaign's gate: the next value of the campaign's epoch counter in MySQL, set
+/// when the gate is initialised or rebuilt. An admission in doubt is republished only while the
+/// epoch it was made in is still the live one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Epoch(pub String);
 
@@ -90,8 +91,8 @@ impl Gate {
         };
         let client = redis::Client::open(url).map_err(unreachable)?;
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(3))
-            .set_response_timeout(response_timeout)
+            .set_connection_timeout(Some(Duration::from_secs(3)))
+            .set_response_timeout(Some(response_timeout))
             .set_number_of_retries(2);
         let conn = ConnectionManager::new_with_config(client, config)
             .await
@@ -118,7 +119,7 @@ impl Gate {
     }
 
     /// The gate's Redis connection, shared with the course's stages.
-    pub(crate) fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> ConnectionManager {
         self.conn.clone()
     }
 
@@ -224,13 +225,18 @@ impl Gate {
         Ok(released == 1)
     }
 
-    /// Initialises an empty gate for a campaign that never had one. No-op if it exists.
-    pub async fn initialise_empty(&self, campaign: &CampaignId) -> Result<(), GateError> {
+    /// Initialises an empty gate for a campaign that never had one, in life `epoch`. No-op if
+    /// it exists.
+    pub async fn initialise_empty(
+        &self,
+        campaign: &CampaignId,
+        epoch: u64,
+    ) -> Result<(), GateError> {
         let keys = self.keys(campaign);
         let mut conn = self.conn.clone();
         let _: Option<String> = redis::cmd("SET")
             .arg(&keys.marker)
-            .arg(epoch_marker())
+            .arg(epoch)
             .arg("NX")
             .query_async(&mut conn)
             .await?;
@@ -281,7 +287,7 @@ impl Gate {
     ) -> Result<Option<String>, GateError> {
         let keys = self.keys(campaign);
         let mut conn = self.conn.clone();
-        let token = format!("{}-{:016x}", epoch_marker(), rand_token());
+        let token = format!("{:016x}", rand_token());
         let taken: Option<String> = redis::cmd("SET")
             .arg(&keys.rebuild_lock)
             .arg(&token)
@@ -311,13 +317,14 @@ impl Gate {
     }
 
     /// Installs a rebuilt gate in one atomic step (`install.lua`): the winners, the highest
-    /// slot, the free slots below it, and a new epoch, then releases the lock. Refuses when a
+    /// slot, the free slots below it, and the new life's `epoch`, then releases the lock. Refuses when a
     /// live gate exists (another process rebuilt it meanwhile) or the lock is no longer ours:
     /// a rebuild never overwrites a gate that admits.
     pub async fn install(
         &self,
         campaign: &CampaignId,
         token: &str,
+        epoch: u64,
         winners: &[(UserId, Seq)],
         next_seq: u32,
         free_slots: &[u32],
@@ -332,7 +339,7 @@ impl Gate {
             .key(&keys.released)
             .key(&keys.rebuild_lock)
             .arg(token)
-            .arg(epoch_marker())
+            .arg(epoch)
             .arg(next_seq)
             .arg(winners.len());
         for (user, seq) in winners {
@@ -361,9 +368,4 @@ pub enum Installed {
 fn rand_token() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(std::time::SystemTime::now())
-}
-
-/// When the gate was (re)initialised, in ms since the epoch: tells one gate life from the next.
-fn epoch_marker() -> String {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).to_string()
 }

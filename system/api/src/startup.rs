@@ -1,39 +1,33 @@
 //! Build the application (connect, migrate, create the topic, initialise gates, bind) and run it
 //! until a shutdown future resolves.
 
-use std::{
-    collections::HashSet,
-    future::Future,
-    net::SocketAddr,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use coupon_domain::CampaignId;
-use sqlx::MySqlPool;
+use coupon_store::{Store, campaigns};
 use tokio::net::TcpListener;
 
 use coupon_runtime::retry_startup;
 
 use crate::{
-    campaigns::CampaignCache, configuration::Settings, course::Course, gate::Gate,
-    metrics::Metrics, publisher::Publisher, rebuild, routes,
+    campaigns::CampaignCache,
+    configuration::Settings,
+    gate::Gate,
+    issuance::{Issuers, Reliable, course},
+    metrics::Metrics,
+    publisher::Publisher,
+    routes,
 };
 
 /// Everything a request handler needs, shared behind an `Arc`.
 #[derive(Debug)]
 pub struct AppState {
     pub settings: Settings,
-    pub gate: Gate,
-    pub publisher: Publisher,
-    /// The course's stages, for campaigns created with one.
-    pub course: Course,
-    pub pool: MySqlPool,
-    pub campaigns: CampaignCache,
-    pub metrics: Metrics,
-    /// Campaigns whose gate rebuild runs in this process.
-    pub rebuilds_running: Mutex<HashSet<CampaignId>>,
+    /// Every strategy's implementation; a campaign's is picked once per request.
+    pub issuers: Issuers,
+    pub store: Store,
+    pub campaigns: Arc<CampaignCache>,
+    pub metrics: Arc<Metrics>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -47,67 +41,72 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let deadline = settings.startup_timeout;
-        let redis_url = settings.redis_url.clone();
-        let gate = retry_startup("redis", &settings.redis_url, deadline, || {
+        let stack = settings.stack.clone();
+        let gate = retry_startup("redis", &stack.redis_url, deadline, || {
             Gate::connect(
-                &redis_url,
-                &settings.redis_key_prefix,
+                &stack.redis_url,
+                &stack.redis_key_prefix,
                 settings.redis_response_timeout,
                 settings.gate_mode,
             )
         })
         .await?;
-        let database_url = settings.database_url.clone();
-        let pool = retry_startup(
-            "mysql",
-            &coupon_store::redact(&settings.database_url),
-            deadline,
-            || coupon_store::connect(&database_url, 32),
-        )
-        .await?;
-        let topics = [settings.topic.as_str(), settings.course_topic.as_str()];
-        retry_startup("kafka", &settings.kafka_brokers, deadline, || {
-            coupon_kafka::ensure_topics(&settings.kafka_brokers, &topics, settings.topic_partitions)
+        let store = retry_startup("mysql", &stack.database_address(), deadline, || {
+            Store::connect(&stack.database_url, 32)
         })
         .await?;
-        let course = Course::new(
+        let topics = [stack.topic.as_str(), stack.course_topic.as_str()];
+        retry_startup("kafka", &stack.kafka_brokers, deadline, || {
+            coupon_kafka::ensure_topics(&stack.kafka_brokers, &topics, stack.topic_partitions)
+        })
+        .await?;
+        let course = course::Stages::new(
             gate.connection(),
-            pool.clone(),
-            &settings.kafka_brokers,
-            &settings.course_topic,
-            &settings.redis_key_prefix,
+            store.clone(),
+            &stack.kafka_brokers,
+            &stack.course_topic,
+            &stack.redis_key_prefix,
         )
         .with_context(|| {
             format!(
                 "failed to create the course's kafka producer for {}",
-                settings.kafka_brokers
+                stack.kafka_brokers
             )
         })?;
         let publisher = Publisher::new(
-            &settings.kafka_brokers,
-            &settings.topic,
+            &stack.kafka_brokers,
+            &stack.topic,
             settings.publish_wait,
             settings.delivery_timeout,
         )
         .with_context(|| {
             format!(
                 "failed to create a kafka producer for {}",
-                settings.kafka_brokers
+                stack.kafka_brokers
             )
         })?;
         let listener = bind(settings.addr, settings.listen_backlog)
             .with_context(|| format!("failed to listen on {}", settings.addr))?;
-        let state = Arc::new(AppState {
-            campaigns: CampaignCache::new(pool.clone()),
-            settings,
+        let campaigns = Arc::new(CampaignCache::new(store.clone()));
+        let metrics = Arc::new(Metrics::default());
+        let reliable = Reliable::new(
             gate,
             publisher,
-            course,
-            pool,
-            metrics: Metrics::default(),
-            rebuilds_running: Mutex::default(),
+            store.clone(),
+            campaigns.clone(),
+            metrics.clone(),
+            &stack.kafka_brokers,
+            &stack.topic,
+            settings.delivery_timeout,
+        );
+        let state = Arc::new(AppState {
+            issuers: Issuers::new(reliable, course),
+            settings,
+            store,
+            campaigns,
+            metrics,
         });
-        rebuild::prepare_all_gates(&state).await?;
+        prepare_all_campaigns(&state).await?;
         Ok(Self { listener, state })
     }
 
@@ -133,11 +132,27 @@ impl Application {
             .with_graceful_shutdown(shutdown)
             .await
             .context("api server failed")?;
-        self.state.publisher.flush(Duration::from_secs(10)).await;
-        self.state.course.flush(Duration::from_secs(10)).await;
+        self.state.issuers.flush(Duration::from_secs(10)).await;
         tracing::info!("api stopped");
         Ok(())
     }
+}
+
+/// At startup: every campaign made ready by its strategy (new gates initialised, lost ones
+/// rebuilt in the background).
+async fn prepare_all_campaigns(state: &AppState) -> anyhow::Result<()> {
+    let all = campaigns::list(&state.store)
+        .await
+        .context("failed to list campaigns")?;
+    for stored in &all {
+        state
+            .issuers
+            .for_campaign(&stored.campaign)
+            .prepare(stored)
+            .await
+            .with_context(|| format!("failed to prepare campaign {}", stored.campaign.id))?;
+    }
+    Ok(())
 }
 
 /// A listener with a backlog sized for a burst: tokio's default of 128 turns a 10,000-user burst

@@ -32,7 +32,7 @@ async fn a_rebuild_never_overwrites_a_live_gate_and_needs_its_own_lock() -> anyh
     let campaign = CampaignId::parse("install")?;
 
     // A gate that admits: user 1 holds slot 1.
-    gate.initialise_empty(&campaign).await?;
+    gate.initialise_empty(&campaign, 1).await?;
     assert!(matches!(
         gate.admit(&campaign, user(1)?, 10).await?,
         Admission::Decided(GateOutcome::Issued(Seq(1)), _)
@@ -50,7 +50,7 @@ async fn a_rebuild_never_overwrites_a_live_gate_and_needs_its_own_lock() -> anyh
 
     // A stale rebuild (planned before the gate came back) must not touch it.
     let stale = gate
-        .install(&campaign, &token, &[(user(9)?, Seq(1))], 1, &[])
+        .install(&campaign, &token, 2, &[(user(9)?, Seq(1))], 1, &[])
         .await?;
     assert_eq!(stale, Installed::LiveGateExists);
     assert!(matches!(
@@ -62,7 +62,7 @@ async fn a_rebuild_never_overwrites_a_live_gate_and_needs_its_own_lock() -> anyh
     let old_epoch = gate.epoch(&campaign).await?;
     gate.forget_marker(&campaign).await?;
     assert_eq!(
-        gate.install(&campaign, "not-the-token", &[], 0, &[])
+        gate.install(&campaign, "not-the-token", 2, &[], 0, &[])
             .await?,
         Installed::LockLost
     );
@@ -70,6 +70,7 @@ async fn a_rebuild_never_overwrites_a_live_gate_and_needs_its_own_lock() -> anyh
         .install(
             &campaign,
             &token,
+            2,
             &[(user(1)?, Seq(1)), (user(3)?, Seq(3))],
             3,
             &[2],
@@ -77,6 +78,10 @@ async fn a_rebuild_never_overwrites_a_live_gate_and_needs_its_own_lock() -> anyh
         .await?;
     assert_eq!(installed, Installed::Yes);
     assert_ne!(gate.epoch(&campaign).await?, old_epoch);
+    assert_eq!(
+        gate.epoch(&campaign).await?.map(|e| e.0),
+        Some("2".to_owned())
+    );
     let stats = gate.stats(&campaign).await?;
     assert_eq!((stats.winners, stats.next_seq, stats.released), (2, 3, 1));
     // The freed slot 2 goes out first.
@@ -91,4 +96,27 @@ async fn a_rebuild_never_overwrites_a_live_gate_and_needs_its_own_lock() -> anyh
         "install released the lock"
     );
     namespace.cleanup().await
+}
+
+/// The epoch tells two lives of a gate apart, so it must never repeat: a counter in MySQL, where
+/// Redis losing its data cannot reset it. (A millisecond timestamp repeats within a millisecond.)
+#[tokio::test]
+async fn gate_epochs_come_from_a_counter_that_never_repeats() -> anyhow::Result<()> {
+    let stack = Stack::from_env();
+    let db = testkit::TestDatabase::create(&stack).await?;
+    let store = db.migrated().await?;
+    let campaign = coupon_domain::Campaign::new(
+        CampaignId::parse("epochs")?,
+        coupon_domain::CouponLimit::DEFAULT,
+        None,
+        None,
+    )?;
+    assert!(coupon_store::campaigns::create(&store, &campaign).await?);
+    let mut epochs = Vec::new();
+    for _ in 0..5 {
+        epochs.push(coupon_store::campaigns::next_gate_epoch(&store, &campaign.id).await?);
+    }
+    assert_eq!(epochs, [1, 2, 3, 4, 5]);
+    store.disconnect().await;
+    db.cleanup().await
 }

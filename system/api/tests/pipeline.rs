@@ -181,25 +181,23 @@ async fn a_failed_event_is_retried_until_its_coupon_is_written() -> anyhow::Resu
             .await
             .map_err(|(error, _)| error)?;
     }
-    let reason_of = |status: &'static str| {
-        let pool = pipeline.db.pool.clone();
+    let reason_of = |open: bool| {
+        let store = pipeline.db.store.clone();
         move || {
-            let pool = pool.clone();
+            let store = store.clone();
             async move {
-                let found: Option<(String,)> = sqlx::query_as(
-                    "SELECT reason FROM failed_event WHERE campaign_id = 'late' AND status = ?",
-                )
-                .bind(status)
-                .fetch_optional(&pool)
-                .await?;
-                Ok(found.map(|(reason,)| reason))
+                let found = coupon_store::failed_events::list_for(&store, "late").await?;
+                Ok(found
+                    .into_iter()
+                    .find(|event| event.open == open)
+                    .map(|event| event.reason.as_str()))
             }
         }
     };
     let reason = testkit::eventually(
         "the consumer captures the event of an unknown campaign",
         std::time::Duration::from_secs(30),
-        reason_of("open"),
+        reason_of(true),
     )
     .await?;
     assert_eq!(reason, "unknown_campaign");
@@ -209,18 +207,20 @@ async fn a_failed_event_is_retried_until_its_coupon_is_written() -> anyhow::Resu
     testkit::eventually(
         "the retry worker resolves the failed event",
         std::time::Duration::from_secs(60),
-        reason_of("resolved"),
+        reason_of(false),
     )
     .await?;
     assert_eq!(pipeline.rows("late").await?, vec![(77, 1)]);
-    let (reason, status, attempts): (String, String, u32) = sqlx::query_as(
-        "SELECT reason, status, attempts FROM failed_event WHERE campaign_id = 'small'",
-    )
-    .fetch_one(&pipeline.db.pool)
-    .await?;
+    let small = coupon_store::failed_events::list_for(&pipeline.db.store, "small").await?;
+    let [event] = small.as_slice() else {
+        anyhow::bail!(
+            "expected one failed event for `small`, found {}",
+            small.len()
+        );
+    };
     assert_eq!(
-        (reason.as_str(), status.as_str(), attempts),
-        ("seq_out_of_range", "open", 0),
+        (event.reason.as_str(), event.open, event.attempts),
+        ("seq_out_of_range", true, 0),
         "a slot beyond the limit can never be written: kept open, never retried"
     );
     pipeline.shutdown().await

@@ -11,12 +11,9 @@ use helpers::{ADMIN_TOKEN, TestPipeline};
 use serde_json::json;
 
 async fn course_rows(pipeline: &TestPipeline, campaign: &str) -> anyhow::Result<Vec<u64>> {
-    let users: Vec<(u64,)> =
-        sqlx::query_as("SELECT user_id FROM course_coupon WHERE campaign_id = ? ORDER BY id")
-            .bind(campaign)
-            .fetch_all(&pipeline.db.pool)
-            .await?;
-    Ok(users.into_iter().map(|(u,)| u).collect())
+    let campaign = coupon_domain::CampaignId::parse(campaign)?;
+    let rows = coupon_store::course::list_coupons(&pipeline.db.store, &campaign).await?;
+    Ok(rows.into_iter().map(|row| row.user_id).collect())
 }
 
 async fn statuses(

@@ -3,37 +3,13 @@
 use std::{fmt, net::SocketAddr, time::Duration};
 
 use clap::Args;
-use coupon_domain::stack;
+use coupon_runtime::stack::StackArgs;
 
 #[derive(Clone, Args)]
 pub struct Settings {
-    /// MySQL or MariaDB holding campaigns and coupons.
-    #[arg(long, env = "DATABASE_URL", default_value = stack::DEFAULT_DATABASE_URL)]
-    pub database_url: String,
-
-    /// Kafka bootstrap servers.
-    #[arg(long, env = "KAFKA_BROKERS", default_value = stack::DEFAULT_KAFKA_BROKERS)]
-    pub kafka_brokers: String,
-
-    /// Topic of `CouponIssued` events.
-    #[arg(long, env = "KAFKA_TOPIC", default_value = stack::DEFAULT_TOPIC)]
-    pub topic: String,
-
-    /// Partitions to create the topic with, when it is missing.
-    #[arg(long, env = "KAFKA_TOPIC_PARTITIONS", default_value_t = stack::DEFAULT_TOPIC_PARTITIONS)]
-    pub topic_partitions: i32,
-
-    /// Consumer group; run several consumers with the same group to share the partitions.
-    #[arg(long, env = "KAFKA_GROUP", default_value = stack::DEFAULT_CONSUMER_GROUP)]
-    pub group: String,
-
-    /// Topic the course's Kafka stages send to (docs/stages.md).
-    #[arg(long, env = "COURSE_TOPIC", default_value = stack::DEFAULT_COURSE_TOPIC)]
-    pub course_topic: String,
-
-    /// The course's consumer group.
-    #[arg(long, env = "COURSE_GROUP", default_value = stack::DEFAULT_COURSE_GROUP)]
-    pub course_group: String,
+    /// The stores' addresses, topics and groups.
+    #[command(flatten)]
+    pub stack: StackArgs,
 
     /// Fault injection for the stage comparison: SIGKILL this process after writing this many
     /// coupon rows (either design). Never set it outside a demonstration.
@@ -60,10 +36,7 @@ pub struct Settings {
 impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Settings")
-            .field("database_url", &coupon_store::redact(&self.database_url))
-            .field("kafka_brokers", &self.kafka_brokers)
-            .field("topic", &self.topic)
-            .field("group", &self.group)
+            .field("stack", &self.stack)
             .finish_non_exhaustive()
     }
 }

@@ -7,15 +7,16 @@ use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use coupon_domain::{Campaign, CampaignId, CouponIssued};
+use coupon_runtime::Backoff;
 use coupon_store::{
-    CouponToWrite, NewFailedEvent, Source, WriteOutcome, campaigns, coupons, is_transient,
+    CouponToWrite, FailureReason, NewFailedEvent, Source, Store, StoreError, WriteOutcome,
+    campaigns, coupons,
 };
 use rdkafka::{
     Message, Offset, TopicPartitionList,
     consumer::{CommitMode, Consumer, StreamConsumer},
     message::OwnedMessage,
 };
-use sqlx::MySqlPool;
 
 use crate::{configuration::Settings, fault::CrashAfter, metrics::Metrics};
 
@@ -27,11 +28,11 @@ pub struct CampaignCache(HashMap<CampaignId, Campaign>);
 impl CampaignCache {
     pub async fn get(
         &mut self,
-        pool: &MySqlPool,
+        store: &Store,
         id: &CampaignId,
     ) -> Result<Option<&Campaign>, coupon_store::StoreError> {
         if !self.0.contains_key(id) {
-            let Some(stored) = campaigns::find(pool, id).await? else {
+            let Some(stored) = campaigns::find(store, id).await? else {
                 return Ok(None);
             };
             self.0.insert(id.clone(), stored.campaign);
@@ -55,20 +56,12 @@ pub fn subscribe(
     Ok(consumer)
 }
 
-fn store_to_sqlx(error: coupon_store::StoreError) -> sqlx::Error {
-    match error {
-        coupon_store::StoreError::Query(e)
-        | coupon_store::StoreError::Connect { source: e, .. } => e,
-        other => sqlx::Error::Protocol(other.to_string()),
-    }
-}
-
 /// Sorts a batch into rows to write and events to capture as failed.
 pub async fn classify(
-    pool: &MySqlPool,
+    store: &Store,
     campaigns: &mut CampaignCache,
     messages: &[OwnedMessage],
-) -> Result<(Vec<CouponToWrite>, Vec<NewFailedEvent>), sqlx::Error> {
+) -> Result<(Vec<CouponToWrite>, Vec<NewFailedEvent>), StoreError> {
     let mut rows = Vec::with_capacity(messages.len());
     let mut failures = Vec::new();
     for message in messages {
@@ -89,23 +82,22 @@ pub async fn classify(
         let event = match CouponIssued::from_json(&payload) {
             Ok(event) => event,
             Err(error) => {
-                failures.push(failure("malformed", error.to_string(), None));
+                failures.push(failure(FailureReason::Malformed, error.to_string(), None));
                 continue;
             }
         };
         let limit = campaigns
-            .get(pool, &event.campaign_id)
-            .await
-            .map_err(store_to_sqlx)?
+            .get(store, &event.campaign_id)
+            .await?
             .map(|campaign| campaign.limit);
         match limit {
             None => failures.push(failure(
-                "unknown_campaign",
+                FailureReason::UnknownCampaign,
                 format!("campaign `{}` does not exist", event.campaign_id),
                 Some(&event),
             )),
             Some(limit) if event.seq.0 == 0 || event.seq.0 > limit.get() => failures.push(failure(
-                "seq_out_of_range",
+                FailureReason::SeqOutOfRange,
                 format!("seq {} is outside 1..={}", event.seq.0, limit.get()),
                 Some(&event),
             )),
@@ -123,18 +115,18 @@ pub async fn classify(
 /// Writes one batch, retrying transient errors with backoff until it commits or `stop` fires.
 /// Returns `false` when stopped before the batch committed (its offsets must not be committed).
 pub async fn write_until_committed(
-    pool: &MySqlPool,
+    store: &Store,
     campaigns: &mut CampaignCache,
     metrics: &Metrics,
     messages: &[OwnedMessage],
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<bool> {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
         let attempt = async {
-            let (rows, failures) = classify(pool, campaigns, messages).await?;
-            let outcomes = coupons::write_batch(pool, &rows, &failures).await?;
-            Ok::<_, sqlx::Error>((outcomes, failures))
+            let (rows, failures) = classify(store, campaigns, messages).await?;
+            let outcomes = coupons::write_batch(store, &rows, &failures).await?;
+            Ok::<_, StoreError>((outcomes, failures))
         }
         .await;
         match attempt {
@@ -142,15 +134,14 @@ pub async fn write_until_committed(
                 record(metrics, &outcomes, &failures);
                 return Ok(true);
             }
-            Err(error) if is_transient(&error) => {
+            Err(error) if error.is_transient() => {
                 metrics.transient_errors.inc();
-                tracing::warn!(error = %error, retry_in = ?backoff, events = messages.len(), "transient database error; retrying the batch");
+                tracing::warn!(error = %coupon_runtime::chain(&error), retry_in = ?backoff.peek(), events = messages.len(), "transient database error; retrying the batch");
                 let mut stop = stop.clone();
                 tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
+                    () = backoff.wait() => {}
                     _ = stop.wait_for(|stopped| *stopped) => return Ok(false),
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
             Err(error) => return Err(error).context("failed to write a batch of coupons"),
         }
@@ -169,10 +160,10 @@ fn record(metrics: &Metrics, outcomes: &[WriteOutcome], failures: &[NewFailedEve
             }
             WriteOutcome::Refused { reason } => {
                 tracing::warn!(
-                    reason,
+                    reason = %reason,
                     "coupon refused by the database; captured as failed event"
                 );
-                metrics.count_failed_event(reason);
+                metrics.count_failed_event(*reason);
             }
         }
     }
@@ -180,7 +171,7 @@ fn record(metrics: &Metrics, outcomes: &[WriteOutcome], failures: &[NewFailedEve
         tracing::warn!(
             partition = failure.partition,
             offset = failure.offset,
-            reason = failure.reason,
+            reason = %failure.reason,
             "event captured as failed event"
         );
         metrics.count_failed_event(failure.reason);
@@ -206,21 +197,21 @@ fn next_offsets(topic: &str, messages: &[OwnedMessage]) -> anyhow::Result<TopicP
 /// Consumes until `shutdown` resolves; the batch in hand is finished and committed first.
 pub async fn run(
     settings: &Settings,
-    pool: MySqlPool,
+    store: Store,
     metrics: Arc<Metrics>,
     crash: Arc<CrashAfter>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let consumer = subscribe(
-        coupon_kafka::consumer_config(&settings.kafka_brokers, &settings.group),
-        &settings.kafka_brokers,
-        &settings.topic,
+        coupon_kafka::consumer_config(&settings.stack.kafka_brokers, &settings.stack.group),
+        &settings.stack.kafka_brokers,
+        &settings.stack.topic,
     )?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut campaigns = CampaignCache::default();
     tokio::pin!(shutdown);
     let mut stopping = false;
-    tracing::info!(topic = %settings.topic, group = %settings.group, "consumer running");
+    tracing::info!(topic = %settings.stack.topic, group = %settings.stack.group, "consumer running");
     let mut refresh = tokio::time::interval(Duration::from_millis(200));
     loop {
         let first = tokio::select! {
@@ -256,7 +247,7 @@ pub async fn run(
         // Finish the batch in hand even when shutdown arrives: a transient-error retry loop is
         // told to stop, and the batch then either commits or is left for redelivery.
         let rows_before = metrics.rows_written.get();
-        let write = write_until_committed(&pool, &mut campaigns, &metrics, &batch, &stop_rx);
+        let write = write_until_committed(&store, &mut campaigns, &metrics, &batch, &stop_rx);
         tokio::pin!(write);
         let committed = loop {
             tokio::select! {
@@ -273,7 +264,7 @@ pub async fn run(
         crash.wrote(metrics.rows_written.get() - rows_before);
         // Store, don't commit: librdkafka commits the stored offsets every second and retries a
         // failed commit by itself. Stored only now, after the transaction committed.
-        if let Err(error) = consumer.store_offsets(&next_offsets(&settings.topic, &batch)?) {
+        if let Err(error) = consumer.store_offsets(&next_offsets(&settings.stack.topic, &batch)?) {
             tracing::warn!(error = %error, "failed to store offsets; the batch will be redelivered");
         }
         if stopping {

@@ -11,10 +11,10 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use coupon_domain::{CourseEvent, Strategy};
-use coupon_store::course;
+use coupon_domain::Strategy;
+use coupon_kafka::course::CourseEvent;
+use coupon_store::{Store, course};
 use rdkafka::{Message, consumer::Consumer as _};
-use sqlx::MySqlPool;
 
 use crate::{
     configuration::Settings,
@@ -25,20 +25,23 @@ use crate::{
 
 pub async fn run(
     settings: &Settings,
-    pool: MySqlPool,
+    store: Store,
     metrics: Arc<Metrics>,
     crash: Arc<CrashAfter>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let consumer = consume::subscribe(
-        coupon_kafka::course_consumer_config(&settings.kafka_brokers, &settings.course_group),
-        &settings.kafka_brokers,
-        &settings.course_topic,
+        coupon_kafka::course::consumer_config(
+            &settings.stack.kafka_brokers,
+            &settings.stack.course_group,
+        ),
+        &settings.stack.kafka_brokers,
+        &settings.stack.course_topic,
     )?;
     let mut campaigns = CampaignCache::default();
     let mut refresh = tokio::time::interval(Duration::from_millis(200));
     tokio::pin!(shutdown);
-    tracing::info!(topic = %settings.course_topic, group = %settings.course_group, "course consumer running");
+    tracing::info!(topic = %settings.stack.course_topic, group = %settings.stack.course_group, "course consumer running");
     loop {
         let received = tokio::select! {
             () = &mut shutdown => break,
@@ -51,7 +54,7 @@ pub async fn run(
         match received {
             Ok(message) => {
                 let payload = message.payload().unwrap_or_default();
-                listener(&pool, &metrics, &crash, &mut campaigns, payload).await;
+                listener(&store, &metrics, &crash, &mut campaigns, payload).await;
                 if let Err(error) = consumer.store_offset_from_message(&message) {
                     tracing::warn!(error = %error, "course consumer: failed to store an offset");
                 }
@@ -68,7 +71,7 @@ pub async fn run(
 
 /// The course's `@KafkaListener`: save the coupon; what a failure leads to depends on the stage.
 async fn listener(
-    pool: &MySqlPool,
+    store: &Store,
     metrics: &Metrics,
     crash: &CrashAfter,
     campaigns: &mut CampaignCache,
@@ -81,7 +84,7 @@ async fn listener(
             return;
         }
     };
-    let error = match course::insert_coupon(pool, &event.campaign_id, event.user_id).await {
+    let error = match course::insert_coupon(store, &event.campaign_id, event.user_id).await {
         Ok(()) => {
             metrics.course_rows_written.inc();
             crash.wrote(1);
@@ -91,7 +94,7 @@ async fn listener(
     };
     tracing::error!(user_id = %event.user_id, error = %error, "failed to create coupon");
     // An unknown or unreadable campaign is treated as the course's final stage.
-    let strategy = match campaigns.get(pool, &event.campaign_id).await {
+    let strategy = match campaigns.get(store, &event.campaign_id).await {
         Ok(Some(campaign)) => campaign.strategy,
         Ok(None) | Err(_) => Strategy::PerUser,
     };
@@ -99,7 +102,7 @@ async fn listener(
         metrics.course_dropped.inc();
         return;
     }
-    match course::insert_failed_event(pool, &event.campaign_id, event.user_id).await {
+    match course::insert_failed_event(store, &event.campaign_id, event.user_id).await {
         Ok(()) => {
             metrics.course_failed_events.inc();
         }

@@ -117,10 +117,10 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn count_failed_event(&self, reason: &str) {
+    pub fn count_failed_event(&self, reason: coupon_store::FailureReason) {
         self.failed_events
             .get_or_create(&ReasonLabel {
-                reason: reason.to_owned(),
+                reason: reason.as_str().to_owned(),
             })
             .inc();
     }

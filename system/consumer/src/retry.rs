@@ -2,25 +2,24 @@
 //! created since, an unclassified refusal), backing off per event, and marks them resolved once
 //! their coupon is on file. Events that still cannot be written stay open, with their attempt
 //! count and last reason, for an operator and for the verifier; so do those no retry can cure
-//! (see `coupon_store::failed_events::RETRYABLE_REASONS`), which are not retried at all.
+//! (see `coupon_store::FailureReason::is_retryable`), which are not retried at all.
 
 use std::{sync::Arc, time::Duration};
 
 use coupon_domain::CouponIssued;
-use coupon_store::{CouponToWrite, Source, WriteOutcome, campaigns, coupons, failed_events};
-use sqlx::MySqlPool;
+use coupon_store::{CouponToWrite, Source, Store, WriteOutcome, campaigns, coupons, failed_events};
 
 use crate::metrics::Metrics;
 
 /// One pass over the open failed events; returns how many were resolved.
-pub async fn retry_open_events(pool: &MySqlPool, metrics: &Metrics) -> anyhow::Result<usize> {
+pub async fn retry_open_events(store: &Store, metrics: &Metrics) -> anyhow::Result<usize> {
     let mut resolved = 0;
-    for failed in failed_events::list_open(pool, 100).await? {
+    for failed in failed_events::list_open(store, 100).await? {
         let event = match CouponIssued::from_json(&failed.payload) {
             Ok(event) => event,
             Err(error) => {
                 failed_events::record_attempt(
-                    pool,
+                    store,
                     failed.id,
                     &format!("still malformed: {error}"),
                 )
@@ -28,9 +27,9 @@ pub async fn retry_open_events(pool: &MySqlPool, metrics: &Metrics) -> anyhow::R
                 continue;
             }
         };
-        let Some(stored) = campaigns::find(pool, &event.campaign_id).await? else {
+        let Some(stored) = campaigns::find(store, &event.campaign_id).await? else {
             failed_events::record_attempt(
-                pool,
+                store,
                 failed.id,
                 &format!("campaign `{}` still does not exist", event.campaign_id),
             )
@@ -46,19 +45,27 @@ pub async fn retry_open_events(pool: &MySqlPool, metrics: &Metrics) -> anyhow::R
             payload: failed.payload.clone(),
             event,
         };
-        match coupons::write_batch(pool, std::slice::from_ref(&coupon), &[])
+        match coupons::write_batch(store, std::slice::from_ref(&coupon), &[])
             .await?
             .first()
         {
             Some(WriteOutcome::Written) | Some(WriteOutcome::AlreadyWritten) => {
-                failed_events::mark_resolved(pool, failed.id, "coupon written by the retry worker")
-                    .await?;
+                failed_events::mark_resolved(
+                    store,
+                    failed.id,
+                    "coupon written by the retry worker",
+                )
+                .await?;
                 metrics.failed_events_resolved.inc();
                 resolved += 1;
             }
             Some(WriteOutcome::Refused { reason }) => {
-                failed_events::record_attempt(pool, failed.id, &format!("still refused: {reason}"))
-                    .await?;
+                failed_events::record_attempt(
+                    store,
+                    failed.id,
+                    &format!("still refused: {reason}"),
+                )
+                .await?;
             }
             None => {}
         }
@@ -68,7 +75,7 @@ pub async fn retry_open_events(pool: &MySqlPool, metrics: &Metrics) -> anyhow::R
 
 /// Runs [`retry_open_events`] every `interval` until `stop` fires.
 pub async fn run(
-    pool: MySqlPool,
+    store: Store,
     metrics: Arc<Metrics>,
     interval: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -78,7 +85,7 @@ pub async fn run(
             () = tokio::time::sleep(interval) => {}
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
-        match retry_open_events(&pool, &metrics).await {
+        match retry_open_events(&store, &metrics).await {
             Ok(0) => {}
             Ok(resolved) => tracing::info!(resolved, "failed events resolved"),
             Err(error) => tracing::warn!(

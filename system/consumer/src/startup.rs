@@ -6,7 +6,7 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::Context;
 use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
 use coupon_runtime::retry_startup;
-use sqlx::MySqlPool;
+use coupon_store::Store;
 use tokio::net::TcpListener;
 
 use crate::{configuration::Settings, consume, course, fault::CrashAfter, metrics::Metrics, retry};
@@ -14,7 +14,7 @@ use crate::{configuration::Settings, consume, course, fault::CrashAfter, metrics
 #[derive(Debug)]
 pub struct Consumer {
     settings: Settings,
-    pool: MySqlPool,
+    store: Store,
     metrics: Arc<Metrics>,
     metrics_listener: TcpListener,
 }
@@ -22,17 +22,21 @@ pub struct Consumer {
 impl Consumer {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let deadline = settings.startup_timeout;
-        let database_url = settings.database_url.clone();
-        let pool = retry_startup(
-            "mysql",
-            &coupon_store::redact(&database_url),
-            deadline,
-            || coupon_store::connect(&database_url, 8),
-        )
+        let stack = &settings.stack;
+        let store = retry_startup("mysql", &stack.database_address(), deadline, || {
+            Store::connect(&stack.database_url, 8)
+        })
         .await?;
-        let topics = [settings.topic.as_str(), settings.course_topic.as_str()];
-        retry_startup("kafka", &settings.kafka_brokers, deadline, || {
-            coupon_kafka::ensure_topics(&settings.kafka_brokers, &topics, settings.topic_partitions)
+        let topics = [
+            settings.stack.topic.as_str(),
+            settings.stack.course_topic.as_str(),
+        ];
+        retry_startup("kafka", &settings.stack.kafka_brokers, deadline, || {
+            coupon_kafka::ensure_topics(
+                &settings.stack.kafka_brokers,
+                &topics,
+                settings.stack.topic_partitions,
+            )
         })
         .await?;
         let metrics_listener = TcpListener::bind(settings.metrics_addr)
@@ -42,7 +46,7 @@ impl Consumer {
             })?;
         Ok(Self {
             settings,
-            pool,
+            store,
             metrics: Arc::new(Metrics::default()),
             metrics_listener,
         })
@@ -65,7 +69,7 @@ impl Consumer {
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let retry_worker = tokio::spawn(retry::run(
-            self.pool.clone(),
+            self.store.clone(),
             self.metrics.clone(),
             self.settings.retry_interval,
             stop_rx.clone(),
@@ -90,7 +94,7 @@ impl Consumer {
         let mut course_stop = stop_rx.clone();
         let course_consumer = course::run(
             &self.settings,
-            self.pool.clone(),
+            self.store.clone(),
             self.metrics.clone(),
             crash.clone(),
             async move {
@@ -102,7 +106,7 @@ impl Consumer {
         let consumed = async {
             let consumed = consume::run(
                 &self.settings,
-                self.pool.clone(),
+                self.store.clone(),
                 self.metrics.clone(),
                 crash,
                 shutdown,
@@ -135,8 +139,12 @@ async fn track_lag(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
-        match coupon_kafka::offsets::read(&settings.kafka_brokers, &settings.topic, &settings.group)
-            .await
+        match coupon_kafka::offsets::read(
+            &settings.stack.kafka_brokers,
+            &settings.stack.topic,
+            &settings.stack.group,
+        )
+        .await
         {
             Ok(offsets) => {
                 metrics.lag.set(coupon_kafka::offsets::total_lag(&offsets));

@@ -32,10 +32,8 @@ fn start_consumer(
 }
 
 async fn row_count(db: &TestDatabase) -> anyhow::Result<i64> {
-    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM coupon")
-        .fetch_one(&db.pool)
-        .await?;
-    Ok(count)
+    let (rows, _, _) = coupon_store::admin::coupon_totals(&db.store).await?;
+    Ok(i64::try_from(rows)?)
 }
 
 #[tokio::test]
@@ -43,11 +41,14 @@ async fn consumer_sigkilled_mid_stream_and_restarted_writes_each_event_once() ->
 {
     let stack = Stack::from_env();
     let db = TestDatabase::create(&stack).await?;
-    let pool = coupon_store::connect(&db.url, 4).await?;
-    sqlx::query("INSERT INTO campaign (id, coupon_limit) VALUES ('sigkill', ?)")
-        .bind(EVENTS)
-        .execute(&pool)
-        .await?;
+    let store = db.migrated().await?;
+    let sigkill = coupon_domain::Campaign::new(
+        CampaignId::parse("sigkill")?,
+        coupon_domain::CouponLimit::parse(u64::from(EVENTS))?,
+        None,
+        None,
+    )?;
+    assert!(coupon_store::campaigns::create(&store, &sigkill).await?);
     let topic = TestTopic::create(&stack, 4).await?;
     let group = unique_group();
 
@@ -116,19 +117,13 @@ async fn consumer_sigkilled_mid_stream_and_restarted_writes_each_event_once() ->
     second.kill()?;
     second.wait()?;
 
-    let (rows, users, slots): (i64, i64, i64) =
-        sqlx::query_as("SELECT COUNT(*), COUNT(DISTINCT user_id), COUNT(DISTINCT seq) FROM coupon")
-            .fetch_one(&db.pool)
-            .await?;
+    let (rows, users, slots) = coupon_store::admin::coupon_totals(&db.store).await?;
+    let events = u64::from(EVENTS);
+    assert_eq!((rows, users, slots), (events, events, events));
+    let failed = coupon_store::failed_events::list_all(&db.store).await?;
     assert_eq!(
-        (rows, users, slots),
-        (i64::from(EVENTS), i64::from(EVENTS), i64::from(EVENTS))
-    );
-    let (failed,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM failed_event")
-        .fetch_one(&db.pool)
-        .await?;
-    assert_eq!(
-        failed, 0,
+        failed.len(),
+        0,
         "redelivered events must be 'already written', not failures"
     );
     assert_eq!(
@@ -136,7 +131,7 @@ async fn consumer_sigkilled_mid_stream_and_restarted_writes_each_event_once() ->
         i64::from(EVENTS)
     );
 
-    pool.close().await;
+    store.disconnect().await;
     topic.cleanup().await?;
     db.cleanup().await
 }

@@ -7,8 +7,8 @@
 //! - [`gate`]: what the Redis gate decides for one apply, and its Redis keys.
 //! - [`history`]: the loadgen's per-request record, which the verifier reads.
 //! - [`duration`]: durations as typed on a command line (`250ms`, `5s`, `2m`).
-//! - [`stack`]: the default addresses of the local stack, shared by every binary.
 //! - [`strategy`]: how a campaign issues coupons: the course's stages or this project's design.
+//! - [`wire`]: the api's JSON bodies, shared by the api, loadgen and the verifier.
 
 pub mod campaign;
 pub mod duration;
@@ -16,11 +16,11 @@ pub mod event;
 pub mod gate;
 pub mod history;
 pub mod ids;
-pub mod stack;
 pub mod strategy;
+pub mod wire;
 
 pub use campaign::{Campaign, CampaignState, CouponLimit};
 pub use event::CouponIssued;
 pub use gate::{GateKeys, GateOutcome, Seq};
 pub use ids::{CampaignId, UserId};
-pub use strategy::{CourseEvent, CourseKeys, Strategy};
+pub use strategy::Strategy;

@@ -5,8 +5,6 @@ use std::{fmt, str::FromStr};
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{CampaignId, UserId};
-
 /// One issuance strategy. The first four are the original course's stages, flaws included;
 /// [`Strategy::Reliable`] is this project's pipeline and the default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -50,9 +48,10 @@ impl Strategy {
         }
     }
 
-    /// True for the course's stages, which write the course's unconstrained tables.
-    pub fn is_course_stage(self) -> bool {
-        self != Self::Reliable
+    /// True for this project's design: a Redis gate hands out slots, and every row carries its
+    /// slot and its Kafka source. The course's stages write slotless rows to their own tables.
+    pub fn has_gate(self) -> bool {
+        self == Self::Reliable
     }
 
     /// True when winners travel through Kafka to a consumer (and the verifier must drain it).
@@ -90,43 +89,6 @@ impl<'de> Deserialize<'de> for Strategy {
     }
 }
 
-/// The course's Kafka message: which user won (the course sends the bare user id; the campaign
-/// is added so that several campaigns can share the topic). No slot, no timestamp.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CourseEvent {
-    pub campaign_id: CampaignId,
-    pub user_id: UserId,
-}
-
-impl CourseEvent {
-    pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
-    }
-
-    pub fn from_json(payload: &[u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(payload)
-    }
-}
-
-/// The Redis keys of a course stage, per campaign: the course's `coupon_count` and
-/// `applied_user`, under the deployment's prefix.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CourseKeys {
-    pub coupon_count: String,
-    pub applied_user: String,
-}
-
-impl CourseKeys {
-    pub fn new(prefix: &str, campaign: &CampaignId) -> Self {
-        let base = format!("{prefix}:{{{campaign}}}:course");
-        Self {
-            coupon_count: format!("{base}:coupon_count"),
-            applied_user: format!("{base}:applied_user"),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,23 +108,11 @@ mod tests {
     }
 
     #[test]
-    fn only_the_reliable_design_is_not_a_course_stage() {
-        let stages: Vec<_> = Strategy::ALL
+    fn only_the_first_two_stages_skip_kafka() {
+        let without: Vec<_> = Strategy::ALL
             .into_iter()
-            .filter(|s| s.is_course_stage())
+            .filter(|s| !s.uses_kafka())
             .collect();
-        assert_eq!(stages.len(), 4);
-        assert!(!Strategy::Reliable.is_course_stage());
-        assert!(!Strategy::Naive.uses_kafka() && !Strategy::RedisCounter.uses_kafka());
-    }
-
-    #[test]
-    fn course_event_round_trips_and_refuses_extra_fields() {
-        let event = CourseEvent {
-            campaign_id: CampaignId::parse("c").expect("valid"),
-            user_id: UserId::parse(7).expect("valid"),
-        };
-        assert_eq!(CourseEvent::from_json(&event.to_json()).ok(), Some(event));
-        assert!(CourseEvent::from_json(br#"{"campaign_id":"c","user_id":7,"seq":1}"#).is_err());
+        assert_eq!(without, [Strategy::Naive, Strategy::RedisCounter]);
     }
 }

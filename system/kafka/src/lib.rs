@@ -2,11 +2,12 @@
 //!
 //! # Layout
 //! - [`producer_config`], [`consumer_config`]: the settings the guarantees depend on.
-//! - [`course_producer_config`], [`course_consumer_config`]: the course's stages' defaults.
+//! - [`course`]: the course's stages' event and client settings, flaws included.
 //! - [`ensure_topics`]: create the topics with an explicit partition count when missing.
 //! - [`offsets`]: high watermarks and a group's committed offsets, read without joining it.
 //! - [`scan`]: every committed event of a topic, from the beginning (gate rebuild, verifier).
 
+pub mod course;
 pub mod offsets;
 pub mod scan;
 
@@ -21,7 +22,7 @@ use rdkafka::{
 };
 
 #[derive(Debug, thiserror::Error)]
-pub enum KafkaError {
+pub enum BrokerError {
     #[error("kafka at {brokers} is unreachable")]
     Unreachable {
         brokers: String,
@@ -60,34 +61,6 @@ pub fn producer_config(brokers: &str, delivery_timeout: Duration) -> ClientConfi
     config
 }
 
-/// The course's producer: the client library's defaults, no idempotence, and a caller that
-/// never looks at the delivery report (docs/stages.md).
-pub fn course_producer_config(brokers: &str) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", brokers)
-        .set("socket.connection.setup.timeout.ms", "5000");
-    config
-}
-
-/// The course's consumer, committing the way Spring Kafka's listener container does by
-/// default: a message counts as consumed once the listener returned, whatever it did, and the
-/// offsets are committed in the background (every 5 s here), so a crash redelivers everything
-/// handled since the last commit.
-pub fn course_consumer_config(brokers: &str, group: &str) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", brokers)
-        .set("group.id", group)
-        .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "5000")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "10000")
-        .set("socket.connection.setup.timeout.ms", "5000");
-    config
-}
-
 /// A group member that stores offsets only when told to, after the database committed. The
 /// stored offsets are committed every second by librdkafka, which also retries a failed commit
 /// on the next interval (rust-rdkafka's at-least-once pattern).
@@ -107,8 +80,8 @@ pub fn consumer_config(brokers: &str, group: &str) -> ClientConfig {
     config
 }
 
-/// Fails with [`KafkaError::Unreachable`] unless a broker answers a metadata request in time.
-pub async fn check_reachable(brokers: &str, timeout: Duration) -> Result<(), KafkaError> {
+/// Fails with [`BrokerError::Unreachable`] unless a broker answers a metadata request in time.
+pub async fn check_reachable(brokers: &str, timeout: Duration) -> Result<(), BrokerError> {
     let brokers = brokers.to_owned();
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = ClientConfig::new()
@@ -117,7 +90,7 @@ pub async fn check_reachable(brokers: &str, timeout: Duration) -> Result<(), Kaf
         consumer
             .fetch_metadata(None, timeout)
             .map(drop)
-            .map_err(|source| KafkaError::Unreachable { brokers, source })
+            .map_err(|source| BrokerError::Unreachable { brokers, source })
     })
     .await?
 }
@@ -128,7 +101,7 @@ pub async fn ensure_topics(
     brokers: &str,
     topics: &[&str],
     partitions: i32,
-) -> Result<(), KafkaError> {
+) -> Result<(), BrokerError> {
     check_reachable(brokers, Duration::from_secs(5)).await?;
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -143,7 +116,7 @@ pub async fn ensure_topics(
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => {
-                return Err(KafkaError::CreateTopic {
+                return Err(BrokerError::CreateTopic {
                     brokers: brokers.to_owned(),
                     topic,
                     code,
@@ -155,7 +128,7 @@ pub async fn ensure_topics(
 }
 
 /// The partition count of `topic`, from the broker's metadata.
-pub async fn partition_count(brokers: &str, topic: &str) -> Result<i32, KafkaError> {
+pub async fn partition_count(brokers: &str, topic: &str) -> Result<i32, BrokerError> {
     let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = ClientConfig::new()
@@ -163,7 +136,7 @@ pub async fn partition_count(brokers: &str, topic: &str) -> Result<i32, KafkaErr
             .create()?;
         let metadata = consumer
             .fetch_metadata(Some(&topic), Duration::from_secs(10))
-            .map_err(|source| KafkaError::Unreachable {
+            .map_err(|source| BrokerError::Unreachable {
                 brokers: brokers.clone(),
                 source,
             })?;
@@ -171,7 +144,7 @@ pub async fn partition_count(brokers: &str, topic: &str) -> Result<i32, KafkaErr
             Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
                 Ok(i32::try_from(t.partitions().len()).unwrap_or(i32::MAX))
             }
-            _ => Err(KafkaError::NoSuchTopic { brokers, topic }),
+            _ => Err(BrokerError::NoSuchTopic { brokers, topic }),
         }
     })
     .await?

@@ -8,7 +8,7 @@ use rdkafka::{
     consumer::{BaseConsumer, Consumer},
 };
 
-use crate::{KafkaError, partition_count};
+use crate::{BrokerError, partition_count};
 
 /// One partition's position: `committed` is `None` when the group never committed there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +31,7 @@ pub async fn read(
     brokers: &str,
     topic: &str,
     group: &str,
-) -> Result<Vec<PartitionOffsets>, KafkaError> {
+) -> Result<Vec<PartitionOffsets>, BrokerError> {
     let partitions = partition_count(brokers, topic).await?;
     let (brokers, topic, group) = (brokers.to_owned(), topic.to_owned(), group.to_owned());
     tokio::task::spawn_blocking(move || {

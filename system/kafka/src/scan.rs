@@ -8,7 +8,7 @@ use rdkafka::{
     consumer::{BaseConsumer, Consumer},
 };
 
-use crate::{KafkaError, partition_count};
+use crate::{BrokerError, partition_count};
 
 /// One event as it sits on the broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +23,7 @@ pub async fn all_events(
     brokers: &str,
     topic: &str,
     timeout: Duration,
-) -> Result<Vec<RawEvent>, KafkaError> {
+) -> Result<Vec<RawEvent>, BrokerError> {
     let partitions = partition_count(brokers, topic).await?;
     let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
     tokio::task::spawn_blocking(move || scan_blocking(&brokers, &topic, partitions, timeout))
@@ -35,7 +35,7 @@ fn scan_blocking(
     topic: &str,
     partitions: i32,
     timeout: Duration,
-) -> Result<Vec<RawEvent>, KafkaError> {
+) -> Result<Vec<RawEvent>, BrokerError> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "coupon-scan-never-commits")
@@ -69,7 +69,7 @@ fn scan_blocking(
     }
     while done.iter().any(|d| !d) {
         if std::time::Instant::now() >= deadline {
-            return Err(KafkaError::Client(
+            return Err(BrokerError::Client(
                 rdkafka::error::KafkaError::MessageConsumption(
                     rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
                 ),

@@ -5,8 +5,14 @@
 //! - [`shutdown_signal`]: resolves on ctrl-c or SIGTERM.
 //! - [`retry_startup`]: connect to a dependency with backoff, naming it when it never answers.
 //! - [`proxy::TcpProxy`]: take a real service away from one client, and give it back.
+//! - [`stack`]: the stores' addresses, topics and groups, as one clap `Args` for every binary.
+//! - [`backoff`]: one [`Backoff`] for retries, one [`poll_until`] for waiting on a condition.
 
+pub mod backoff;
 pub mod proxy;
+pub mod stack;
+
+pub use backoff::{Backoff, PollError, poll_until};
 
 use std::{future::Future, time::Duration};
 
@@ -61,14 +67,13 @@ where
     E: std::error::Error + Send + Sync + 'static,
 {
     let give_up = tokio::time::Instant::now() + deadline;
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
         match connect().await {
             Ok(value) => return Ok(value),
-            Err(error) if tokio::time::Instant::now() + backoff < give_up => {
-                tracing::warn!(service, address, error = %chain(&error), retry_in = ?backoff, "dependency not reachable yet");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+            Err(error) if tokio::time::Instant::now() + backoff.peek() < give_up => {
+                tracing::warn!(service, address, error = %chain(&error), retry_in = ?backoff.peek(), "dependency not reachable yet");
+                backoff.wait().await;
             }
             Err(error) => {
                 return Err(anyhow::Error::new(error)).with_context(|| {

@@ -1,10 +1,10 @@
 //! Campaigns: created by the admin endpoint (or the migration, for `default`), read by all.
 
 use coupon_domain::{Campaign, CampaignId, CouponLimit, Strategy};
-use sqlx::{MySqlPool, Row, mysql::MySqlRow};
+use mysql_async::{Row, TxOpts, prelude::Queryable};
 use time::PrimitiveDateTime;
 
-use crate::{StoreError, to_utc_datetime};
+use crate::{Store, StoreError, to_utc_datetime};
 
 /// A campaign as stored, with whether its Redis gate was ever initialised.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,24 +15,26 @@ pub struct StoredCampaign {
 
 const COLUMNS: &str = "id, coupon_limit, opens_at, closes_at, gate_initialised_at, strategy";
 
-fn from_row(row: &MySqlRow) -> Result<StoredCampaign, sqlx::Error> {
-    let decode = |e: Box<dyn std::error::Error + Send + Sync>| sqlx::Error::Decode(e);
-    let id: String = row.try_get("id")?;
-    let limit: u32 = row.try_get("coupon_limit")?;
-    let opens_at: Option<PrimitiveDateTime> = row.try_get("opens_at")?;
-    let closes_at: Option<PrimitiveDateTime> = row.try_get("closes_at")?;
-    let gate_initialised_at: Option<PrimitiveDateTime> = row.try_get("gate_initialised_at")?;
-    let strategy: String = row.try_get("strategy")?;
-    let strategy: Strategy = strategy
-        .parse()
-        .map_err(|e: coupon_domain::strategy::StrategyError| decode(e.into()))?;
+fn from_row(row: Row) -> Result<StoredCampaign, StoreError> {
+    type Columns = (
+        String,
+        u32,
+        Option<PrimitiveDateTime>,
+        Option<PrimitiveDateTime>,
+        Option<PrimitiveDateTime>,
+        String,
+    );
+    let decode = |e: &dyn std::fmt::Display| StoreError::Decode(format!("campaign row: {e}"));
+    let (id, limit, opens_at, closes_at, gate_initialised_at, strategy): Columns =
+        mysql_async::from_row_opt(row).map_err(|e| decode(&e))?;
+    let strategy: Strategy = strategy.parse().map_err(|e| decode(&e))?;
     let campaign = Campaign::new(
-        CampaignId::parse(&id).map_err(|e| decode(e.into()))?,
-        CouponLimit::parse(u64::from(limit)).map_err(|e| decode(e.into()))?,
+        CampaignId::parse(&id).map_err(|e| decode(&e))?,
+        CouponLimit::parse(u64::from(limit)).map_err(|e| decode(&e))?,
         opens_at.map(PrimitiveDateTime::assume_utc),
         closes_at.map(PrimitiveDateTime::assume_utc),
     )
-    .map_err(|e| decode(e.into()))?
+    .map_err(|e| decode(&e))?
     .with_strategy(strategy);
     Ok(StoredCampaign {
         campaign,
@@ -41,52 +43,85 @@ fn from_row(row: &MySqlRow) -> Result<StoredCampaign, sqlx::Error> {
 }
 
 #[tracing::instrument(skip_all, fields(campaign_id = %id))]
-pub async fn find(pool: &MySqlPool, id: &CampaignId) -> Result<Option<StoredCampaign>, StoreError> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM campaign WHERE id = ?"))
-        .bind(id.as_str())
-        .fetch_optional(pool)
+pub async fn find(store: &Store, id: &CampaignId) -> Result<Option<StoredCampaign>, StoreError> {
+    let row: Option<Row> = store
+        .conn()
+        .await?
+        .exec_first(
+            format!("SELECT {COLUMNS} FROM campaign WHERE id = ?"),
+            (id.as_str(),),
+        )
         .await?;
-    Ok(row.as_ref().map(from_row).transpose()?)
+    row.map(from_row).transpose()
 }
 
-pub async fn list(pool: &MySqlPool) -> Result<Vec<StoredCampaign>, StoreError> {
-    let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM campaign ORDER BY created_at, id"
-    ))
-    .fetch_all(pool)
-    .await?;
-    Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+pub async fn list(store: &Store) -> Result<Vec<StoredCampaign>, StoreError> {
+    let rows: Vec<Row> = store
+        .conn()
+        .await?
+        .query(format!(
+            "SELECT {COLUMNS} FROM campaign ORDER BY created_at, id"
+        ))
+        .await?;
+    rows.into_iter().map(from_row).collect()
 }
 
 /// Inserts the campaign; `Ok(false)` when one with that id already exists.
 #[tracing::instrument(skip_all, fields(campaign_id = %campaign.id))]
-pub async fn create(pool: &MySqlPool, campaign: &Campaign) -> Result<bool, StoreError> {
-    let result = sqlx::query(
-        "INSERT INTO campaign (id, coupon_limit, opens_at, closes_at, strategy) VALUES (?, ?, ?, ?, ?)",
-    )
-    .bind(campaign.id.as_str())
-    .bind(campaign.limit.get())
-    .bind(campaign.opens_at.map(to_utc_datetime))
-    .bind(campaign.closes_at.map(to_utc_datetime))
-    .bind(campaign.strategy.as_str())
-    .execute(pool)
-    .await;
+pub async fn create(store: &Store, campaign: &Campaign) -> Result<bool, StoreError> {
+    let result = store
+        .conn()
+        .await?
+        .exec_drop(
+            "INSERT INTO campaign (id, coupon_limit, opens_at, closes_at, strategy) VALUES (?, ?, ?, ?, ?)",
+            (
+                campaign.id.as_str(),
+                campaign.limit.get(),
+                campaign.opens_at.map(to_utc_datetime),
+                campaign.closes_at.map(to_utc_datetime),
+                campaign.strategy.as_str(),
+            ),
+        )
+        .await
+        .map_err(StoreError::from);
     match result {
-        Ok(_) => Ok(true),
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
-        Err(e) => Err(e.into()),
+        Ok(()) => Ok(true),
+        Err(e) if e.is_unique_violation() => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
 /// Records that the campaign's Redis gate has been initialised at least once. From then on, a
 /// missing gate means Redis lost its data, not that the campaign is new.
-pub async fn mark_gate_initialised(pool: &MySqlPool, id: &CampaignId) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE campaign SET gate_initialised_at = CURRENT_TIMESTAMP(3) \
-         WHERE id = ? AND gate_initialised_at IS NULL",
-    )
-    .bind(id.as_str())
-    .execute(pool)
-    .await?;
+pub async fn mark_gate_initialised(store: &Store, id: &CampaignId) -> Result<(), StoreError> {
+    store
+        .conn()
+        .await?
+        .exec_drop(
+            "UPDATE campaign SET gate_initialised_at = CURRENT_TIMESTAMP(3) \
+             WHERE id = ? AND gate_initialised_at IS NULL",
+            (id.as_str(),),
+        )
+        .await?;
     Ok(())
+}
+
+/// Takes the campaign's next gate epoch: a counter kept in MySQL (migration 3), so that no two
+/// lives of a gate share an epoch, whatever Redis lost in between.
+pub async fn next_gate_epoch(store: &Store, id: &CampaignId) -> Result<u64, StoreError> {
+    let mut conn = store.conn().await?;
+    let mut tx = conn.start_transaction(TxOpts::default()).await?;
+    tx.exec_drop(
+        "UPDATE campaign SET gate_epoch = gate_epoch + 1 WHERE id = ?",
+        (id.as_str(),),
+    )
+    .await?;
+    let epoch: Option<u64> = tx
+        .exec_first(
+            "SELECT gate_epoch FROM campaign WHERE id = ?",
+            (id.as_str(),),
+        )
+        .await?;
+    tx.commit().await?;
+    epoch.ok_or_else(|| StoreError::Decode(format!("campaign `{id}` does not exist")))
 }

@@ -5,11 +5,11 @@
 //! with its reason. Nothing is ignored: there is no `INSERT IGNORE` here.
 
 use coupon_domain::{CampaignId, CouponIssued, CouponLimit};
-use sqlx::{MySql, MySqlPool, QueryBuilder, Transaction};
+use mysql_async::{Transaction, TxOpts, Value, prelude::Queryable};
 
 use crate::{
-    StoreError,
-    failed_events::{self, NewFailedEvent},
+    Store, StoreError, as_count,
+    failed_events::{self, FailureReason, NewFailedEvent},
     to_utc_datetime,
 };
 
@@ -37,12 +37,12 @@ pub enum WriteOutcome {
     AlreadyWritten,
     /// The database refused it for good; it went to `failed_event` with this reason.
     Refused {
-        reason: &'static str,
+        reason: FailureReason,
     },
 }
 
 /// One coupon row, as the verifier and the api read it.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CouponRow {
     pub campaign_id: String,
     pub user_id: u64,
@@ -55,11 +55,12 @@ pub struct CouponRow {
 /// The caller stores the Kafka offsets only after this returns `Ok`: the transaction committed.
 #[tracing::instrument(skip_all, fields(coupons = coupons.len(), failures = failures.len()))]
 pub async fn write_batch(
-    pool: &MySqlPool,
+    store: &Store,
     coupons: &[CouponToWrite],
     failures: &[NewFailedEvent],
-) -> Result<Vec<WriteOutcome>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+) -> Result<Vec<WriteOutcome>, StoreError> {
+    let mut conn = store.conn().await?;
+    let mut tx = conn.start_transaction(TxOpts::default()).await?;
     let outcomes = if coupons.is_empty() {
         Vec::new()
     } else {
@@ -67,7 +68,7 @@ pub async fn write_batch(
             Ok(()) => vec![WriteOutcome::Written; coupons.len()],
             // The failed statement was rolled back alone; the transaction goes on row by row to
             // tell redeliveries from real conflicts.
-            Err(e) if is_refusal(&e) => {
+            Err(e) if refusal_reason(&e).is_some() => {
                 let mut outcomes = Vec::with_capacity(coupons.len());
                 for coupon in coupons {
                     outcomes.push(write_one(&mut tx, coupon).await?);
@@ -84,58 +85,71 @@ pub async fn write_batch(
     Ok(outcomes)
 }
 
-async fn insert_all(
-    tx: &mut Transaction<'_, MySql>,
-    coupons: &[CouponToWrite],
-) -> Result<(), sqlx::Error> {
-    let mut query = QueryBuilder::<MySql>::new(
-        "INSERT INTO coupon (campaign_id, user_id, seq, campaign_limit, issued_at, kafka_partition, kafka_offset) ",
-    );
-    query.push_values(coupons, |mut row, coupon| {
-        row.push_bind(coupon.event.campaign_id.as_str())
-            .push_bind(coupon.event.user_id.get())
-            .push_bind(coupon.event.seq.0)
-            .push_bind(coupon.limit.get())
-            .push_bind(to_utc_datetime(issued_at(&coupon.event)))
-            .push_bind(coupon.source.partition)
-            .push_bind(coupon.source.offset);
-    });
-    query.build().execute(&mut **tx).await?;
+async fn insert_all(tx: &mut Transaction<'_>, coupons: &[CouponToWrite]) -> Result<(), StoreError> {
+    let rows = vec!["(?, ?, ?, ?, ?, ?, ?)"; coupons.len()].join(", ");
+    let mut params: Vec<Value> = Vec::with_capacity(coupons.len() * 7);
+    for coupon in coupons {
+        params.extend([
+            coupon.event.campaign_id.as_str().into(),
+            coupon.event.user_id.get().into(),
+            coupon.event.seq.0.into(),
+            coupon.limit.get().into(),
+            to_utc_datetime(issued_at(&coupon.event)).into(),
+            coupon.source.partition.into(),
+            coupon.source.offset.into(),
+        ]);
+    }
+    tx.exec_drop(
+        format!(
+            "INSERT INTO coupon (campaign_id, user_id, seq, campaign_limit, issued_at, kafka_partition, kafka_offset) \
+             VALUES {rows}"
+        ),
+        params,
+    )
+    .await?;
     Ok(())
 }
 
 async fn write_one(
-    tx: &mut Transaction<'_, MySql>,
+    tx: &mut Transaction<'_>,
     coupon: &CouponToWrite,
-) -> Result<WriteOutcome, sqlx::Error> {
-    match insert_all(tx, std::slice::from_ref(coupon)).await {
-        Ok(()) => Ok(WriteOutcome::Written),
-        Err(e) if is_refusal(&e) => {
-            let event = &coupon.event;
-            let on_file: Option<(u32,)> =
-                sqlx::query_as("SELECT seq FROM coupon WHERE campaign_id = ? AND user_id = ?")
-                    .bind(event.campaign_id.as_str())
-                    .bind(event.user_id.get())
-                    .fetch_optional(&mut **tx)
-                    .await?;
-            let reason = match on_file {
-                Some((seq,)) if seq == event.seq.0 => return Ok(WriteOutcome::AlreadyWritten),
-                Some(_) => "user_has_another_slot",
-                None => refusal_reason(&e),
-            };
-            let failure = NewFailedEvent {
-                partition: coupon.source.partition,
-                offset: coupon.source.offset,
-                payload: coupon.payload.clone(),
-                campaign_id: Some(event.campaign_id.to_string()),
-                user_id: Some(event.user_id.get()),
-                reason,
-                detail: e.to_string(),
-            };
-            failed_events::insert(tx, &failure).await?;
-            Ok(WriteOutcome::Refused { reason })
-        }
-        Err(e) => Err(e),
+) -> Result<WriteOutcome, StoreError> {
+    let error = match insert_all(tx, std::slice::from_ref(coupon)).await {
+        Ok(()) => return Ok(WriteOutcome::Written),
+        Err(error) => error,
+    };
+    let Some(refusal) = refusal_reason(&error) else {
+        return Err(error);
+    };
+    let event = &coupon.event;
+    let on_file: Option<u32> = tx
+        .exec_first(
+            "SELECT seq FROM coupon WHERE campaign_id = ? AND user_id = ?",
+            (event.campaign_id.as_str(), event.user_id.get()),
+        )
+        .await?;
+    let reason = match on_file {
+        Some(seq) if seq == event.seq.0 => return Ok(WriteOutcome::AlreadyWritten),
+        Some(_) => FailureReason::UserHasAnotherSlot,
+        None => refusal,
+    };
+    let failure = NewFailedEvent {
+        partition: coupon.source.partition,
+        offset: coupon.source.offset,
+        payload: coupon.payload.clone(),
+        campaign_id: Some(event.campaign_id.to_string()),
+        user_id: Some(event.user_id.get()),
+        reason,
+        detail: format!("{error:#}: {}", server_message(&error)),
+    };
+    failed_events::insert(tx, &failure).await?;
+    Ok(WriteOutcome::Refused { reason })
+}
+
+fn server_message(error: &StoreError) -> String {
+    match error {
+        StoreError::Query(mysql_async::Error::Server(e)) => e.message.clone(),
+        other => other.to_string(),
     }
 }
 
@@ -144,35 +158,52 @@ fn issued_at(event: &CouponIssued) -> time::OffsetDateTime {
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
 }
 
-/// The database refused the data itself (a constraint), as opposed to failing to run.
-fn is_refusal(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(e)
-        if e.is_unique_violation() || e.is_foreign_key_violation() || e.is_check_violation())
-}
-
-fn refusal_reason(error: &sqlx::Error) -> &'static str {
-    match error {
-        sqlx::Error::Database(e) if e.is_unique_violation() => "slot_taken",
-        sqlx::Error::Database(e) if e.is_foreign_key_violation() => "unknown_campaign",
-        sqlx::Error::Database(e) if e.is_check_violation() => "seq_out_of_range",
-        _ => "refused",
+/// The database refused the data itself (a constraint), as opposed to failing to run: why.
+fn refusal_reason(error: &StoreError) -> Option<FailureReason> {
+    if error.is_unique_violation() {
+        Some(FailureReason::SlotTaken)
+    } else if error.is_foreign_key_violation() {
+        Some(FailureReason::UnknownCampaign)
+    } else if error.is_check_violation() {
+        Some(FailureReason::SeqOutOfRange)
+    } else {
+        None
     }
 }
 
-pub async fn count(pool: &MySqlPool, campaign: &CampaignId) -> Result<u64, StoreError> {
-    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM coupon WHERE campaign_id = ?")
-        .bind(campaign.as_str())
-        .fetch_one(pool)
+pub async fn count(store: &Store, campaign: &CampaignId) -> Result<u64, StoreError> {
+    let rows: Option<i64> = store
+        .conn()
+        .await?
+        .exec_first(
+            "SELECT COUNT(*) FROM coupon WHERE campaign_id = ?",
+            (campaign.as_str(),),
+        )
         .await?;
-    Ok(u64::try_from(count).unwrap_or_default())
+    Ok(as_count(rows))
 }
 
-pub async fn list(pool: &MySqlPool, campaign: &CampaignId) -> Result<Vec<CouponRow>, StoreError> {
-    Ok(sqlx::query_as(
-        "SELECT campaign_id, user_id, seq, kafka_partition, kafka_offset \
-         FROM coupon WHERE campaign_id = ? ORDER BY seq",
-    )
-    .bind(campaign.as_str())
-    .fetch_all(pool)
-    .await?)
+/// Every row of the campaign, by slot.
+pub async fn list(store: &Store, campaign: &CampaignId) -> Result<Vec<CouponRow>, StoreError> {
+    let rows: Vec<(String, u64, u32, i32, i64)> = store
+        .conn()
+        .await?
+        .exec(
+            "SELECT campaign_id, user_id, seq, kafka_partition, kafka_offset \
+             FROM coupon WHERE campaign_id = ? ORDER BY seq",
+            (campaign.as_str(),),
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(campaign_id, user_id, seq, kafka_partition, kafka_offset)| CouponRow {
+                campaign_id,
+                user_id,
+                seq,
+                kafka_partition,
+                kafka_offset,
+            },
+        )
+        .collect())
 }

@@ -3,12 +3,12 @@
 //! what they let through is what the verifier shows.
 
 use coupon_domain::{CampaignId, UserId};
-use sqlx::MySqlPool;
+use mysql_async::prelude::Queryable;
 
-use crate::StoreError;
+use crate::{Store, StoreError, as_count};
 
 /// One `course_coupon` row, in insertion order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CourseRow {
     pub id: u64,
     pub user_id: u64,
@@ -16,14 +16,17 @@ pub struct CourseRow {
 
 /// `couponRepository.save(new Coupon(userId))`.
 pub async fn insert_coupon(
-    pool: &MySqlPool,
+    store: &Store,
     campaign: &CampaignId,
     user: UserId,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO course_coupon (campaign_id, user_id) VALUES (?, ?)")
-        .bind(campaign.as_str())
-        .bind(user.get())
-        .execute(pool)
+    store
+        .conn()
+        .await?
+        .exec_drop(
+            "INSERT INTO course_coupon (campaign_id, user_id) VALUES (?, ?)",
+            (campaign.as_str(), user.get()),
+        )
         .await?;
     Ok(())
 }
@@ -31,62 +34,76 @@ pub async fn insert_coupon(
 /// `failedEventRepository.save(new FailedEvent(userId))`: recorded, and never read again by
 /// anything but the verifier.
 pub async fn insert_failed_event(
-    pool: &MySqlPool,
+    store: &Store,
     campaign: &CampaignId,
     user: UserId,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO course_failed_event (campaign_id, user_id) VALUES (?, ?)")
-        .bind(campaign.as_str())
-        .bind(user.get())
-        .execute(pool)
+    store
+        .conn()
+        .await?
+        .exec_drop(
+            "INSERT INTO course_failed_event (campaign_id, user_id) VALUES (?, ?)",
+            (campaign.as_str(), user.get()),
+        )
         .await?;
     Ok(())
 }
 
 /// `couponRepository.count()`, per campaign: the naive stage's gate.
-pub async fn count_coupons(pool: &MySqlPool, campaign: &CampaignId) -> Result<u64, StoreError> {
-    let (count,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM course_coupon WHERE campaign_id = ?")
-            .bind(campaign.as_str())
-            .fetch_one(pool)
-            .await?;
-    Ok(u64::try_from(count).unwrap_or_default())
+pub async fn count_coupons(store: &Store, campaign: &CampaignId) -> Result<u64, StoreError> {
+    count_where(store, "course_coupon", campaign).await
 }
 
-pub async fn count_failed_events(
-    pool: &MySqlPool,
+pub async fn count_failed_events(store: &Store, campaign: &CampaignId) -> Result<u64, StoreError> {
+    count_where(store, "course_failed_event", campaign).await
+}
+
+async fn count_where(
+    store: &Store,
+    table: &'static str,
     campaign: &CampaignId,
 ) -> Result<u64, StoreError> {
-    let (count,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM course_failed_event WHERE campaign_id = ?")
-            .bind(campaign.as_str())
-            .fetch_one(pool)
-            .await?;
-    Ok(u64::try_from(count).unwrap_or_default())
+    let rows: Option<i64> = store
+        .conn()
+        .await?
+        .exec_first(
+            format!("SELECT COUNT(*) FROM {table} WHERE campaign_id = ?"),
+            (campaign.as_str(),),
+        )
+        .await?;
+    Ok(as_count(rows))
 }
 
 /// Every row of the campaign, in insertion order.
 pub async fn list_coupons(
-    pool: &MySqlPool,
+    store: &Store,
     campaign: &CampaignId,
 ) -> Result<Vec<CourseRow>, StoreError> {
-    Ok(sqlx::query_as::<_, CourseRow>(
-        "SELECT id, user_id FROM course_coupon WHERE campaign_id = ? ORDER BY id",
-    )
-    .bind(campaign.as_str())
-    .fetch_all(pool)
-    .await?)
+    let rows: Vec<(u64, u64)> = store
+        .conn()
+        .await?
+        .exec(
+            "SELECT id, user_id FROM course_coupon WHERE campaign_id = ? ORDER BY id",
+            (campaign.as_str(),),
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, user_id)| CourseRow { id, user_id })
+        .collect())
 }
 
 /// The users of the campaign's failed events, in insertion order.
 pub async fn list_failed_events(
-    pool: &MySqlPool,
+    store: &Store,
     campaign: &CampaignId,
 ) -> Result<Vec<u64>, StoreError> {
-    let users: Vec<(u64,)> =
-        sqlx::query_as("SELECT user_id FROM course_failed_event WHERE campaign_id = ? ORDER BY id")
-            .bind(campaign.as_str())
-            .fetch_all(pool)
-            .await?;
-    Ok(users.into_iter().map(|(user,)| user).collect())
+    Ok(store
+        .conn()
+        .await?
+        .exec(
+            "SELECT user_id FROM course_failed_event WHERE campaign_id = ? ORDER BY id",
+            (campaign.as_str(),),
+        )
+        .await?)
 }

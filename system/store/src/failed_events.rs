@@ -1,9 +1,74 @@
 //! Events that could not become a coupon row: captured with their reason and raw payload, so the
 //! partition is never blocked, and re-processed by the consumer's retry worker until resolved.
 
-use sqlx::{MySql, MySqlPool, Transaction};
+use std::{fmt, str::FromStr};
 
-use crate::StoreError;
+use mysql_async::{Row, prelude::Queryable};
+
+use crate::{Store, StoreError, as_count};
+
+/// Why an event is in `failed_event`. Stored as its [`FailureReason::as_str`] name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FailureReason {
+    /// The payload is not a `CouponIssued` event.
+    Malformed,
+    /// No campaign of that id (yet): it may be created later.
+    UnknownCampaign,
+    /// The slot is 0 or beyond the campaign's limit.
+    SeqOutOfRange,
+    /// Another coupon holds the slot.
+    SlotTaken,
+    /// The user holds a coupon with another slot.
+    UserHasAnotherSlot,
+    /// The database refused it for a reason not classified above.
+    Refused,
+}
+
+impl FailureReason {
+    pub const ALL: [Self; 6] = [
+        Self::Malformed,
+        Self::UnknownCampaign,
+        Self::SeqOutOfRange,
+        Self::SlotTaken,
+        Self::UserHasAnotherSlot,
+        Self::Refused,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::UnknownCampaign => "unknown_campaign",
+            Self::SeqOutOfRange => "seq_out_of_range",
+            Self::SlotTaken => "slot_taken",
+            Self::UserHasAnotherSlot => "user_has_another_slot",
+            Self::Refused => "refused",
+        }
+    }
+
+    /// Whether a retry can cure it: the campaign may be created later, and an unclassified
+    /// refusal may pass. The others can never be written, since neither an event nor a
+    /// campaign's limit ever changes, and no coupon row is ever deleted. Those stay open, for an
+    /// operator and for the verifier, and are not retried.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, Self::UnknownCampaign | Self::Refused)
+    }
+}
+
+impl fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for FailureReason {
+    type Err = StoreError;
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|reason| reason.as_str() == raw)
+            .ok_or_else(|| StoreError::Decode(format!("unknown failure reason `{raw}`")))
+    }
+}
 
 /// A failed event to capture.
 #[derive(Debug, Clone)]
@@ -13,12 +78,12 @@ pub struct NewFailedEvent {
     pub payload: Vec<u8>,
     pub campaign_id: Option<String>,
     pub user_id: Option<u64>,
-    pub reason: &'static str,
+    pub reason: FailureReason,
     pub detail: String,
 }
 
 /// A captured failed event, as the retry worker and the verifier read it.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FailedEvent {
     pub id: u64,
     pub kafka_partition: i32,
@@ -26,111 +91,194 @@ pub struct FailedEvent {
     pub payload: Vec<u8>,
     pub campaign_id: Option<String>,
     pub user_id: Option<u64>,
-    pub reason: String,
-    pub status: String,
+    pub reason: FailureReason,
+    pub open: bool,
     pub attempts: u32,
-}
-
-/// Captures the event once: a redelivered message finds its capture already on file.
-pub async fn insert(
-    tx: &mut Transaction<'_, MySql>,
-    event: &NewFailedEvent,
-) -> Result<(), sqlx::Error> {
-    let result = sqlx::query(
-        "INSERT INTO failed_event (kafka_partition, kafka_offset, payload, campaign_id, user_id, reason, detail) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(event.partition)
-    .bind(event.offset)
-    .bind(&event.payload)
-    .bind(&event.campaign_id)
-    .bind(event.user_id)
-    .bind(event.reason)
-    .bind(&event.detail)
-    .execute(&mut **tx)
-    .await;
-    match result {
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(()),
-        other => other.map(drop),
-    }
 }
 
 const COLUMNS: &str =
     "id, kafka_partition, kafka_offset, payload, campaign_id, user_id, reason, status, attempts";
 
-/// The reasons a retry can cure: the campaign may be created later, and an unclassified
-/// refusal may pass. The others can never be written, since neither an event nor a campaign's
-/// limit ever changes, and no coupon row is ever deleted: a malformed payload, a slot beyond
-/// the limit (`seq_out_of_range`), a slot or a user already taken by another coupon. Those
-/// stay open, for an operator and for the verifier, and are not retried.
-pub const RETRYABLE_REASONS: [&str; 2] = ["unknown_campaign", "refused"];
+fn from_row(row: Row) -> Result<FailedEvent, StoreError> {
+    type Columns = (
+        u64,
+        i32,
+        i64,
+        Vec<u8>,
+        Option<String>,
+        Option<u64>,
+        String,
+        String,
+        u32,
+    );
+    let (
+        id,
+        kafka_partition,
+        kafka_offset,
+        payload,
+        campaign_id,
+        user_id,
+        reason,
+        status,
+        attempts,
+    ): Columns = mysql_async::from_row_opt(row)
+        .map_err(|e| StoreError::Decode(format!("failed_event row: {e}")))?;
+    Ok(FailedEvent {
+        id,
+        kafka_partition,
+        kafka_offset,
+        payload,
+        campaign_id,
+        user_id,
+        reason: reason.parse()?,
+        open: status == "open",
+        attempts,
+    })
+}
+
+/// Captures the event once: a redelivered message finds its capture already on file.
+pub(crate) async fn insert<Q: Queryable>(
+    conn: &mut Q,
+    event: &NewFailedEvent,
+) -> Result<(), StoreError> {
+    let result = conn
+        .exec_drop(
+            "INSERT INTO failed_event (kafka_partition, kafka_offset, payload, campaign_id, user_id, reason, detail) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                event.partition,
+                event.offset,
+                &event.payload,
+                &event.campaign_id,
+                event.user_id,
+                event.reason.as_str(),
+                &event.detail,
+            ),
+        )
+        .await
+        .map_err(StoreError::from);
+    match result {
+        Err(e) if e.is_unique_violation() => Ok(()),
+        other => other,
+    }
+}
 
 /// Open failed events a retry can cure and that are due, least recently attempted first. Each
 /// attempt bumps `updated_at` and `attempts`, and an event is due again 2^attempts seconds
 /// after its last attempt (at most 5 minutes): events that keep failing rotate to the back and
 /// are tried less and less often, so they cannot starve newer ones nor load the database.
-pub async fn list_open(pool: &MySqlPool, limit: u32) -> Result<Vec<FailedEvent>, StoreError> {
-    Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM failed_event WHERE status = 'open' AND reason IN (?, ?) \
-         AND updated_at <= NOW(3) - INTERVAL LEAST(POW(2, attempts), 300) SECOND \
-         ORDER BY updated_at, id LIMIT ?"
-    ))
-    .bind(RETRYABLE_REASONS[0])
-    .bind(RETRYABLE_REASONS[1])
-    .bind(limit)
-    .fetch_all(pool)
-    .await?)
+pub async fn list_open(store: &Store, limit: u32) -> Result<Vec<FailedEvent>, StoreError> {
+    let retryable: Vec<&str> = FailureReason::ALL
+        .into_iter()
+        .filter(|reason| reason.is_retryable())
+        .map(FailureReason::as_str)
+        .collect();
+    let placeholders = vec!["?"; retryable.len()].join(", ");
+    let mut params: Vec<mysql_async::Value> = retryable.into_iter().map(Into::into).collect();
+    params.push(limit.into());
+    let rows: Vec<Row> = store
+        .conn()
+        .await?
+        .exec(
+            format!(
+                "SELECT {COLUMNS} FROM failed_event WHERE status = 'open' AND reason IN ({placeholders}) \
+                 AND updated_at <= NOW(3) - INTERVAL LEAST(POW(2, attempts), 300) SECOND \
+                 ORDER BY updated_at, id LIMIT ?"
+            ),
+            params,
+        )
+        .await?;
+    rows.into_iter().map(from_row).collect()
 }
 
 /// Every failed event of one campaign, open or resolved (the verifier's view).
-pub async fn list_for(pool: &MySqlPool, campaign_id: &str) -> Result<Vec<FailedEvent>, StoreError> {
-    Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM failed_event WHERE campaign_id = ? ORDER BY id"
-    ))
-    .bind(campaign_id)
-    .fetch_all(pool)
-    .await?)
+pub async fn list_for(store: &Store, campaign_id: &str) -> Result<Vec<FailedEvent>, StoreError> {
+    let rows: Vec<Row> = store
+        .conn()
+        .await?
+        .exec(
+            format!("SELECT {COLUMNS} FROM failed_event WHERE campaign_id = ? ORDER BY id"),
+            (campaign_id,),
+        )
+        .await?;
+    rows.into_iter().map(from_row).collect()
 }
 
-pub async fn count_open(pool: &MySqlPool) -> Result<u64, StoreError> {
-    let (count,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM failed_event WHERE status = 'open'")
-            .fetch_one(pool)
-            .await?;
-    Ok(u64::try_from(count).unwrap_or_default())
+/// Every failed event, open or resolved, in capture order.
+pub async fn list_all(store: &Store) -> Result<Vec<FailedEvent>, StoreError> {
+    let rows: Vec<Row> = store
+        .conn()
+        .await?
+        .query(format!("SELECT {COLUMNS} FROM failed_event ORDER BY id"))
+        .await?;
+    rows.into_iter().map(from_row).collect()
+}
+
+pub async fn count_open(store: &Store) -> Result<u64, StoreError> {
+    let open: Option<i64> = store
+        .conn()
+        .await?
+        .query_first("SELECT COUNT(*) FROM failed_event WHERE status = 'open'")
+        .await?;
+    Ok(as_count(open))
 }
 
 /// Open failed events of one campaign: admitted winners that will not become rows by themselves.
-pub async fn count_open_for(pool: &MySqlPool, campaign_id: &str) -> Result<u64, StoreError> {
-    let (count,): (i64,) = sqlx::query_as(
-        "SELECT COUNT(*) FROM failed_event WHERE status = 'open' AND campaign_id = ?",
-    )
-    .bind(campaign_id)
-    .fetch_one(pool)
-    .await?;
-    Ok(u64::try_from(count).unwrap_or_default())
+pub async fn count_open_for(store: &Store, campaign_id: &str) -> Result<u64, StoreError> {
+    let open: Option<i64> = store
+        .conn()
+        .await?
+        .exec_first(
+            "SELECT COUNT(*) FROM failed_event WHERE status = 'open' AND campaign_id = ?",
+            (campaign_id,),
+        )
+        .await?;
+    Ok(as_count(open))
 }
 
-pub async fn mark_resolved(pool: &MySqlPool, id: u64, detail: &str) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE failed_event SET status = 'resolved', detail = ?, attempts = attempts + 1, \
-         updated_at = CURRENT_TIMESTAMP(3) WHERE id = ?",
-    )
-    .bind(detail)
-    .bind(id)
-    .execute(pool)
-    .await?;
+pub async fn mark_resolved(store: &Store, id: u64, detail: &str) -> Result<(), StoreError> {
+    store
+        .conn()
+        .await?
+        .exec_drop(
+            "UPDATE failed_event SET status = 'resolved', detail = ?, attempts = attempts + 1, \
+             updated_at = CURRENT_TIMESTAMP(3) WHERE id = ?",
+            (detail, id),
+        )
+        .await?;
     Ok(())
 }
 
-pub async fn record_attempt(pool: &MySqlPool, id: u64, detail: &str) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE failed_event SET detail = ?, attempts = attempts + 1, \
-         updated_at = CURRENT_TIMESTAMP(3) WHERE id = ?",
-    )
-    .bind(detail)
-    .bind(id)
-    .execute(pool)
-    .await?;
+pub async fn record_attempt(store: &Store, id: u64, detail: &str) -> Result<(), StoreError> {
+    store
+        .conn()
+        .await?
+        .exec_drop(
+            "UPDATE failed_event SET detail = ?, attempts = attempts + 1, \
+             updated_at = CURRENT_TIMESTAMP(3) WHERE id = ?",
+            (detail, id),
+        )
+        .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_round_trip_and_only_two_are_retried() {
+        for reason in FailureReason::ALL {
+            assert_eq!(reason.as_str().parse::<FailureReason>().ok(), Some(reason));
+        }
+        assert!("nope".parse::<FailureReason>().is_err());
+        let retried: Vec<_> = FailureReason::ALL
+            .into_iter()
+            .filter(|r| r.is_retryable())
+            .collect();
+        assert_eq!(
+            retried,
+            [FailureReason::UnknownCampaign, FailureReason::Refused]
+        );
+    }
 }

@@ -1,95 +1,128 @@
-//! MySQL (or MariaDB) for the issuance pipeline. Every SQL statement of the pipeline lives here.
+//! MySQL (or MariaDB) for the issuance pipeline, through `mysql_async`. Every SQL statement of
+//! the project lives in this crate.
 //!
 //! # Layout
-//! - [`connect`]: a pool, with the migrations in `system/migrations` applied.
-//! - [`campaigns`]: create, find and list campaigns.
+//! - [`Store`]: a connection pool; [`Store::connect`] also applies the migrations.
+//! - [`migrate`]: the versioned SQL files in `system/migrations`, applied once each, refused
+//!   when an applied file was edited.
+//! - [`campaigns`]: create, find and list campaigns; the gate's epoch counter.
 //! - [`coupons`]: write coupon rows idempotently, count and list them.
 //! - [`failed_events`]: capture events that cannot be written, and resolve them later.
 //! - [`course`]: the course's stages' own tables, `course_coupon` and `course_failed_event`.
+//! - [`admin`]: what tests and tools need besides: databases, server counters, plain counts.
+//! - [`error`]: [`StoreError`], and which of its errors go away on their own.
 
+pub mod admin;
 pub mod campaigns;
 pub mod coupons;
 pub mod course;
+pub mod error;
 pub mod failed_events;
+pub mod migrate;
 
 use std::time::Duration;
 
-use sqlx::{MySqlPool, mysql::MySqlPoolOptions};
+use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, prelude::Queryable};
 
 pub use campaigns::StoredCampaign;
+pub use coupon_runtime::stack::redact;
 pub use coupons::{CouponRow, CouponToWrite, Source, WriteOutcome};
-pub use failed_events::{FailedEvent, NewFailedEvent};
+pub use error::StoreError;
+pub use failed_events::{FailedEvent, FailureReason, NewFailedEvent};
 
-/// The migrations under `system/migrations`, embedded in every binary that runs them.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+/// How long a caller waits for a pooled connection (or a new one) before the store reports the
+/// pool exhausted or the server unreachable. `mysql_async` itself would wait for ever.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("failed to connect to mysql at {address}")]
-    Connect {
-        address: String,
-        #[source]
-        source: sqlx::Error,
-    },
-    #[error("failed to migrate the mysql schema")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("mysql query failed")]
-    Query(#[from] sqlx::Error),
+/// A pool of connections to one database.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+    address: String,
 }
 
-/// Connects to `database_url` and applies pending migrations. Safe to call from several
-/// processes at once: sqlx serialises migrations with a database lock.
-pub async fn connect(database_url: &str, max_connections: u32) -> Result<MySqlPool, StoreError> {
-    let pool = MySqlPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect(database_url)
-        .await
-        .map_err(|source| StoreError::Connect {
-            address: redact(database_url),
-            source,
-        })?;
-    MIGRATOR.run(&pool).await?;
-    Ok(pool)
-}
-
-/// `mysql://user:secret@host:port/db` without the password, for messages and logs.
-pub fn redact(database_url: &str) -> String {
-    match (database_url.find("://"), database_url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let credentials = &database_url[scheme_end + 3..at];
-            let user = credentials.split(':').next().unwrap_or_default();
-            format!(
-                "{}{user}@{}",
-                &database_url[..scheme_end + 3],
-                &database_url[at + 1..]
-            )
-        }
-        _ => database_url.to_owned(),
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
     }
 }
 
-/// True for errors that go away on their own: the server is down or restarting, a deadlock,
-/// a lock wait timeout, a full pool. Those are retried; anything else is about the data.
-pub fn is_transient(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Database(db) => db
-            .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
-            .is_some_and(|e| {
-                // lock wait timeout, deadlock, too many connections, shutting down, read-only,
-                // gone away, lost connection, connection killed (MariaDB)
-                matches!(
-                    e.number(),
-                    1205 | 1213 | 1040 | 1053 | 1290 | 1836 | 2006 | 2013 | 1927
-                )
+impl Store {
+    /// Connects to `database_url` and applies pending migrations ([`migrate::run`]). Safe to
+    /// call from several processes at once: the runner holds a named server lock.
+    pub async fn connect(database_url: &str, max_connections: usize) -> Result<Self, StoreError> {
+        let store = Self::open(database_url, max_connections).await?;
+        migrate::run(&store).await?;
+        Ok(store)
+    }
+
+    /// Connects without migrating (readers such as the verifier), checking the server answers.
+    pub async fn open(database_url: &str, max_connections: usize) -> Result<Self, StoreError> {
+        let address = redact(database_url);
+        let opts = Opts::from_url(database_url).map_err(|source| StoreError::Connect {
+            address: address.clone(),
+            source: source.into(),
+        })?;
+        let constraints = PoolConstraints::new(0, max_connections.max(1))
+            .unwrap_or_else(|| PoolConstraints::new(0, 1).unwrap_or_default());
+        let opts = OptsBuilder::from_opts(opts)
+            // Over TCP always: on localhost the driver would otherwise switch to the server's
+            // unix socket, around any proxy a test or a fault puts in between.
+            .prefer_socket(false)
+            .pool_opts(
+                PoolOpts::new()
+                    .with_constraints(constraints)
+                    .with_reset_connection(false)
+                    .with_inactive_connection_ttl(Duration::from_secs(60)),
+            );
+        let store = Self {
+            pool: Pool::new(opts),
+            address,
+        };
+        store
+            .conn()
+            .await?
+            .ping()
+            .await
+            .map_err(|source| StoreError::Connect {
+                address: store.address.clone(),
+                source,
+            })?;
+        Ok(store)
+    }
+
+    /// The server's address, without the password, for messages.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// One round trip: the readiness probe.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        Ok(self.conn().await?.ping().await?)
+    }
+
+    /// A pooled connection, within [`ACQUIRE_TIMEOUT`].
+    pub(crate) async fn conn(&self) -> Result<Conn, StoreError> {
+        match tokio::time::timeout(ACQUIRE_TIMEOUT, self.pool.get_conn()).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(source)) => Err(StoreError::Connect {
+                address: self.address.clone(),
+                source,
             }),
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_) => true,
-        _ => false,
+            Err(_elapsed) => Err(StoreError::PoolExhausted {
+                address: self.address.clone(),
+                waited: ACQUIRE_TIMEOUT,
+            }),
+        }
+    }
+
+    /// Closes every connection (a clean goodbye to the server).
+    pub async fn disconnect(self) {
+        if let Err(error) = self.pool.disconnect().await {
+            tracing::debug!(error = %error, "mysql pool did not close cleanly");
+        }
     }
 }
 
@@ -99,16 +132,9 @@ pub fn to_utc_datetime(at: time::OffsetDateTime) -> time::PrimitiveDateTime {
     time::PrimitiveDateTime::new(utc.date(), utc.time())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redact_hides_the_password_only() {
-        assert_eq!(
-            redact("mysql://coupons:secret@127.0.0.1:3306/coupons"),
-            "mysql://coupons@127.0.0.1:3306/coupons"
-        );
-        assert_eq!(redact("mysql://127.0.0.1/db"), "mysql://127.0.0.1/db");
-    }
+/// A `COUNT(*)` as the u64 it is.
+fn as_count(value: Option<i64>) -> u64 {
+    value
+        .and_then(|n| u64::try_from(n).ok())
+        .unwrap_or_default()
 }

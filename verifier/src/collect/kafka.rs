@@ -4,7 +4,8 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use anyhow::Context;
-use coupon_domain::{CouponIssued, CourseEvent};
+use coupon_domain::CouponIssued;
+use coupon_kafka::course::CourseEvent;
 use coupon_kafka::offsets::PartitionOffsets;
 
 use super::TopicFacts;

@@ -28,7 +28,7 @@ pub struct Shared {
 
 impl Shared {
     pub fn for_strategy(&self, strategy: Strategy) -> &TopicFacts {
-        if strategy.is_course_stage() {
+        if !strategy.has_gate() {
             &self.course
         } else {
             &self.pipeline

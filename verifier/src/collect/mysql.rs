@@ -1,32 +1,24 @@
 //! MySQL: the campaign's limit, its coupon rows and its failed events. Read only: the verifier
 //! connects without running migrations.
 
-use std::time::Duration;
-
 use anyhow::Context;
 use coupon_domain::{CampaignId, Strategy};
-use coupon_store::{campaigns, coupons, course, failed_events};
-use sqlx::{MySqlPool, mysql::MySqlPoolOptions};
+use coupon_store::{Store, campaigns, coupons, course, failed_events};
 
 use super::CampaignFacts;
 use crate::reconcile::{FailedFact, RowFact};
 
-pub async fn connect(database_url: &str) -> anyhow::Result<MySqlPool> {
-    MySqlPoolOptions::new()
-        .max_connections(4)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect(database_url)
-        .await
-        .with_context(|| {
-            format!(
-                "mysql at {} is unreachable",
-                coupon_store::redact(database_url)
-            )
-        })
+pub async fn connect(database_url: &str) -> anyhow::Result<Store> {
+    Store::open(database_url, 4).await.with_context(|| {
+        format!(
+            "mysql at {} is unreachable",
+            coupon_store::redact(database_url)
+        )
+    })
 }
 
-pub async fn campaign_ids(pool: &MySqlPool) -> anyhow::Result<Vec<String>> {
-    Ok(campaigns::list(pool)
+pub async fn campaign_ids(store: &Store) -> anyhow::Result<Vec<String>> {
+    Ok(campaigns::list(store)
         .await
         .context("failed to list campaigns")?
         .into_iter()
@@ -35,18 +27,18 @@ pub async fn campaign_ids(pool: &MySqlPool) -> anyhow::Result<Vec<String>> {
 }
 
 /// The campaign's rows and failed events; the gate is filled in by the Redis collector.
-pub async fn campaign(pool: &MySqlPool, id: &str) -> anyhow::Result<CampaignFacts> {
+pub async fn campaign(store: &Store, id: &str) -> anyhow::Result<CampaignFacts> {
     let campaign_id =
         CampaignId::parse(id).with_context(|| format!("`{id}` is not a campaign id"))?;
-    let stored = campaigns::find(pool, &campaign_id)
+    let stored = campaigns::find(store, &campaign_id)
         .await?
         .with_context(|| format!("campaign `{id}` does not exist in mysql"))?;
     let strategy = stored.campaign.strategy;
     let limit = stored.campaign.limit.get();
-    if strategy.is_course_stage() {
-        return course_stage(pool, &campaign_id, strategy, limit).await;
+    if !strategy.has_gate() {
+        return course_stage(store, &campaign_id, strategy, limit).await;
     }
-    let rows = coupons::list(pool, &campaign_id)
+    let rows = coupons::list(store, &campaign_id)
         .await?
         .into_iter()
         .map(|r| RowFact {
@@ -56,13 +48,13 @@ pub async fn campaign(pool: &MySqlPool, id: &str) -> anyhow::Result<CampaignFact
             offset: r.kafka_offset,
         })
         .collect();
-    let failed = failed_events::list_for(pool, id)
+    let failed = failed_events::list_for(store, id)
         .await?
         .into_iter()
         .map(|f| FailedFact {
             user_id: f.user_id,
-            reason: f.reason,
-            open: f.status == "open",
+            reason: f.reason.as_str().to_owned(),
+            open: f.open,
             partition: f.kafka_partition,
             offset: f.kafka_offset,
         })
@@ -80,12 +72,12 @@ pub async fn campaign(pool: &MySqlPool, id: &str) -> anyhow::Result<CampaignFact
 /// A course stage's rows and failed events, from the course's tables. Rows have no slot: each
 /// gets its position in insertion order, so the rows beyond the limit are the last ones.
 async fn course_stage(
-    pool: &MySqlPool,
+    store: &Store,
     id: &CampaignId,
     strategy: Strategy,
     limit: u32,
 ) -> anyhow::Result<CampaignFacts> {
-    let rows = course::list_coupons(pool, id)
+    let rows = course::list_coupons(store, id)
         .await?
         .into_iter()
         .zip(1u32..)
@@ -96,7 +88,7 @@ async fn course_stage(
             offset: -1,
         })
         .collect();
-    let failed = course::list_failed_events(pool, id)
+    let failed = course::list_failed_events(store, id)
         .await?
         .into_iter()
         .map(|user_id| FailedFact {
@@ -118,10 +110,10 @@ async fn course_stage(
 }
 
 /// The strategy each campaign issues with.
-pub async fn strategy(pool: &MySqlPool, id: &str) -> anyhow::Result<Strategy> {
+pub async fn strategy(store: &Store, id: &str) -> anyhow::Result<Strategy> {
     let campaign_id =
         CampaignId::parse(id).with_context(|| format!("`{id}` is not a campaign id"))?;
-    Ok(campaigns::find(pool, &campaign_id)
+    Ok(campaigns::find(store, &campaign_id)
         .await?
         .with_context(|| format!("campaign `{id}` does not exist in mysql"))?
         .campaign
@@ -129,19 +121,10 @@ pub async fn strategy(pool: &MySqlPool, id: &str) -> anyhow::Result<Strategy> {
 }
 
 /// Rows and open failed events of a campaign, for the drain wait.
-pub async fn written(pool: &MySqlPool, id: &str) -> anyhow::Result<(u64, u64)> {
-    let (rows,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM coupon WHERE campaign_id = ?")
-        .bind(id)
-        .fetch_one(pool)
-        .await?;
-    let (open,): (i64,) = sqlx::query_as(
-        "SELECT COUNT(*) FROM failed_event WHERE campaign_id = ? AND status = 'open'",
-    )
-    .bind(id)
-    .fetch_one(pool)
-    .await?;
-    Ok((
-        u64::try_from(rows).unwrap_or_default(),
-        u64::try_from(open).unwrap_or_default(),
-    ))
+pub async fn written(store: &Store, id: &str) -> anyhow::Result<(u64, u64)> {
+    let campaign_id =
+        CampaignId::parse(id).with_context(|| format!("`{id}` is not a campaign id"))?;
+    let rows = coupons::count(store, &campaign_id).await?;
+    let open = failed_events::count_open_for(store, id).await?;
+    Ok((rows, open))
 }

@@ -13,24 +13,20 @@ pub async fn healthz() -> Json<Value> {
 
 pub async fn readyz(State(state): State<SharedState>) -> (StatusCode, Json<Value>) {
     let timeout = Duration::from_secs(2);
-    let settings = &state.settings;
+    let stack = &state.settings.stack;
     let (redis, mysql, kafka) = tokio::join!(
-        tokio::time::timeout(timeout, state.gate.ping()),
-        tokio::time::timeout(timeout, sqlx::query("SELECT 1").execute(&state.pool)),
-        coupon_kafka::check_reachable(&settings.kafka_brokers, timeout),
+        tokio::time::timeout(timeout, state.issuers.reliable.gate().ping()),
+        tokio::time::timeout(timeout, state.store.ping()),
+        coupon_kafka::check_reachable(&stack.kafka_brokers, timeout),
     );
     let checks = [
-        (
-            "redis",
-            settings.redis_url.clone(),
-            matches!(redis, Ok(Ok(_))),
-        ),
+        ("redis", stack.redis_url.clone(), matches!(redis, Ok(Ok(_)))),
         (
             "mysql",
-            coupon_store::redact(&settings.database_url),
+            stack.database_address(),
             matches!(mysql, Ok(Ok(_))),
         ),
-        ("kafka", settings.kafka_brokers.clone(), kafka.is_ok()),
+        ("kafka", stack.kafka_brokers.clone(), kafka.is_ok()),
     ];
     let down: Vec<&str> = checks.iter().filter(|c| !c.2).map(|c| c.0).collect();
     let detail: serde_json::Map<String, Value> = checks

@@ -59,16 +59,19 @@ impl TestPipeline {
         let course_group = unique_group();
         let redis = RedisNamespace::new(&stack)?;
         let group = unique_group();
+        let partitions = topic.partitions.to_string();
+        let stack_args = stack.args(&[
+            ("database-url", &db.url),
+            ("topic", &topic.name),
+            ("topic-partitions", &partitions),
+            ("course-topic", &course_topic.name),
+            ("group", &group),
+            ("course-group", &course_group),
+            ("redis-key-prefix", redis.prefix.trim_end_matches(':')),
+        ]);
         let api_settings = ApiSettings {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            redis_url: stack.redis_url.clone(),
-            database_url: db.url.clone(),
-            kafka_brokers: stack.kafka_brokers.clone(),
-            topic: topic.name.clone(),
-            topic_partitions: topic.partitions,
-            course_topic: course_topic.name.clone(),
-            group: group.clone(),
-            redis_key_prefix: redis.prefix.trim_end_matches(':').to_owned(),
+            stack: stack_args.clone(),
             admin_token: Some(ADMIN_TOKEN.to_owned()),
             publish_wait: parse_duration("5s"),
             delivery_timeout: parse_duration("3s"),
@@ -79,13 +82,7 @@ impl TestPipeline {
             gate_mode: coupon_api::configuration::GateMode::Atomic,
         };
         let consumer_settings = ConsumerSettings {
-            database_url: db.url.clone(),
-            kafka_brokers: stack.kafka_brokers.clone(),
-            topic: topic.name.clone(),
-            topic_partitions: topic.partitions,
-            group: group.clone(),
-            course_topic: course_topic.name.clone(),
-            course_group,
+            stack: stack_args,
             crash_after_rows: None,
             batch_size: 200,
             retry_interval: parse_duration("200ms"),
@@ -230,12 +227,12 @@ impl TestPipeline {
     }
 
     pub async fn rows(&self, campaign: &str) -> anyhow::Result<Vec<(u64, u32)>> {
-        Ok(
-            sqlx::query_as("SELECT user_id, seq FROM coupon WHERE campaign_id = ? ORDER BY seq")
-                .bind(campaign)
-                .fetch_all(&self.db.pool)
-                .await?,
-        )
+        let campaign = coupon_domain::CampaignId::parse(campaign)?;
+        Ok(coupon_store::coupons::list(&self.db.store, &campaign)
+            .await?
+            .into_iter()
+            .map(|row| (row.user_id, row.seq))
+            .collect())
     }
 
     pub async fn lag(&self) -> anyhow::Result<i64> {

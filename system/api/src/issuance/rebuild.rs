@@ -7,11 +7,11 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use anyhow::Context;
 use coupon_domain::{Campaign, CampaignId, CouponIssued, Seq, UserId};
-use coupon_store::{StoredCampaign, campaigns, coupons};
+use coupon_store::{StoreError, StoredCampaign, campaigns, coupons};
 
-use crate::{gate::Installed, startup::SharedState};
+use super::{IssuanceError, Reliable};
+use crate::gate::{GateError, Installed};
 
 /// Whether a campaign's gate can admit right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,50 +20,33 @@ pub enum GateReadiness {
     Rebuilding,
 }
 
-/// At startup: initialise new gates, and start rebuilding lost ones.
-pub async fn prepare_all_gates(state: &SharedState) -> anyhow::Result<()> {
-    let all = campaigns::list(&state.pool)
-        .await
-        .context("failed to list campaigns")?;
-    for stored in &all {
-        ensure_gate(state, stored).await.with_context(|| {
-            format!(
-                "failed to prepare the gate of campaign {}",
-                stored.campaign.id
-            )
-        })?;
-    }
-    Ok(())
-}
-
 /// Makes the gate ready if it can be right away; otherwise starts a rebuild in the background.
 pub async fn ensure_gate(
-    state: &SharedState,
+    reliable: &Reliable,
     stored: &StoredCampaign,
-) -> anyhow::Result<GateReadiness> {
+) -> Result<GateReadiness, IssuanceError> {
+    let parts = &reliable.parts;
     let id = &stored.campaign.id;
-    if stored.campaign.strategy.is_course_stage() {
-        // The course's stages keep their own counters and have no gate to lose or rebuild.
-        return Ok(GateReadiness::Ready);
-    }
-    if state.gate.stats(id).await?.initialised {
+    if parts.gate.stats(id).await?.initialised {
         return Ok(GateReadiness::Ready);
     }
     if !stored.gate_initialised {
         // A new campaign: nobody was ever admitted, so an empty gate is the truth. Record it in
         // MySQL first, so a later loss of the marker is recognised as a loss.
-        campaigns::mark_gate_initialised(&state.pool, id).await?;
-        state.gate.initialise_empty(id).await?;
+        campaigns::mark_gate_initialised(&parts.store, id).await?;
+        let epoch = campaigns::next_gate_epoch(&parts.store, id).await?;
+        parts.gate.initialise_empty(id, epoch).await?;
         return Ok(GateReadiness::Ready);
     }
-    spawn_rebuild(state, stored.campaign.clone());
+    spawn_rebuild(reliable, stored.campaign.clone());
     Ok(GateReadiness::Rebuilding)
 }
 
 /// Starts a rebuild of the campaign's gate unless one already runs in this process. Other
 /// processes are kept out by the rebuild lock in Redis.
-pub fn spawn_rebuild(state: &SharedState, campaign: Campaign) {
-    let newly_started = state
+pub fn spawn_rebuild(reliable: &Reliable, campaign: Campaign) {
+    let newly_started = reliable
+        .parts
         .rebuilds_running
         .lock()
         .map(|mut running| running.insert(campaign.id.clone()))
@@ -71,10 +54,10 @@ pub fn spawn_rebuild(state: &SharedState, campaign: Campaign) {
     if !newly_started {
         return;
     }
-    let state = state.clone();
+    let reliable = reliable.clone();
     tokio::spawn(async move {
         let id = campaign.id.clone();
-        match rebuild(&state, &campaign).await {
+        match rebuild(&reliable, &campaign).await {
             Ok(Some(plan)) => tracing::warn!(
                 campaign_id = %id,
                 winners = plan.winners.len(),
@@ -87,52 +70,59 @@ pub fn spawn_rebuild(state: &SharedState, campaign: Campaign) {
                 tracing::error!(campaign_id = %id, error = format!("{error:#}"), "gate rebuild failed; will retry on the next apply")
             }
         }
-        if let Ok(mut running) = state.rebuilds_running.lock() {
+        if let Ok(mut running) = reliable.parts.rebuilds_running.lock() {
             running.remove(&id);
         }
     });
 }
 
 /// Rebuilds the gate; `Ok(None)` when another process holds the rebuild lock.
-async fn rebuild(state: &SharedState, campaign: &Campaign) -> anyhow::Result<Option<RebuildPlan>> {
+async fn rebuild(
+    reliable: &Reliable,
+    campaign: &Campaign,
+) -> Result<Option<RebuildPlan>, IssuanceError> {
+    let parts = &reliable.parts;
     // Admissions made before the loss may still be on their way to the broker; the producer
     // gives up on them within the delivery timeout, so wait that out before reading Kafka.
     // (Admissions in doubt are republished only while their epoch is live: after the loss
     // they stop, so nothing of the old gate lands after the scan.)
-    let grace = state.settings.delivery_timeout + Duration::from_secs(1);
-    let Some(token) = state
+    let grace = parts.delivery_timeout + Duration::from_secs(1);
+    let Some(token) = parts
         .gate
         .try_lock_rebuild(&campaign.id, grace + Duration::from_secs(120))
         .await?
     else {
         return Ok(None);
     };
-    let rebuilt = rebuild_holding_lock(state, campaign, &token, grace).await;
+    let rebuilt = rebuild_holding_lock(reliable, campaign, &token, grace).await;
     if !matches!(rebuilt, Ok(Some(_))) {
         // Let the next apply retry at once instead of waiting for the lock to expire.
-        let _ = state.gate.unlock_rebuild(&campaign.id, &token).await;
+        let _ = parts.gate.unlock_rebuild(&campaign.id, &token).await;
     }
     rebuilt
 }
 
 async fn rebuild_holding_lock(
-    state: &SharedState,
+    reliable: &Reliable,
     campaign: &Campaign,
     token: &str,
     grace: Duration,
-) -> anyhow::Result<Option<RebuildPlan>> {
+) -> Result<Option<RebuildPlan>, IssuanceError> {
+    let parts = &reliable.parts;
     // Another process may have rebuilt the gate between our look and our lock.
-    if state.gate.epoch(&campaign.id).await?.is_some() {
+    if parts.gate.epoch(&campaign.id).await?.is_some() {
         return Ok(None);
     }
     tracing::warn!(campaign_id = %campaign.id, grace = ?grace, "gate state lost in redis; rebuilding");
     tokio::time::sleep(grace).await;
-    let plan = plan_from_stores(state, &campaign.id).await?;
-    match state
+    let plan = plan_from_stores(reliable, &campaign.id).await?;
+    let epoch = campaigns::next_gate_epoch(&parts.store, &campaign.id).await?;
+    match parts
         .gate
         .install(
             &campaign.id,
             token,
+            epoch,
             &plan.winners,
             plan.next_seq,
             &plan.free_slots,
@@ -140,32 +130,33 @@ async fn rebuild_holding_lock(
         .await?
     {
         Installed::Yes => {
-            state.metrics.gate_rebuilds.inc();
+            parts.metrics.gate_rebuilds.inc();
             Ok(Some(plan))
         }
         Installed::LiveGateExists => Ok(None),
-        Installed::LockLost => {
-            anyhow::bail!("the rebuild lock expired before the gate was installed")
-        }
+        Installed::LockLost => Err(GateError::Protocol(
+            "the rebuild lock expired before the gate was installed".to_owned(),
+        )
+        .into()),
     }
 }
 
 /// Every winner MySQL and Kafka know of, for one campaign.
-async fn plan_from_stores(state: &SharedState, id: &CampaignId) -> anyhow::Result<RebuildPlan> {
-    let settings = &state.settings;
-    let rows = coupons::list(&state.pool, id).await?;
-    let events = coupon_kafka::scan::all_events(
-        &settings.kafka_brokers,
-        &settings.topic,
-        Duration::from_secs(60),
-    )
-    .await
-    .with_context(|| {
-        format!(
-            "failed to read topic {} from kafka at {}",
-            settings.topic, settings.kafka_brokers
-        )
-    })?;
+async fn plan_from_stores(
+    reliable: &Reliable,
+    id: &CampaignId,
+) -> Result<RebuildPlan, IssuanceError> {
+    let parts = &reliable.parts;
+    let rows = coupons::list(&parts.store, id).await?;
+    let events =
+        coupon_kafka::scan::all_events(&parts.kafka_brokers, &parts.topic, Duration::from_secs(60))
+            .await
+            .map_err(|error| {
+                IssuanceError::Scan(anyhow::Error::new(error).context(format!(
+                    "failed to read topic {} from kafka at {}",
+                    parts.topic, parts.kafka_brokers
+                )))
+            })?;
     let from_rows = rows
         .iter()
         .filter_map(|row| Some((UserId::parse(row.user_id).ok()?, Seq(row.seq))));
@@ -179,10 +170,10 @@ async fn plan_from_stores(state: &SharedState, id: &CampaignId) -> anyhow::Resul
 
 /// Forces a rebuild of a live gate (the admin endpoint): admissions stop at once, then the
 /// gate is rebuilt as after a loss.
-pub async fn force_rebuild(state: &SharedState, campaign: &Campaign) -> anyhow::Result<()> {
-    state.gate.forget_marker(&campaign.id).await?;
-    campaigns::mark_gate_initialised(&state.pool, &campaign.id).await?;
-    spawn_rebuild(state, campaign.clone());
+pub async fn force_rebuild(reliable: &Reliable, campaign: &Campaign) -> Result<(), IssuanceError> {
+    reliable.parts.gate.forget_marker(&campaign.id).await?;
+    campaigns::mark_gate_initialised(&reliable.parts.store, &campaign.id).await?;
+    spawn_rebuild(reliable, campaign.clone());
     Ok(())
 }
 
@@ -219,15 +210,16 @@ pub fn plan_rebuild(
 
 /// Whether the gate of `id` is usable, starting a rebuild when it was lost.
 pub async fn readiness_after_loss(
-    state: &SharedState,
+    reliable: &Reliable,
     id: &CampaignId,
-) -> anyhow::Result<GateReadiness> {
-    let stored = state
+) -> Result<GateReadiness, IssuanceError> {
+    let stored = reliable
+        .parts
         .campaigns
         .fresh(id)
         .await?
-        .with_context(|| format!("campaign {id} vanished from mysql"))?;
-    ensure_gate(state, &stored).await
+        .ok_or_else(|| StoreError::Decode(format!("campaign {id} vanished from mysql")))?;
+    ensure_gate(reliable, &stored).await
 }
 
 #[cfg(test)]

@@ -1,0 +1,306 @@
+//! This project's design for one apply: admit in the Redis gate (one atomic step), publish the
+//! win and wait for the broker's acknowledgement, then answer. What the broker certainly did not
+//! write is undone; what is in doubt is published again until acknowledged, never undone.
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use coupon_domain::{Campaign, CampaignId, CouponIssued, GateOutcome, UserId};
+use coupon_runtime::Backoff;
+use coupon_store::{Store, StoredCampaign, coupons, failed_events};
+use futures::{FutureExt, future::BoxFuture};
+use rdkafka::producer::DeliveryFuture;
+
+use super::{
+    Counts, Issuance, IssuanceError, Outcome,
+    rebuild::{self, GateReadiness},
+};
+use crate::{
+    campaigns::CampaignCache,
+    gate::{Admission, Epoch, Gate},
+    metrics::Metrics,
+    publisher::{Published, Publisher, certainly_not_written},
+};
+
+/// How long an api keeps republishing an event in doubt before it gives up (and says so).
+const IN_DOUBT_DEADLINE: Duration = Duration::from_secs(600);
+
+/// The reliable design's parts. Cheap to clone: work that must outlive a request (publishing
+/// after the client hung up, republishing, rebuilding) runs in tasks holding a clone.
+#[derive(Debug, Clone)]
+pub struct Reliable {
+    pub(crate) parts: Arc<Parts>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Parts {
+    pub gate: Gate,
+    pub publisher: Publisher,
+    pub store: Store,
+    pub campaigns: Arc<CampaignCache>,
+    pub metrics: Arc<Metrics>,
+    /// Where the gate rebuild reads every event from.
+    pub kafka_brokers: String,
+    pub topic: String,
+    /// The producer's delivery timeout: how long a rebuild waits for events still in flight.
+    pub delivery_timeout: Duration,
+    /// Campaigns whose gate rebuild runs in this process.
+    pub rebuilds_running: Mutex<HashSet<CampaignId>>,
+}
+
+impl Reliable {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        gate: Gate,
+        publisher: Publisher,
+        store: Store,
+        campaigns: Arc<CampaignCache>,
+        metrics: Arc<Metrics>,
+        kafka_brokers: &str,
+        topic: &str,
+        delivery_timeout: Duration,
+    ) -> Self {
+        Self {
+            parts: Arc::new(Parts {
+                gate,
+                publisher,
+                store,
+                campaigns,
+                metrics,
+                kafka_brokers: kafka_brokers.to_owned(),
+                topic: topic.to_owned(),
+                delivery_timeout,
+                rebuilds_running: Mutex::default(),
+            }),
+        }
+    }
+
+    pub fn gate(&self) -> &Gate {
+        &self.parts.gate
+    }
+
+    pub async fn flush(&self, timeout: Duration) {
+        self.parts.publisher.flush(timeout).await;
+    }
+
+    async fn apply_steps(
+        &self,
+        campaign: &Campaign,
+        user: UserId,
+    ) -> Result<Outcome, IssuanceError> {
+        match self.admit(campaign, user).await? {
+            (GateOutcome::Issued(seq), epoch) => {
+                // From here the admission must be published or undone even if the client hangs
+                // up (hyper drops the handler's future): the work runs in a task of its own.
+                let event = CouponIssued {
+                    campaign_id: campaign.id.clone(),
+                    user_id: user,
+                    seq,
+                    issued_at_ms: now_ms(),
+                };
+                let win = tokio::spawn(self.clone().publish_win(event, epoch));
+                win.await?
+            }
+            (GateOutcome::AlreadyApplied, _) => Ok(Outcome::AlreadyApplied),
+            (GateOutcome::SoldOut, _) => Ok(Outcome::SoldOut),
+        }
+    }
+
+    /// One atomic gate step. If the gate's state is gone, a new campaign's gate is initialised
+    /// and the step retried once; a lost one is rebuilt in the background and the apply refused.
+    async fn admit(
+        &self,
+        campaign: &Campaign,
+        user: UserId,
+    ) -> Result<(GateOutcome, Epoch), IssuanceError> {
+        let parts = &self.parts;
+        for _ in 0..2 {
+            let started = Instant::now();
+            let admission = parts
+                .gate
+                .admit(&campaign.id, user, campaign.limit.get())
+                .await?;
+            parts
+                .metrics
+                .gate_seconds
+                .observe(started.elapsed().as_secs_f64());
+            match admission {
+                Admission::Decided(outcome, epoch) => return Ok((outcome, epoch)),
+                Admission::Lost => {
+                    if rebuild::readiness_after_loss(self, &campaign.id).await?
+                        == GateReadiness::Rebuilding
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(IssuanceError::GateRebuilding(campaign.id.clone()))
+    }
+
+    async fn publish_win(
+        self,
+        event: CouponIssued,
+        epoch: Epoch,
+    ) -> Result<Outcome, IssuanceError> {
+        let parts = &self.parts;
+        let started = Instant::now();
+        let published = parts.publisher.publish(&event).await;
+        parts
+            .metrics
+            .publish_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match published {
+            Published::Acked { .. } => Ok(Outcome::Issued(event.seq)),
+            Published::Refused(error) => {
+                self.undo_admission(&event).await;
+                Err(IssuanceError::Kafka(error))
+            }
+            Published::InDoubt(delivery) => {
+                let seq = event.seq;
+                tokio::spawn(self.clone().resolve_in_doubt(event, epoch, delivery));
+                Ok(Outcome::Pending(seq))
+            }
+        }
+    }
+
+    /// Resolves an apply answered `pending`. If the broker reports the event certainly not
+    /// written, the admission is undone; otherwise the event is published again until
+    /// acknowledged, so the coupon is issued. Never both.
+    async fn resolve_in_doubt(
+        self,
+        event: CouponIssued,
+        epoch: Epoch,
+        delivery: Option<DeliveryFuture>,
+    ) {
+        let metrics = &self.parts.metrics;
+        if let Some(delivery) = delivery {
+            match delivery.await {
+                Ok(Ok(_)) => return metrics.count_pending_resolved("issued"),
+                Ok(Err((error, _))) if certainly_not_written(&error) => {
+                    tracing::warn!(campaign_id = %event.campaign_id, user_id = %event.user_id, error = %error, "pending event refused; releasing its slot");
+                    self.undo_admission(&event).await;
+                    return metrics.count_pending_resolved("released");
+                }
+                Ok(Err(_)) | Err(_) => {}
+            }
+        }
+        let result = self.republish_while_epoch_lives(&event, &epoch).await;
+        metrics.count_pending_resolved(result);
+    }
+
+    /// Publishes an event in doubt again until the broker acknowledges it. Only while the gate
+    /// that admitted it is still live: once a rebuild replaced it, the rebuild decided from what
+    /// Kafka held, and a late event could collide with a slot it handed out again.
+    async fn republish_while_epoch_lives(
+        &self,
+        event: &CouponIssued,
+        epoch: &Epoch,
+    ) -> &'static str {
+        let parts = &self.parts;
+        let give_up = tokio::time::Instant::now() + IN_DOUBT_DEADLINE;
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        loop {
+            match parts.gate.epoch(&event.campaign_id).await {
+                Ok(Some(live)) if &live == epoch => {
+                    match parts.publisher.send_and_wait(event).await {
+                        Ok(()) => return "issued",
+                        Err(error) => {
+                            tracing::warn!(campaign_id = %event.campaign_id, user_id = %event.user_id, error = %error, retry_in = ?backoff.peek(), "republishing an event in doubt");
+                        }
+                    }
+                }
+                Ok(_) => {
+                    tracing::warn!(campaign_id = %event.campaign_id, user_id = %event.user_id, seq = event.seq.0, "the gate was rebuilt; its rebuild decided this admission from kafka");
+                    return "superseded_by_rebuild";
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error, "cannot read the gate's epoch; retrying")
+                }
+            }
+            if tokio::time::Instant::now() + backoff.peek() >= give_up {
+                tracing::error!(campaign_id = %event.campaign_id, user_id = %event.user_id, seq = event.seq.0, "gave up republishing an event in doubt; its slot stays held");
+                return "unresolved";
+            }
+            backoff.wait().await;
+        }
+    }
+
+    /// Takes the user back out of the gate and frees the slot. Retried with backoff while Redis
+    /// is unreachable, so a failed publish never leaves a burnt slot behind for long.
+    async fn undo_admission(&self, event: &CouponIssued) {
+        let parts = &self.parts;
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        for _ in 0..20 {
+            match parts
+                .gate
+                .release(&event.campaign_id, event.user_id, event.seq)
+                .await
+            {
+                Ok(_) => {
+                    parts.metrics.releases.inc();
+                    return;
+                }
+                Err(error) => {
+                    parts.metrics.release_failures.inc();
+                    tracing::warn!(campaign_id = %event.campaign_id, user_id = %event.user_id, error = %error, "failed to release an admission; retrying");
+                    backoff.wait().await;
+                }
+            }
+        }
+        tracing::error!(campaign_id = %event.campaign_id, user_id = %event.user_id, seq = event.seq.0, "gave up releasing an admission; the slot stays held");
+    }
+
+    async fn counts_of(&self, campaign: &Campaign) -> Result<Counts, IssuanceError> {
+        let parts = &self.parts;
+        let gate = parts.gate.stats(&campaign.id).await?;
+        let persisted = coupons::count(&parts.store, &campaign.id).await?;
+        let failed_events =
+            failed_events::count_open_for(&parts.store, campaign.id.as_str()).await?;
+        Ok(Counts {
+            issued: gate.winners,
+            persisted,
+            failed_events,
+            gate_ready: Some(gate.initialised),
+        })
+    }
+}
+
+impl Issuance for Reliable {
+    fn apply<'a>(
+        &'a self,
+        campaign: &'a Campaign,
+        user: UserId,
+    ) -> BoxFuture<'a, Result<Outcome, IssuanceError>> {
+        self.apply_steps(campaign, user).boxed()
+    }
+
+    fn counts<'a>(
+        &'a self,
+        campaign: &'a Campaign,
+    ) -> BoxFuture<'a, Result<Counts, IssuanceError>> {
+        self.counts_of(campaign).boxed()
+    }
+
+    fn prepare<'a>(
+        &'a self,
+        stored: &'a StoredCampaign,
+    ) -> BoxFuture<'a, Result<(), IssuanceError>> {
+        async move { rebuild::ensure_gate(self, stored).await.map(drop) }.boxed()
+    }
+
+    fn rebuild_gate<'a>(
+        &'a self,
+        campaign: &'a Campaign,
+    ) -> BoxFuture<'a, Result<(), IssuanceError>> {
+        rebuild::force_rebuild(self, campaign).boxed()
+    }
+}
+
+fn now_ms() -> i64 {
+    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+        .unwrap_or_default()
+}

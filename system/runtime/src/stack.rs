@@ -1,0 +1,172 @@
+//! Where the services are: one clap [`StackArgs`] flattened into every binary (the api, the
+//! consumer, the verifier, loadgen) and built by testkit with `parse_from`, so an address, a
+//! topic or a group is declared once. Every default matches the local stack (`scripts/stack`)
+//! and `docker-compose.yml`, so nothing needs configuring on a machine that runs either.
+
+use std::fmt;
+
+use clap::Args;
+
+/// Redis, as `scripts/stack up` starts it. Env: `REDIS_URL`.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// MariaDB or MySQL, with the project's database and account. Env: `DATABASE_URL`.
+pub const DEFAULT_DATABASE_URL: &str = "mysql://coupons:coupons@127.0.0.1:3306/coupons";
+/// The Kafka bootstrap servers. Env: `KAFKA_BROKERS`.
+pub const DEFAULT_KAFKA_BROKERS: &str = "127.0.0.1:9092";
+/// Where the api listens. Env: `API_ADDR`.
+pub const DEFAULT_API_ADDR: &str = "127.0.0.1:8080";
+/// The topic of `CouponIssued` events (the original course's name). Env: `KAFKA_TOPIC`.
+pub const DEFAULT_TOPIC: &str = "coupon_create";
+/// Partitions the api and the consumer create the topic with, when it is missing.
+pub const DEFAULT_TOPIC_PARTITIONS: i32 = 6;
+/// The consumer group that writes coupons. Env: `KAFKA_GROUP`.
+pub const DEFAULT_CONSUMER_GROUP: &str = "coupon-writer";
+/// The campaign that exists out of the box.
+pub const DEFAULT_CAMPAIGN: &str = "default";
+/// The topic the course's Kafka stages send to (the course calls it `coupon_create`; ours has
+/// that name). Env: `COURSE_TOPIC`.
+pub const DEFAULT_COURSE_TOPIC: &str = "course_coupon_create";
+/// The course's consumer group. Env: `COURSE_GROUP`.
+pub const DEFAULT_COURSE_GROUP: &str = "group_1";
+/// The prefix of every Redis key. Env: `REDIS_KEY_PREFIX`.
+pub const DEFAULT_REDIS_KEY_PREFIX: &str = "coupon";
+
+/// The stores' addresses, topics and groups.
+#[derive(Clone, Args, PartialEq, Eq)]
+pub struct StackArgs {
+    /// Redis holding the gate.
+    #[arg(long, env = "REDIS_URL", default_value = DEFAULT_REDIS_URL)]
+    pub redis_url: String,
+
+    /// Prefix of every Redis key the gate and the course's stages use.
+    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = DEFAULT_REDIS_KEY_PREFIX)]
+    pub redis_key_prefix: String,
+
+    /// MySQL or MariaDB holding campaigns, coupons and failed events.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "KAFKA_BROKERS", default_value = DEFAULT_KAFKA_BROKERS)]
+    pub kafka_brokers: String,
+
+    /// Topic of `CouponIssued` events.
+    #[arg(long, env = "KAFKA_TOPIC", default_value = DEFAULT_TOPIC)]
+    pub topic: String,
+
+    /// Partitions to create the topics with, when they are missing.
+    #[arg(long, env = "KAFKA_TOPIC_PARTITIONS", default_value_t = DEFAULT_TOPIC_PARTITIONS)]
+    pub topic_partitions: i32,
+
+    /// The consumer group that writes coupons (the verifier reads its offsets without joining).
+    #[arg(long, env = "KAFKA_GROUP", default_value = DEFAULT_CONSUMER_GROUP)]
+    pub group: String,
+
+    /// Topic the course's Kafka stages send to (docs/stages.md).
+    #[arg(long, env = "COURSE_TOPIC", default_value = DEFAULT_COURSE_TOPIC)]
+    pub course_topic: String,
+
+    /// The course's consumer group.
+    #[arg(long, env = "COURSE_GROUP", default_value = DEFAULT_COURSE_GROUP)]
+    pub course_group: String,
+}
+
+impl StackArgs {
+    /// The local stack's settings, overridden by the environment like any binary's.
+    pub fn from_env() -> Self {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            stack: StackArgs,
+        }
+        <Only as clap::Parser>::parse_from(["stack"]).stack
+    }
+
+    /// The same settings as the environment of a child process (whose own `StackArgs` reads
+    /// them back): flags given to a parent reach the processes it starts.
+    pub fn to_env(&self) -> Vec<(String, String)> {
+        [
+            ("REDIS_URL", self.redis_url.clone()),
+            ("REDIS_KEY_PREFIX", self.redis_key_prefix.clone()),
+            ("DATABASE_URL", self.database_url.clone()),
+            ("KAFKA_BROKERS", self.kafka_brokers.clone()),
+            ("KAFKA_TOPIC", self.topic.clone()),
+            ("KAFKA_TOPIC_PARTITIONS", self.topic_partitions.to_string()),
+            ("KAFKA_GROUP", self.group.clone()),
+            ("COURSE_TOPIC", self.course_topic.clone()),
+            ("COURSE_GROUP", self.course_group.clone()),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect()
+    }
+
+    /// The database url without its password.
+    pub fn database_address(&self) -> String {
+        redact(&self.database_url)
+    }
+}
+
+impl fmt::Debug for StackArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StackArgs")
+            .field("redis_url", &self.redis_url)
+            .field("redis_key_prefix", &self.redis_key_prefix)
+            .field("database_url", &self.database_address())
+            .field("kafka_brokers", &self.kafka_brokers)
+            .field("topic", &self.topic)
+            .field("group", &self.group)
+            .field("course_topic", &self.course_topic)
+            .field("course_group", &self.course_group)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `mysql://user:secret@host:port/db` without the password, for messages and logs.
+pub fn redact(database_url: &str) -> String {
+    match (database_url.find("://"), database_url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &database_url[scheme_end + 3..at];
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!(
+                "{}{user}@{}",
+                &database_url[..scheme_end + 3],
+                &database_url[at + 1..]
+            )
+        }
+        _ => database_url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_the_password_only() {
+        assert_eq!(
+            redact("mysql://coupons:secret@127.0.0.1:3306/coupons"),
+            "mysql://coupons@127.0.0.1:3306/coupons"
+        );
+        assert_eq!(redact("mysql://127.0.0.1/db"), "mysql://127.0.0.1/db");
+    }
+
+    #[test]
+    fn defaults_are_the_local_stack_and_debug_hides_the_password() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            stack: StackArgs,
+        }
+        let cli = <Cli as clap::Parser>::parse_from([
+            "x",
+            "--database-url",
+            "mysql://u:hunter2@db:3306/x",
+            "--topic",
+            "t",
+        ]);
+        assert_eq!(cli.stack.topic, "t");
+        assert_eq!(cli.stack.course_group, DEFAULT_COURSE_GROUP);
+        assert!(!format!("{:?}", cli.stack).contains("hunter2"));
+    }
+}
