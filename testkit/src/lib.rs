@@ -48,11 +48,6 @@ impl Stack {
 
     /// The stack's settings with a test's own names: `--flag value` pairs over the env's.
     pub fn args(&self, overrides: &[(&str, &str)]) -> StackArgs {
-        #[derive(clap::Parser)]
-        struct Only {
-            #[command(flatten)]
-            stack: StackArgs,
-        }
         let mut flags: Vec<(&str, &str)> = vec![
             ("redis-url", &self.redis_url),
             ("database-url", &self.database_url),
@@ -67,7 +62,7 @@ impl Stack {
                 .into_iter()
                 .flat_map(|(flag, value)| [format!("--{flag}"), value.to_owned()]),
         );
-        <Only as clap::Parser>::parse_from(argv).stack
+        StackArgs::parse_from(argv)
     }
 }
 

@@ -2,6 +2,8 @@
 //! included. Only the course's campaigns use them; the pipeline's settings are in the crate root.
 
 use coupon_domain::{CampaignId, UserId};
+use std::time::Duration;
+
 use rdkafka::ClientConfig;
 use serde::{Deserialize, Serialize};
 
@@ -39,17 +41,7 @@ pub fn producer_config(brokers: &str) -> ClientConfig {
 /// offsets are committed in the background (every 5 s here), so a crash redelivers everything
 /// handled since the last commit.
 pub fn consumer_config(brokers: &str, group: &str) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", brokers)
-        .set("group.id", group)
-        .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "5000")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "10000")
-        .set("socket.connection.setup.timeout.ms", "5000");
-    config
+    crate::group_member_config(brokers, group, Duration::from_secs(5))
 }
 
 #[cfg(test)]

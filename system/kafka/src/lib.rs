@@ -65,17 +65,32 @@ pub fn producer_config(brokers: &str, delivery_timeout: Duration) -> ClientConfi
 /// stored offsets are committed every second by librdkafka, which also retries a failed commit
 /// on the next interval (rust-rdkafka's at-least-once pattern).
 pub fn consumer_config(brokers: &str, group: &str) -> ClientConfig {
+    let mut config = group_member_config(brokers, group, Duration::from_secs(1));
+    config
+        .set("isolation.level", "read_committed")
+        .set("heartbeat.interval.ms", "1000");
+    config
+}
+
+/// A member of `group` that reads from the beginning, stores offsets only when told to, and
+/// lets librdkafka commit the stored offsets every `commit_interval`.
+pub(crate) fn group_member_config(
+    brokers: &str,
+    group: &str,
+    commit_interval: Duration,
+) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", brokers)
         .set("group.id", group)
         .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "1000")
+        .set(
+            "auto.commit.interval.ms",
+            commit_interval.as_millis().to_string(),
+        )
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("isolation.level", "read_committed")
         .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "1000")
         .set("socket.connection.setup.timeout.ms", "5000");
     config
 }

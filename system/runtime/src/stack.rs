@@ -74,12 +74,21 @@ pub struct StackArgs {
 impl StackArgs {
     /// The local stack's settings, overridden by the environment like any binary's.
     pub fn from_env() -> Self {
+        Self::parse_from(["stack"])
+    }
+
+    /// The settings from command-line flags (`argv[0]` first) over the environment.
+    pub fn parse_from<I, T>(argv: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
         #[derive(clap::Parser)]
         struct Only {
             #[command(flatten)]
             stack: StackArgs,
         }
-        <Only as clap::Parser>::parse_from(["stack"]).stack
+        <Only as clap::Parser>::parse_from(argv).stack
     }
 
     /// The same settings as the environment of a child process (whose own `StackArgs` reads

@@ -20,15 +20,7 @@ pub async fn insert_coupon(
     campaign: &CampaignId,
     user: UserId,
 ) -> Result<(), StoreError> {
-    store
-        .conn()
-        .await?
-        .exec_drop(
-            "INSERT INTO course_coupon (campaign_id, user_id) VALUES (?, ?)",
-            (campaign.as_str(), user.get()),
-        )
-        .await?;
-    Ok(())
+    insert_user(store, "course_coupon", campaign, user).await
 }
 
 /// `failedEventRepository.save(new FailedEvent(userId))`: recorded, and never read again by
@@ -38,11 +30,21 @@ pub async fn insert_failed_event(
     campaign: &CampaignId,
     user: UserId,
 ) -> Result<(), StoreError> {
+    insert_user(store, "course_failed_event", campaign, user).await
+}
+
+/// The course's tables hold a user per row, nothing else (besides the campaign).
+async fn insert_user(
+    store: &Store,
+    table: &'static str,
+    campaign: &CampaignId,
+    user: UserId,
+) -> Result<(), StoreError> {
     store
         .conn()
         .await?
         .exec_drop(
-            "INSERT INTO course_failed_event (campaign_id, user_id) VALUES (?, ?)",
+            format!("INSERT INTO {table} (campaign_id, user_id) VALUES (?, ?)"),
             (campaign.as_str(), user.get()),
         )
         .await?;

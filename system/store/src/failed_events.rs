@@ -193,23 +193,26 @@ pub async fn list_open(store: &Store, limit: u32) -> Result<Vec<FailedEvent>, St
 
 /// Every failed event of one campaign, open or resolved (the verifier's view).
 pub async fn list_for(store: &Store, campaign_id: &str) -> Result<Vec<FailedEvent>, StoreError> {
-    let rows: Vec<Row> = store
-        .conn()
-        .await?
-        .exec(
-            format!("SELECT {COLUMNS} FROM failed_event WHERE campaign_id = ? ORDER BY id"),
-            (campaign_id,),
-        )
-        .await?;
-    rows.into_iter().map(from_row).collect()
+    select(store, "WHERE campaign_id = ?", vec![campaign_id.into()]).await
 }
 
 /// Every failed event, open or resolved, in capture order.
 pub async fn list_all(store: &Store) -> Result<Vec<FailedEvent>, StoreError> {
+    select(store, "", Vec::new()).await
+}
+
+async fn select(
+    store: &Store,
+    filter: &str,
+    params: Vec<mysql_async::Value>,
+) -> Result<Vec<FailedEvent>, StoreError> {
     let rows: Vec<Row> = store
         .conn()
         .await?
-        .query(format!("SELECT {COLUMNS} FROM failed_event ORDER BY id"))
+        .exec(
+            format!("SELECT {COLUMNS} FROM failed_event {filter} ORDER BY id"),
+            params,
+        )
         .await?;
     rows.into_iter().map(from_row).collect()
 }

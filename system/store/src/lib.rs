@@ -34,19 +34,11 @@ pub use failed_events::{FailedEvent, FailureReason, NewFailedEvent};
 /// pool exhausted or the server unreachable. `mysql_async` itself would wait for ever.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A pool of connections to one database.
-#[derive(Clone)]
+/// A pool of connections to one database. Its address is kept without the password.
+#[derive(Debug, Clone)]
 pub struct Store {
     pool: Pool,
     address: String,
-}
-
-impl std::fmt::Debug for Store {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
-            .field("address", &self.address)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Store {

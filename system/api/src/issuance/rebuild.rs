@@ -67,7 +67,7 @@ pub fn spawn_rebuild(reliable: &Reliable, campaign: Campaign) {
             ),
             Ok(None) => tracing::info!(campaign_id = %id, "another process is rebuilding the gate"),
             Err(error) => {
-                tracing::error!(campaign_id = %id, error = format!("{error:#}"), "gate rebuild failed; will retry on the next apply")
+                tracing::error!(campaign_id = %id, error = %coupon_runtime::chain(&error), "gate rebuild failed; will retry on the next apply")
             }
         }
         if let Ok(mut running) = reliable.parts.rebuilds_running.lock() {
