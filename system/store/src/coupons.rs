@@ -140,12 +140,13 @@ async fn write_one(
         campaign_id: Some(event.campaign_id.to_string()),
         user_id: Some(event.user_id.get()),
         reason,
-        detail: format!("{error:#}: {}", server_message(&error)),
+        detail: server_message(&error),
     };
     failed_events::insert(tx, &failure).await?;
     Ok(WriteOutcome::Refused { reason })
 }
 
+/// The server's own words for a refusal (e.g. which key was duplicated).
 fn server_message(error: &StoreError) -> String {
     match error {
         StoreError::Query(mysql_async::Error::Server(e)) => e.message.clone(),

@@ -57,8 +57,8 @@ impl Store {
             address: address.clone(),
             source: source.into(),
         })?;
-        let constraints = PoolConstraints::new(0, max_connections.max(1))
-            .unwrap_or_else(|| PoolConstraints::new(0, 1).unwrap_or_default());
+        // `None` only when min > max, which 0 never is.
+        let constraints = PoolConstraints::new(0, max_connections.max(1)).unwrap_or_default();
         let opts = OptsBuilder::from_opts(opts)
             // Over TCP always: on localhost the driver would otherwise switch to the server's
             // unix socket, around any proxy a test or a fault puts in between.
