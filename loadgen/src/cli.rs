@@ -4,7 +4,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use clap::Parser;
-use coupon_domain::Strategy;
+use coupon_domain::{CampaignId, CouponLimit, Strategy};
 use coupon_runtime::stack::StackArgs;
 
 /// Fire a burst of distinct users at the apply api, record every request, write reports.
@@ -40,12 +40,12 @@ pub struct Cli {
     pub fault: Vec<Fault>,
 
     /// Coupon limit of the fresh campaign this run creates.
-    #[arg(long, default_value_t = 100)]
-    pub limit: u32,
+    #[arg(long, default_value = "100", value_parser = parse_limit)]
+    pub limit: CouponLimit,
 
     /// Aim at an existing campaign instead of creating a fresh one.
     #[arg(long)]
-    pub campaign: Option<String>,
+    pub campaign: Option<CampaignId>,
 
     /// How many times each user applies (the course's "same user many times", at scale).
     #[arg(long, default_value_t = 1)]
@@ -109,6 +109,14 @@ impl Strategies {
             Self::All => Strategy::ALL.to_vec(),
         }
     }
+}
+
+/// `--limit`: a number from 1 to [`CouponLimit::MAX`].
+fn parse_limit(raw: &str) -> Result<CouponLimit, String> {
+    let number: u64 = raw
+        .parse()
+        .map_err(|_| format!("expected a number of coupons, got {raw:?}"))?;
+    CouponLimit::parse(number).map_err(|error| error.to_string())
 }
 
 fn parse_strategies(raw: &str) -> Result<Strategies, String> {
@@ -180,7 +188,6 @@ impl Cli {
             (0.0..=1.0).contains(&self.hot_users),
             "--hot-users must be between 0 and 1"
         );
-        anyhow::ensure!(self.limit >= 1, "--limit must be at least 1");
         anyhow::ensure!(
             self.campaign.is_none() || self.strategy == Strategies::One(Strategy::Reliable),
             "--strategy applies to the fresh campaign a run creates; it cannot be combined with --campaign"
@@ -249,6 +256,25 @@ mod tests {
             pinned.validate().is_err(),
             "--strategy needs a fresh campaign"
         );
+    }
+
+    #[test]
+    fn a_limit_or_a_campaign_id_the_api_would_refuse_is_refused_here() {
+        let cli = Cli::try_parse_from(["loadgen", "--limit", "7", "--campaign", "spring-1"])
+            .expect("parses");
+        assert_eq!(cli.limit.get(), 7);
+        assert_eq!(cli.campaign.map(String::from).as_deref(), Some("spring-1"));
+        for bad in [
+            ["--limit", "0"],
+            ["--limit", "ten"],
+            ["--limit", "10000001"],
+            ["--campaign", "Spring 1"],
+        ] {
+            assert!(
+                Cli::try_parse_from(["loadgen", bad[0], bad[1]]).is_err(),
+                "{bad:?} was accepted"
+            );
+        }
     }
 
     #[test]

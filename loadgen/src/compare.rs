@@ -11,13 +11,16 @@ use coupon_store::Store;
 
 use crate::{
     cli::{Cli, Fault},
-    report::compare::{self, StageRow},
-    run::{self, Outcome},
+    report::{
+        self, Outcome,
+        compare::{self, StageRow},
+    },
+    stage,
     target::Target,
 };
 
-pub async fn run(cli: &Cli, control: &reqwest::Client, target: &Target) -> anyhow::Result<Outcome> {
-    let compare_id = run::new_run_id();
+pub async fn run(cli: &Cli, target: &Target) -> anyhow::Result<Outcome> {
+    let compare_id = report::new_run_id();
     let name = format!("compare-{compare_id}");
     let dir = cli.report_dir.join(&name);
     let store = verifier::collect::mysql::connect(&cli.stack.database_url).await?;
@@ -36,9 +39,8 @@ pub async fn run(cli: &Cli, control: &reqwest::Client, target: &Target) -> anyho
             let label = format!("{strategy} (fault: {})", Fault::describe(faults));
             eprintln!("\n== {label} ==");
             let writes_before = database_writes(&store).await?;
-            let stage = run::run_stage(
+            let stage = stage::run(
                 cli,
-                control,
                 target,
                 strategy,
                 faults,
@@ -65,7 +67,7 @@ pub async fn run(cli: &Cli, control: &reqwest::Client, target: &Target) -> anyho
         }
     }
     compare::write_all(&dir, &rows, cli)?;
-    run::point_latest(&cli.report_dir, &name)?;
+    report::point_latest(&cli.report_dir, &name)?;
     Ok(Outcome {
         terminal: compare::terminal(&rows),
         run_dir: dir,

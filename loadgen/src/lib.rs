@@ -3,23 +3,29 @@
 //!
 //! # Layout
 //! - [`cli`]: flags (ours win; goose never parses the process arguments).
-//! - [`users`]: which user id each request carries (seeded, reproducible).
-//! - [`target`]: find the api, or start the api and consumer in a child process; create the campaign.
+//! - [`run`]: the whole run from the top: one stage, or [`compare`] for `--strategy all`.
+//! - [`stage`]: one burst against one campaign, with its faults, written to one directory.
+//! - [`compare`]: `--strategy all`: each strategy in turn, verified, then one comparison.
+//! - [`target`]: the api at --host, or the [`pipeline`] loadgen starts there.
+//! - [`pipeline`]: the api and consumer as child processes, and the faults injected into them.
+//! - [`client`]: the api's admin and campaign endpoints, typed by its wire types.
 //! - [`scenario`]: the goose attack and the one transaction that applies and records.
+//! - [`users`]: which user id each request carries (seeded, reproducible).
 //! - [`history`]: the per-request records (the verifier's input) and live counters.
 //! - [`stats`]: HDR latency histograms per result class, throughput over time.
 //! - [`report`]: terminal table, `summary.json`, `summary.md`, a self-contained `report.html`.
 //! - [`progress`]: the live progress bar, quiet when not on a terminal or under CI.
-//! - [`run`]: the whole run, step by step.
-//! - [`compare`]: `--strategy all`: each strategy in turn, verified, then one comparison.
 
 pub mod cli;
+pub mod client;
 pub mod compare;
 pub mod history;
+pub mod pipeline;
 pub mod progress;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod stage;
 pub mod stats;
 pub mod target;
 pub mod users;

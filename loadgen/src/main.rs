@@ -1,12 +1,12 @@
 use clap::Parser;
-use loadgen::{Cli, target};
+use loadgen::{Cli, pipeline};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    if std::env::args().nth(1).as_deref() == Some(target::SERVE_PIPELINE) {
+    if std::env::args().nth(1).as_deref() == Some(pipeline::SERVE_PIPELINE) {
         coupon_runtime::init_telemetry("info");
         let part = std::env::args().nth(2).unwrap_or_default();
-        return match target::serve_pipeline(&part).await {
+        return match pipeline::serve(&part).await {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("the {part} child failed: {error:#}");

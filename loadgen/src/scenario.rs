@@ -5,9 +5,12 @@
 use std::{path::Path, sync::Arc, time::Instant};
 
 use anyhow::Context;
-use coupon_domain::history::{HistoryRecord, ResultClass};
+use coupon_domain::{
+    CampaignId,
+    history::{HistoryRecord, ResultClass},
+    wire::{ApplyReply, ApplyRequest},
+};
 use goose::{client::GooseClientBuilder, metrics::GooseMetrics, prelude::*};
-use serde_json::{Value, json};
 
 use crate::{cli::Cli, history::History, users::UserPlan};
 
@@ -15,7 +18,7 @@ use crate::{cli::Cli, history::History, users::UserPlan};
 #[derive(Debug)]
 pub struct RunState {
     pub run_id: String,
-    pub campaign_id: String,
+    pub campaign_id: CampaignId,
     pub history: Arc<History>,
     pub plan: UserPlan,
     /// When the burst starts, µs since the epoch.
@@ -55,42 +58,29 @@ async fn apply_once(state: &RunState, user: &mut GooseUser) -> TransactionResult
     let path = format!("/campaigns/{}/apply", state.campaign_id);
     let sent_at_us = now_us();
     let started = Instant::now();
-    let mut goose = user
-        .post_json(&path, &json!({ "user_id": user_id }))
-        .await?;
-    let (status, body) = match goose.response {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            (Some(status), response.json::<Value>().await.ok())
-        }
-        Err(ref error) => {
-            let class = if error.is_timeout() {
-                ResultClass::Timeout
-            } else {
-                ResultClass::TransportError
-            };
-            (None, Some(json!({ "result": class.as_str() })))
-        }
+    let mut goose = user.post_json(&path, &ApplyRequest { user_id }).await?;
+    let (status, reply, timed_out) = match goose.response {
+        Ok(response) => (
+            Some(response.status().as_u16()),
+            response.json::<ApplyReply>().await.ok(),
+            false,
+        ),
+        Err(ref error) => (None, None, error.is_timeout()),
     };
     let response_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     let result = match status {
-        Some(status) => {
-            ResultClass::from_reply(status, body.as_ref().and_then(|b| b["result"].as_str()))
-        }
-        None if body.as_ref().is_some_and(|b| b["result"] == "timeout") => ResultClass::Timeout,
+        Some(status) => ResultClass::from_reply(status, reply.as_ref().map(|r| r.result)),
+        None if timed_out => ResultClass::Timeout,
         None => ResultClass::TransportError,
     };
     // 409 and 410 are right answers in a burst; goose would count them as failures.
     if matches!(result, ResultClass::AlreadyApplied | ResultClass::SoldOut) {
         let _ = user.set_success(&mut goose.request);
     }
-    let seq = body
-        .as_ref()
-        .and_then(|b| b["seq"].as_u64())
-        .and_then(|s| u32::try_from(s).ok());
+    let seq = reply.and_then(|r| r.seq);
     state.history.record(HistoryRecord {
         run_id: state.run_id.clone(),
-        campaign_id: state.campaign_id.clone(),
+        campaign_id: state.campaign_id.to_string(),
         user_id,
         request_id,
         intended_at_us,

@@ -7,10 +7,12 @@
 //! - [`Stack`]: where the services are (env vars, or the local stack's defaults).
 //! - [`TestDatabase`], [`TestTopic`], [`RedisNamespace`]: created per test, dropped by `cleanup`.
 //! - [`eventually`]: poll a condition until a deadline, instead of sleeping.
+//! - [`pipeline::TestPipeline`]: the api and the consumer in-process, on a test's own stores.
 //! - [`private_kafka::PrivateKafka`]: a broker of a test's own, to kill and restart.
 //! - [`private_redis::PrivateRedis`]: a Redis of a test's own, to FLUSHALL.
 //! - [`proxy::TcpProxy`]: take a real service away from one client, and give it back.
 
+pub mod pipeline;
 pub mod private_kafka;
 pub mod private_redis;
 pub use coupon_runtime::proxy;
@@ -26,6 +28,13 @@ use rdkafka::{
     client::DefaultClientContext,
 };
 use redis::AsyncCommands;
+
+/// Logs to the terminal when `TEST_LOG` is set; tests are silent otherwise.
+pub fn init_test_log() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        coupon_runtime::init_telemetry("info");
+    }
+}
 
 /// Where the services are: the same flags' env vars and defaults as every binary of the
 /// project, read through the one [`StackArgs`].
@@ -238,8 +247,5 @@ where
 {
     coupon_runtime::poll_until(what, deadline, Duration::from_millis(50), &mut check)
         .await
-        .map_err(|error| match error {
-            coupon_runtime::PollError::Check(error) => error,
-            timed_out => anyhow::anyhow!("{timed_out}"),
-        })
+        .map_err(coupon_runtime::PollError::into_anyhow)
 }

@@ -4,7 +4,7 @@
 
 use std::{
     net::TcpListener,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -45,6 +45,26 @@ fn kafka_libs() -> anyhow::Result<PathBuf> {
     Ok(libs)
 }
 
+/// The broker's properties with `{{PLACEHOLDERS}}`: the same file `scripts/stack` renders for
+/// the shared broker.
+const KRAFT_TEMPLATE: &str = include_str!("../../scripts/kafka/kraft.properties.template");
+
+/// A single-node KRaft broker's properties, rendered from the stack's template.
+pub fn kraft_properties(host: &str, port: u16, controller_port: u16, log_dir: &Path) -> String {
+    let values = [
+        ("{{NODE_ID}}", "1".to_owned()),
+        ("{{HOST}}", host.to_owned()),
+        ("{{PORT}}", port.to_string()),
+        ("{{CONTROLLER_PORT}}", controller_port.to_string()),
+        ("{{LOG_DIR}}", log_dir.display().to_string()),
+    ];
+    values
+        .iter()
+        .fold(KRAFT_TEMPLATE.to_owned(), |text, (placeholder, value)| {
+            text.replace(placeholder, value)
+        })
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -55,20 +75,7 @@ impl PrivateKafka {
         let dir = std::env::temp_dir().join(unique_name("fcfs-test-kafka"));
         std::fs::create_dir_all(dir.join("data"))?;
         let (port, controller_port) = (free_port()?, free_port()?);
-        let config = format!(
-            "process.roles=broker,controller\nnode.id=1\n\
-             controller.quorum.voters=1@127.0.0.1:{controller_port}\n\
-             listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}\n\
-             advertised.listeners=PLAINTEXT://127.0.0.1:{port}\n\
-             controller.listener.names=CONTROLLER\ninter.broker.listener.name=PLAINTEXT\n\
-             listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n\
-             log.dirs={}\nauto.create.topics.enable=false\nnum.partitions=1\n\
-             offsets.topic.replication.factor=1\noffsets.topic.num.partitions=4\n\
-             transaction.state.log.replication.factor=1\ntransaction.state.log.min.isr=1\n\
-             share.coordinator.state.topic.replication.factor=1\nshare.coordinator.state.topic.min.isr=1\n\
-             group.initial.rebalance.delay.ms=0\n",
-            dir.join("data").display()
-        );
+        let config = kraft_properties("127.0.0.1", port, controller_port, &dir.join("data"));
         std::fs::write(dir.join("server.properties"), config)?;
         let mut broker = Self {
             brokers: format!("127.0.0.1:{port}"),
@@ -156,5 +163,49 @@ impl Drop for PrivateKafka {
     fn drop(&mut self) {
         let _ = self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_properties_fill_every_placeholder() {
+        let text = kraft_properties("127.0.0.1", 19092, 19093, Path::new("/tmp/k&1"));
+        assert!(!text.contains("{{"), "{text}");
+        assert!(text.contains("\ncontroller.quorum.voters=1@127.0.0.1:19093\n"));
+        assert!(
+            text.contains("\nlisteners=PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093\n")
+        );
+        assert!(text.contains("\nlog.dirs=/tmp/k&1\n"));
+    }
+
+    #[test]
+    fn the_properties_are_the_ones_scripts_stack_writes() -> anyhow::Result<()> {
+        let state_dir = std::env::temp_dir().join(unique_name("fcfs-test-stack"));
+        let stack = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/stack");
+        let output = Command::new(&stack)
+            .arg("kafka-properties")
+            .env("FCFS_STATE_DIR", &state_dir)
+            .env("KAFKA_HOST", "127.0.0.1")
+            .env("KAFKA_PORT", "19092")
+            .env("KAFKA_CONTROLLER_PORT", "19093")
+            .output()
+            .with_context(|| format!("failed to run {}", stack.display()))?;
+        anyhow::ensure!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            String::from_utf8(output.stdout)?,
+            kraft_properties("127.0.0.1", 19092, 19093, &state_dir.join("data/kafka"))
+        );
+        assert!(
+            !state_dir.exists(),
+            "printing the properties writes nothing"
+        );
+        Ok(())
     }
 }

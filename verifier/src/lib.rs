@@ -6,7 +6,8 @@
 //! - [`collect`]: read-only fetchers, one per store, plus the loadgen history.
 //! - [`drain`]: wait until the consumer caught up and every winner is accounted for.
 //! - [`reconcile`]: the pure core: facts in, verdict out.
-//! - [`render`]: the table, `verdict.json`, `verdict.md` and the final line.
+//! - [`render`]: the table, `verdict.json` (a typed [`render::VerdictFile`], read back by the
+//!   end-to-end gate), `verdict.md` and the final line.
 //! - [`verify`]: one verification, step by step.
 
 pub mod cli;

@@ -2,42 +2,65 @@
 //! loadgen history to a verdict on each invariant. No I/O here, so every check is tested with
 //! a case that breaks it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt,
+};
 
 use coupon_domain::{
     Strategy,
     history::{HistoryRecord, ResultClass},
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-/// A coupon row. A course stage's rows carry no slot and no Kafka source: their `seq` is the
-/// row's position in insertion order, and `partition` is -1.
+/// Where a message sits in Kafka: the event a row was written from, or a failed event captured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KafkaSource {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl fmt::Display for KafkaSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "p{}@{}", self.partition, self.offset)
+    }
+}
+
+/// `p3@42`, or `no kafka offset` for a row or failed event no event wrote.
+fn source_text(source: Option<KafkaSource>) -> String {
+    source.map_or_else(|| "no kafka offset".to_owned(), |s| s.to_string())
+}
+
+/// A coupon row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RowFact {
     pub user_id: u64,
+    /// The row's slot. A course stage's rows carry none: theirs is the row's position in
+    /// insertion order, so the rows beyond the limit are the last ones.
     pub seq: u32,
-    pub partition: i32,
-    pub offset: i64,
+    /// The event the row was written from. `None` for a course stage's rows, and for a row no
+    /// event wrote (one planted behind the database's back).
+    pub source: Option<KafkaSource>,
 }
 
-/// An event on the topic. A course stage's events carry no slot: `seq` is 0.
+/// An event on the topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventFact {
     pub user_id: u64,
-    pub seq: u32,
-    pub partition: i32,
-    pub offset: i64,
+    /// The slot the gate gave. `None` for a course stage's events, which carry no slot.
+    pub seq: Option<u32>,
+    pub source: KafkaSource,
 }
 
 /// A captured failure. A course stage's failed events are never retried (`open` is false: nothing
-/// will resolve them) and have no Kafka source (`partition` is -1).
+/// will resolve them) and have no Kafka source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FailedFact {
     pub user_id: Option<u64>,
     pub reason: String,
     pub open: bool,
-    pub partition: i32,
-    pub offset: i64,
+    /// The event that failed; `None` for a course stage's failed events.
+    pub source: Option<KafkaSource>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -45,7 +68,8 @@ pub struct GateFact {
     pub initialised: bool,
     /// user -> slot
     pub winners: BTreeMap<u64, u32>,
-    pub next_seq: u64,
+    /// The highest slot handed out; `None` before the gate handed out any.
+    pub next_seq: Option<u64>,
     pub released: Vec<u32>,
 }
 
@@ -74,19 +98,19 @@ impl Facts {
         self.strategy.has_gate()
     }
 
-    /// Whether an event accounts for a row: same slot, or for a course stage (no slots) the
-    /// same user (I4; I6 counts them per user).
-    fn event_matches_row(&self, event: &EventFact, row_seq: Option<u32>) -> bool {
+    /// Whether an event accounts for a row of the same user: same slot, or for a course stage
+    /// (no slots) any event of that user (I4; I6 counts them per user).
+    fn event_matches_row(&self, event: &EventFact, row: &RowFact) -> bool {
         if self.has_slots() {
-            row_seq == Some(event.seq)
+            event.seq == Some(row.seq)
         } else {
-            row_seq.is_some()
+            true
         }
     }
 }
 
 /// The numbers a comparison of strategies shows, read off the same facts as the checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Tally {
     /// Coupon rows in MySQL.
     pub coupons: usize,
@@ -98,7 +122,7 @@ pub struct Tally {
     pub lost_winners: usize,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Pass,
@@ -107,17 +131,56 @@ pub enum Status {
     Skip,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Offender {
     pub user_id: u64,
     /// Where the user was seen: Redis, Kafka partition and offset, MySQL row, the reply.
     pub seen: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The invariants, in the order they are checked and listed (README, docs/architecture).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum CheckId {
+    /// Never more coupons than the limit.
+    I1,
+    /// At most one coupon per user.
+    I2,
+    /// Every issued reply has a row.
+    I3,
+    /// No phantom rows.
+    I4,
+    /// A definite refusal left no row.
+    I5,
+    /// Drained, and Kafka, Redis and MySQL agree.
+    I6,
+    /// Exactly the limit when demand suffices.
+    I7,
+}
+
+impl CheckId {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::I1 => "I1",
+            Self::I2 => "I2",
+            Self::I3 => "I3",
+            Self::I4 => "I4",
+            Self::I5 => "I5",
+            Self::I6 => "I6",
+            Self::I7 => "I7",
+        }
+    }
+}
+
+impl fmt::Display for CheckId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Check {
-    pub id: &'static str,
-    pub title: &'static str,
+    pub id: CheckId,
+    pub title: String,
     pub expected: String,
     pub observed: String,
     pub status: Status,
@@ -125,13 +188,13 @@ pub struct Check {
 }
 
 /// Requests whose outcome was unknown (pending, timeout, reset), as they turned out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct UnknownOutcomes {
     pub recovered: usize,
     pub not_issued: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
     pub campaign_id: String,
     pub strategy: Strategy,
@@ -145,12 +208,23 @@ impl Verdict {
         self.checks.iter().all(|c| c.status != Status::Fail)
     }
 
-    pub fn failed_ids(&self) -> Vec<&'static str> {
+    /// The invariants that failed, in order.
+    pub fn failed(&self) -> Vec<CheckId> {
         self.checks
             .iter()
             .filter(|c| c.status == Status::Fail)
             .map(|c| c.id)
             .collect()
+    }
+
+    /// The invariants that failed, in order, by name (`I1`).
+    pub fn failed_ids(&self) -> Vec<&'static str> {
+        self.failed().into_iter().map(CheckId::as_str).collect()
+    }
+
+    /// How one invariant fared.
+    pub fn status_of(&self, id: CheckId) -> Option<Status> {
+        self.checks.iter().find(|c| c.id == id).map(|c| c.status)
     }
 }
 
@@ -187,39 +261,31 @@ impl<'a> Index<'a> {
     fn seen(&self, user: u64) -> String {
         let mut places = Vec::new();
         for row in self.rows.get(&user).into_iter().flatten() {
-            places.push(if row.partition < 0 {
-                format!("mysql course_coupon row #{}", row.seq)
-            } else {
-                format!(
-                    "mysql row seq {} (from kafka p{}@{})",
-                    row.seq, row.partition, row.offset
-                )
+            places.push(match (self.facts.has_slots(), row.source) {
+                (false, _) => format!("mysql course_coupon row #{}", row.seq),
+                (true, Some(source)) => format!("mysql row seq {} (from kafka {source})", row.seq),
+                (true, None) => format!("mysql row seq {} (no kafka offset)", row.seq),
             });
         }
         for event in self.events.get(&user).into_iter().flatten() {
-            places.push(if self.facts.has_slots() {
-                format!(
-                    "kafka p{}@{} seq {}",
-                    event.partition, event.offset, event.seq
-                )
-            } else {
-                format!("kafka p{}@{}", event.partition, event.offset)
+            places.push(match event.seq {
+                Some(seq) => format!("kafka {} seq {seq}", event.source),
+                None => format!("kafka {}", event.source),
             });
         }
         if let Some(seq) = self.facts.gate.as_ref().and_then(|g| g.winners.get(&user)) {
             places.push(format!("redis winner seq {seq}"));
         }
         for failed in self.facts.failed.iter().filter(|f| f.user_id == Some(user)) {
-            if failed.partition < 0 {
+            if !self.facts.has_slots() {
                 places.push("course failed_event (never retried)".to_owned());
                 continue;
             }
             places.push(format!(
-                "failed_event {} ({}) p{}@{}",
+                "failed_event {} ({}) {}",
                 failed.reason,
                 if failed.open { "open" } else { "resolved" },
-                failed.partition,
-                failed.offset
+                source_text(failed.source)
             ));
         }
         let replies: Vec<String> = self
@@ -311,8 +377,7 @@ fn over_issue(index: &Index) -> Check {
             facts
                 .events
                 .iter()
-                .filter(|_| facts.has_slots())
-                .map(|e| (e.user_id, e.seq)),
+                .filter_map(|e| e.seq.map(|seq| (e.user_id, seq))),
         )
         .chain(
             facts
@@ -337,8 +402,8 @@ fn over_issue(index: &Index) -> Check {
     }
     let ok = counts.iter().all(|c| *c <= limit as usize) && offenders.is_empty();
     Check {
-        id: "I1",
-        title: "never more coupons than the limit",
+        id: CheckId::I1,
+        title: "never more coupons than the limit".to_owned(),
         expected: format!(
             "≤ {limit} rows, issued replies, gate winners, event users; every seq in 1..={limit}"
         ),
@@ -363,14 +428,19 @@ fn one_per_user(index: &Index) -> Check {
     let two_slots_in_events: Vec<u64> = index
         .events
         .iter()
-        .filter(|_| index.facts.has_slots())
-        .filter(|(_, es)| es.iter().map(|e| e.seq).collect::<BTreeSet<_>>().len() > 1)
+        .filter(|(_, es)| {
+            es.iter()
+                .filter_map(|e| e.seq)
+                .collect::<BTreeSet<_>>()
+                .len()
+                > 1
+        })
         .map(|(u, _)| *u)
         .collect();
     let ok = twice_in_rows.is_empty() && two_slots_in_events.is_empty();
     Check {
-        id: "I2",
-        title: "at most one coupon per user",
+        id: CheckId::I2,
+        title: "at most one coupon per user".to_owned(),
         expected: "1 row and 1 slot per user".to_owned(),
         observed: format!(
             "{} users with several rows, {} users with several slots in kafka",
@@ -386,7 +456,7 @@ fn one_per_user(index: &Index) -> Check {
 fn issued_have_rows(index: &Index) -> Check {
     let Some(history) = &index.facts.history else {
         return skipped(
-            "I3",
+            CheckId::I3,
             "every issued reply has a row",
             "no loadgen history for this campaign",
         );
@@ -402,8 +472,8 @@ fn issued_have_rows(index: &Index) -> Check {
         .filter(|u| !index.rows.contains_key(u))
         .collect();
     Check {
-        id: "I3",
-        title: "every issued reply has a row (no lost winner)",
+        id: CheckId::I3,
+        title: "every issued reply has a row (no lost winner)".to_owned(),
         expected: format!("{} issued users with rows", issued.len()),
         observed: format!(
             "{} with rows, {} lost",
@@ -425,10 +495,10 @@ fn no_phantoms(index: &Index) -> Check {
         .iter()
         .filter(|_| rows_come_from_events)
         .filter(|row| {
-            !index.events.get(&row.user_id).is_some_and(|es| {
-                es.iter()
-                    .any(|e| index.facts.event_matches_row(e, Some(row.seq)))
-            })
+            !index
+                .events
+                .get(&row.user_id)
+                .is_some_and(|es| es.iter().any(|e| index.facts.event_matches_row(e, row)))
         })
         .map(|row| row.user_id)
         .collect();
@@ -444,8 +514,8 @@ fn no_phantoms(index: &Index) -> Check {
     };
     let ok = without_event.is_empty() && never_applied.is_empty();
     Check {
-        id: "I4",
-        title: "no phantom rows",
+        id: CheckId::I4,
+        title: "no phantom rows".to_owned(),
         expected: "every row has its kafka event and an applying user".to_owned(),
         observed: format!(
             "{} rows without an event, {} rows of users who never applied",
@@ -461,7 +531,7 @@ fn no_phantoms(index: &Index) -> Check {
 fn refusals_left_nothing(index: &Index) -> Check {
     if index.facts.history.is_none() {
         return skipped(
-            "I5",
+            CheckId::I5,
             "a definite refusal left no row",
             "no loadgen history for this campaign",
         );
@@ -478,8 +548,8 @@ fn refusals_left_nothing(index: &Index) -> Check {
         .filter(|u| index.rows.contains_key(u))
         .collect();
     Check {
-        id: "I5",
-        title: "a definite refusal left no row",
+        id: CheckId::I5,
+        title: "a definite refusal left no row".to_owned(),
         expected: format!("0 rows among {} refused users", refused.len()),
         observed: format!("{} refused users hold a row", with_rows.len()),
         status: status(with_rows.is_empty()),
@@ -518,11 +588,9 @@ fn stores_agree(index: &Index) -> Check {
             .events
             .iter()
             .filter(|e| {
-                rows.get(&e.user_id) != Some(&e.seq)
-                    && !facts
-                        .failed
-                        .iter()
-                        .any(|f| f.partition == e.partition && f.offset == e.offset)
+                let written = e.seq.is_some() && rows.get(&e.user_id).copied() == e.seq;
+                let captured = facts.failed.iter().any(|f| f.source == Some(e.source));
+                !written && !captured
             })
             .map(|e| e.user_id)
             .collect()
@@ -551,8 +619,8 @@ fn stores_agree(index: &Index) -> Check {
     let gate_ok = facts.gate.as_ref().is_none_or(|g| g.initialised);
     let ok = facts.lag == 0 && gate_ok && disagreeing.is_empty();
     Check {
-        id: "I6",
-        title: "drained, and kafka, redis and mysql agree",
+        id: CheckId::I6,
+        title: "drained, and kafka, redis and mysql agree".to_owned(),
         expected: "lag 0; gate winners = rows; every event has a row or a failed event".to_owned(),
         observed: notes.join(", "),
         status: status(ok),
@@ -566,7 +634,7 @@ fn exactly_limit(index: &Index) -> Check {
     let limit = facts.limit as usize;
     let Some(_) = &facts.history else {
         return skipped(
-            "I7",
+            CheckId::I7,
             "exactly the limit when demand suffices",
             "no loadgen history for this campaign",
         );
@@ -591,14 +659,14 @@ fn exactly_limit(index: &Index) -> Check {
     let open_failures = facts.failed.iter().filter(|f| f.open).count();
     if demand < limit {
         return skipped(
-            "I7",
+            CheckId::I7,
             "exactly the limit when demand suffices",
             &format!("demand {demand} < limit {limit}"),
         );
     }
     if open_failures > 0 || facts.lag > 0 {
         return skipped(
-            "I7",
+            CheckId::I7,
             "exactly the limit when demand suffices",
             &format!(
                 "a fault persists: {open_failures} open failed events, lag {}",
@@ -613,8 +681,8 @@ fn exactly_limit(index: &Index) -> Check {
         .filter(|u| !index.rows.contains_key(u))
         .collect();
     Check {
-        id: "I7",
-        title: "exactly the limit when demand suffices",
+        id: CheckId::I7,
+        title: "exactly the limit when demand suffices".to_owned(),
         expected: format!("{limit} rows (demand {demand})"),
         observed: format!("{} rows", facts.rows.len()),
         status: status(facts.rows.len() == limit),
@@ -654,10 +722,10 @@ fn unknown_outcomes(index: &Index) -> UnknownOutcomes {
     outcome
 }
 
-fn skipped(id: &'static str, title: &'static str, why: &str) -> Check {
+fn skipped(id: CheckId, title: &str, why: &str) -> Check {
     Check {
         id,
-        title,
+        title: title.to_owned(),
         expected: "-".to_owned(),
         observed: format!("skipped: {why}"),
         status: Status::Skip,

@@ -78,7 +78,7 @@ pub async fn judge(cli: &Cli) -> anyhow::Result<Judgement> {
         campaigns.join(", "),
         cli.drain_timeout
     );
-    let drained = drain::wait(cli, &pool, &gate, &strategies, cli.drain_timeout).await?;
+    let drained = drain::wait(&cli.stack, &pool, &gate, &strategies, cli.drain_timeout).await?;
     match drained {
         Drained::Yes { after } => eprintln!("drained after {:.1}s", after.as_secs_f64()),
         Drained::TimedOut { lag } => eprintln!(

@@ -40,15 +40,15 @@ impl StageRow {
         let tally = verdict.tally;
         let drain_seconds = match judgement.drained {
             Drained::Yes { after } => {
-                Some(summary.drain_seconds.unwrap_or_default() + after.as_secs_f64())
+                Some(summary.run.drain_seconds.unwrap_or_default() + after.as_secs_f64())
             }
             Drained::TimedOut { .. } => None,
         };
         Self {
-            strategy: summary.strategy,
-            fault: summary.faults_text(),
-            run_id: summary.run_id.clone(),
-            limit: summary.limit.unwrap_or_default(),
+            strategy: summary.run.strategy,
+            fault: summary.run.faults_text(),
+            run_id: summary.run.run_id.clone(),
+            limit: summary.run.limit,
             violated: verdict.failed_ids(),
             coupons: tally.coupons,
             over_issue: tally.over_issue,

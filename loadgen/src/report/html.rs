@@ -211,7 +211,6 @@ fn latency_table(summary: &Summary) -> String {
 }
 
 pub fn render(summary: &Summary) -> String {
-    let stats = &summary.stats;
     format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>loadgen run {run}</title>
@@ -224,8 +223,7 @@ th {{ background: #f3f3f3; }}
 h2 {{ margin-top: 28px; }}
 </style></head><body>
 <h1>loadgen run {run}</h1>
-<p>Campaign <b>{campaign}</b> (limit {limit}) at {host}: {users} users × {repeat}, launched at {rate}/s.
-{requests} requests in {wall:.2}s, <b>{rps:.0} responses/s</b>. Drain: {drain}.</p>
+<p>{facts}</p>
 {table}
 <h2>Latency distribution</h2>
 {latency}
@@ -237,17 +235,12 @@ h2 {{ margin-top: 28px; }}
 <p>Self-contained: inline SVG, nothing loaded from the network. Every request is in <code>history.jsonl</code>.</p>
 </body></html>
 "#,
-        run = escape(&summary.run_id),
-        campaign = escape(&summary.campaign_id),
-        limit = summary.limit.map_or("?".to_owned(), |l| l.to_string()),
-        host = escape(&summary.host),
-        users = summary.users,
-        repeat = summary.repeat,
-        rate = summary.launch_rate_per_second,
-        requests = stats.requests,
-        wall = stats.wall_seconds,
-        rps = stats.responses_per_second,
-        drain = super::drain_text(summary),
+        run = escape(&summary.run.run_id),
+        facts = super::run_facts(summary)
+            .iter()
+            .map(|fact| escape(fact))
+            .collect::<Vec<_>>()
+            .join("<br>\n"),
         table = latency_table(summary),
         latency = latency_chart(summary),
         legend = legend(summary),
@@ -297,23 +290,38 @@ mod tests {
                 seq: (i < 10).then_some(i as u32 + 1),
             })
             .collect();
+        let campaign = coupon_domain::CampaignId::parse("c-1").expect("a valid id");
         Summary {
-            run_id: "run-1".into(),
-            campaign_id: "c<script>".into(),
-            campaign_created: true,
-            strategy: coupon_domain::Strategy::Reliable,
-            faults: Vec::new(),
-            consumer_restarts: None,
-            limit: Some(10),
-            host: "http://127.0.0.1:8080".into(),
-            users: 300,
-            repeat: 1,
-            hot_users: 0.0,
-            seed: 1,
-            launch_rate_per_second: 300,
-            started_at: "now".into(),
-            drain_seconds: Some(0.5),
-            campaign_after: serde_json::Value::Null,
+            run: coupon_domain::wire::RunSummary {
+                run_id: "run-1".into(),
+                campaign_id: campaign.clone(),
+                campaign_created: true,
+                strategy: coupon_domain::Strategy::Reliable,
+                faults: Vec::new(),
+                consumer_restarts: None,
+                limit: 10,
+                host: "http://127.0.0.1:8080/<script>".into(),
+                users: 300,
+                repeat: 1,
+                hot_users: 0.0,
+                seed: 1,
+                launch_rate_per_second: 300,
+                started_at: "now".into(),
+                drain_seconds: Some(0.5),
+                campaign_after: coupon_domain::wire::CampaignView {
+                    campaign_id: campaign,
+                    limit: 10,
+                    issued: 10,
+                    persisted: 10,
+                    failed_events: 0,
+                    remaining: 0,
+                    opens_at: None,
+                    closes_at: None,
+                    state: coupon_domain::CampaignState::Open,
+                    strategy: coupon_domain::Strategy::Reliable,
+                    gate: None,
+                },
+            },
             stats: crate::stats::compute(&records, 100),
         }
     }
@@ -344,7 +352,7 @@ mod tests {
     #[test]
     fn the_report_escapes_what_it_shows() {
         let html = render(&summary());
-        assert!(!html.contains("c<script>"));
-        assert!(html.contains("c&lt;script&gt;"));
+        assert!(!html.contains("8080/<script>"));
+        assert!(html.contains("8080/&lt;script&gt;"));
     }
 }

@@ -4,40 +4,68 @@
 pub mod compare;
 pub mod html;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use serde::Serialize;
+use coupon_domain::wire::{CampaignView, RunSummary};
+use serde::{Deserialize, Serialize};
 use tabled::{Table, Tabled, settings::Style};
 
 use crate::stats::{Latency, Stats};
 
-/// Everything `summary.json` holds; the verifier reads the campaign fields.
-#[derive(Debug, Clone, Serialize)]
+/// Everything `summary.json` holds: what the run was ([`RunSummary`], which the verifier and the
+/// gate read) and its statistics beside it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
-    pub run_id: String,
-    pub campaign_id: String,
-    /// Whether this run created the campaign (so every row must come from this run).
-    pub campaign_created: bool,
-    /// How the campaign issued: a course stage, or this project's design.
-    pub strategy: coupon_domain::Strategy,
-    /// Faults injected during the run (`--fault`).
-    pub faults: Vec<String>,
-    /// How many times the consumer loadgen started died and was restarted.
-    pub consumer_restarts: Option<u32>,
-    pub limit: Option<u64>,
-    pub host: String,
-    pub users: usize,
-    pub repeat: usize,
-    pub hot_users: f64,
-    pub seed: u64,
-    pub launch_rate_per_second: usize,
-    pub started_at: String,
-    /// Seconds until every issued coupon had its row, when loadgen waited for it.
-    pub drain_seconds: Option<f64>,
-    /// The campaign as the api reported it after the run.
-    pub campaign_after: serde_json::Value,
+    #[serde(flatten)]
+    pub run: RunSummary,
     pub stats: Stats,
+}
+
+/// What a whole run (one stage, or a comparison) leaves: its directory and its terminal text.
+#[derive(Debug)]
+pub struct Outcome {
+    pub run_dir: PathBuf,
+    pub terminal: String,
+}
+
+impl Outcome {
+    pub fn describe(&self) -> String {
+        format!(
+            "{}\nreports: {} (also {}/latest)",
+            self.terminal,
+            self.run_dir.display(),
+            self.run_dir
+                .parent()
+                .map_or_else(|| ".".into(), |p| p.display().to_string())
+        )
+    }
+}
+
+/// A run id that sorts by time and is safe in paths and campaign ids.
+pub fn new_run_id() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}{:02}{:02}-{:02}{:02}{:02}-{:04x}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        rand::random::<u16>()
+    )
+}
+
+/// `<report-dir>/latest` -> `<name>`.
+pub fn point_latest(report_dir: &Path, name: &str) -> anyhow::Result<()> {
+    let latest = report_dir.join("latest");
+    if latest.symlink_metadata().is_ok() {
+        std::fs::remove_file(&latest)
+            .with_context(|| format!("failed to replace {}", latest.display()))?;
+    }
+    std::os::unix::fs::symlink(name, &latest)
+        .with_context(|| format!("failed to create {}", latest.display()))
 }
 
 /// One line of the latency table, formatted once for the terminal, markdown and HTML.
@@ -59,6 +87,7 @@ struct Row {
 
 fn drain_text(summary: &Summary) -> String {
     summary
+        .run
         .drain_seconds
         .map_or("not waited for".to_owned(), |s| format!("{s:.2}s"))
 }
@@ -91,60 +120,81 @@ pub fn terminal(summary: &Summary) -> String {
     let stats = &summary.stats;
     let table = Table::new(rows(stats)).with(Style::rounded()).to_string();
     format!(
-        "{table}\n{} requests from {} users in {:.2}s: {:.0} responses/s; drain {}\ncampaign {}: {}",
+        "{table}\n{} requests from {} users in {:.2}s: {:.0} responses/s; drain {}\n{}",
         stats.requests,
         stats.distinct_users,
         stats.wall_seconds,
         stats.responses_per_second,
         drain_text(summary),
-        summary.campaign_id,
-        summary.campaign_after,
+        campaign_text(&summary.run.campaign_after),
     )
 }
 
-impl Summary {
-    /// `none`, or the faults injected, by name.
-    pub fn faults_text(&self) -> String {
-        if self.faults.is_empty() {
-            "none".to_owned()
-        } else {
-            self.faults.join(", ")
-        }
-    }
+/// The campaign's numbers after the run, in one line.
+fn campaign_text(campaign: &CampaignView) -> String {
+    format!(
+        "campaign {}: {} issued of {}, {} written, {} failed events, {} remaining ({})",
+        campaign.campaign_id,
+        campaign.issued,
+        campaign.limit,
+        campaign.persisted,
+        campaign.failed_events,
+        campaign.remaining,
+        campaign.state,
+    )
+}
+
+/// What the run was, in four lines of plain text: the markdown lists them, the HTML report
+/// shows them escaped.
+fn run_facts(summary: &Summary) -> [String; 4] {
+    let (run, stats) = (&summary.run, &summary.stats);
+    let created = if run.campaign_created {
+        "created by this run"
+    } else {
+        "existing"
+    };
+    [
+        format!(
+            "campaign {} (limit {}, {created}), strategy {}, faults: {}",
+            run.campaign_id,
+            run.limit,
+            run.strategy,
+            run.faults_text()
+        ),
+        format!(
+            "{} users × {} against {}, launched at {}/s, seed {}, hot users {}",
+            run.users, run.repeat, run.host, run.launch_rate_per_second, run.seed, run.hot_users
+        ),
+        format!(
+            "{} requests in {:.2}s: {:.0} responses/s",
+            stats.requests, stats.wall_seconds, stats.responses_per_second
+        ),
+        format!("drain: {}", drain_text(summary)),
+    ]
 }
 
 pub fn markdown(summary: &Summary) -> String {
-    let stats = &summary.stats;
-    let table = Table::new(rows(stats)).with(Style::markdown()).to_string();
+    let table = Table::new(rows(&summary.stats))
+        .with(Style::markdown())
+        .to_string();
+    let facts: String = run_facts(summary)
+        .iter()
+        .map(|fact| format!("- {fact}\n"))
+        .collect();
     format!(
-        "# loadgen run {run}\n\n\
-         - campaign `{campaign}` (limit {limit}, {created}), strategy `{strategy}`, faults: {faults}\n\
-         - {users} users × {repeat} against {host}, launched at {rate}/s, seed {seed}, hot users {hot}\n\
-         - {requests} requests in {wall:.2}s: **{rps:.0} responses/s**\n\
-         - drain: {drain}\n\n{table}\n\n\
+        "# loadgen run {run}\n\n{facts}\n{table}\n\n\
          Latencies are measured by loadgen at µs resolution (HDR histograms). See `report.html` \
          for the charts, `history.jsonl` for every request, `goose-report.*` for goose's view.\n",
-        run = summary.run_id,
-        campaign = summary.campaign_id,
-        limit = summary.limit.map_or("?".to_owned(), |l| l.to_string()),
-        created = if summary.campaign_created {
-            "created by this run"
-        } else {
-            "existing"
-        },
-        strategy = summary.strategy,
-        faults = summary.faults_text(),
-        users = summary.users,
-        repeat = summary.repeat,
-        host = summary.host,
-        rate = summary.launch_rate_per_second,
-        seed = summary.seed,
-        hot = summary.hot_users,
-        requests = stats.requests,
-        wall = stats.wall_seconds,
-        rps = stats.responses_per_second,
-        drain = drain_text(summary),
+        run = summary.run.run_id,
     )
+}
+
+/// Reads `summary.json` back from a run directory.
+pub fn read_summary(run_dir: &Path) -> anyhow::Result<Summary> {
+    let path = run_dir.join("summary.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a run summary", path.display()))
 }
 
 pub fn write_all(run_dir: &Path, summary: &Summary) -> anyhow::Result<()> {

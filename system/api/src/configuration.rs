@@ -3,10 +3,14 @@
 
 use std::{fmt, net::SocketAddr, time::Duration};
 
-use clap::Args;
+use clap::Parser;
 use coupon_runtime::stack::{self, StackArgs};
 
-#[derive(Clone, Args)]
+use crate::issuance::EpochSource;
+
+/// The coupon apply api: gates each apply in Redis, publishes the win to Kafka.
+#[derive(Clone, Parser)]
+#[command(version, about, long_about = None)]
 pub struct Settings {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "API_ADDR", default_value = stack::DEFAULT_API_ADDR)]
@@ -47,6 +51,12 @@ pub struct Settings {
     #[arg(long, env = "GATE_MODE", default_value = "atomic", hide = true)]
     pub gate_mode: GateMode,
 
+    /// Test only: `clock` takes a gate's epoch from the wall clock in milliseconds, as this
+    /// project once did; two lives of a gate started within one millisecond then share an
+    /// epoch. The epoch test's negative control runs against it; never use it otherwise.
+    #[arg(long, env = "GATE_EPOCHS", value_enum, default_value_t, hide = true)]
+    pub gate_epochs: EpochSource,
+
     /// Give up connecting to a dependency at startup after this long (retrying with backoff).
     #[arg(long, env = "STARTUP_TIMEOUT", default_value = "60s", value_parser = coupon_domain::duration::parse)]
     pub startup_timeout: Duration,
@@ -66,6 +76,7 @@ impl fmt::Debug for Settings {
             .field("stack", &self.stack)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
             .field("gate_mode", &self.gate_mode)
+            .field("gate_epochs", &self.gate_epochs)
             .finish_non_exhaustive()
     }
 }

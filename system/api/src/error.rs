@@ -7,9 +7,8 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use coupon_domain::history::ResultClass;
+use coupon_domain::{history::ResultClass, wire::ErrorBody};
 use coupon_store::StoreError;
-use serde::Serialize;
 
 use crate::issuance::IssuanceError;
 
@@ -51,15 +50,6 @@ impl ApiError {
     }
 }
 
-/// Every error reply's body: what was wrong, and for the apply route's refusals the result
-/// name loadgen and the verifier classify it by.
-#[derive(Debug, Serialize)]
-struct ErrorBody {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    result: Option<ResultClass>,
-    error: String,
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, result) = match &self {
@@ -72,14 +62,14 @@ impl IntoResponse for ApiError {
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, None),
             Self::AdminDisabled => (StatusCode::FORBIDDEN, None),
             Self::Unavailable { dependency, source } => {
-                tracing::warn!(dependency, error = %source_chain(source), "dependency unavailable");
+                tracing::warn!(dependency, error = %coupon_runtime::chain(&**source), "dependency unavailable");
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     Some(ResultClass::Unavailable),
                 )
             }
             Self::Internal(source) => {
-                tracing::error!(error = %source_chain(source), "internal error");
+                tracing::error!(error = %coupon_runtime::chain(&**source), "internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, None)
             }
         };
@@ -89,10 +79,6 @@ impl IntoResponse for ApiError {
         };
         (status, Json(body)).into_response()
     }
-}
-
-fn source_chain(source: &anyhow::Error) -> String {
-    format!("{source:#}")
 }
 
 impl From<IssuanceError> for ApiError {

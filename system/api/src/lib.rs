@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`configuration`]: flags and env vars, with the local stack's defaults.
 //! - [`startup`]: connect, migrate, create the topic, bind, serve until shutdown.
+//! - [`state`]: what every handler shares.
 //! - [`routes`]: apply, campaign stats, admin, health, metrics, the OpenAPI document.
 //! - [`issuance`]: what an apply does, one implementation per strategy: the reliable design
 //!   (admit, publish, resolve in doubt, undo; gate rebuild) and the course's stages.
@@ -22,6 +23,7 @@ pub mod metrics;
 pub mod publisher;
 pub mod routes;
 pub mod startup;
+pub mod state;
 
 pub use configuration::Settings;
 pub use startup::Application;

@@ -111,7 +111,7 @@ impl Publisher {
             },
             Ok(Ok(Err((error, _)))) if certainly_not_written(&error) => Published::Refused(error),
             Ok(Ok(Err((error, _)))) => {
-                tracing::warn!(error = %error, "publish in doubt");
+                tracing::warn!(error = %coupon_runtime::chain(&error), "publish in doubt");
                 Published::InDoubt(None)
             }
             Ok(Err(_canceled)) => Published::InDoubt(None),
@@ -134,8 +134,12 @@ impl Publisher {
         let producer = self.producer.clone();
         match tokio::task::spawn_blocking(move || producer.flush(timeout)).await {
             Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::warn!(error = %error, "failed to flush the producer"),
-            Err(error) => tracing::warn!(error = %error, "producer flush task failed"),
+            Ok(Err(error)) => {
+                tracing::warn!(error = %coupon_runtime::chain(&error), "failed to flush the producer")
+            }
+            Err(error) => {
+                tracing::warn!(error = %coupon_runtime::chain(&error), "producer flush task failed")
+            }
         }
     }
 }

@@ -17,20 +17,8 @@ use crate::{
     metrics::Metrics,
     publisher::Publisher,
     routes,
+    state::{AppState, SharedState},
 };
-
-/// Everything a request handler needs, shared behind an `Arc`.
-#[derive(Debug)]
-pub struct AppState {
-    pub settings: Settings,
-    /// Every strategy's implementation; a campaign's is picked once per request.
-    pub issuers: Issuers,
-    pub store: Store,
-    pub campaigns: Arc<CampaignCache>,
-    pub metrics: Arc<Metrics>,
-}
-
-pub type SharedState = Arc<AppState>;
 
 #[derive(Debug)]
 pub struct Application {
@@ -95,9 +83,7 @@ impl Application {
             store.clone(),
             campaigns.clone(),
             metrics.clone(),
-            &stack.kafka_brokers,
-            &stack.topic,
-            settings.delivery_timeout,
+            &settings,
         );
         let state = Arc::new(AppState {
             issuers: Issuers::new(reliable, course),

@@ -2,10 +2,13 @@
 
 use std::{fmt, net::SocketAddr, time::Duration};
 
-use clap::Args;
+use clap::Parser;
 use coupon_runtime::stack::StackArgs;
 
-#[derive(Clone, Args)]
+/// The coupon consumer: writes each issued coupon from Kafka to MySQL, idempotently.
+/// Run several with the same --group to share the partitions.
+#[derive(Clone, Parser)]
+#[command(version, about, long_about = None)]
 pub struct Settings {
     /// The stores' addresses, topics and groups.
     #[command(flatten)]

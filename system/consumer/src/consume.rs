@@ -228,7 +228,7 @@ pub async fn run(
             Ok(message) => vec![message.detach()],
             Err(error) => {
                 metrics.consume_errors.inc();
-                tracing::warn!(error = %error, "kafka consume error; continuing");
+                tracing::warn!(error = %coupon_runtime::chain(&error), "kafka consume error; continuing");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
@@ -238,7 +238,7 @@ pub async fn run(
                 Ok(Ok(message)) => batch.push(message.detach()),
                 Ok(Err(error)) => {
                     metrics.consume_errors.inc();
-                    tracing::warn!(error = %error, "kafka consume error");
+                    tracing::warn!(error = %coupon_runtime::chain(&error), "kafka consume error");
                     break;
                 }
                 Err(_idle) => break,
@@ -265,14 +265,14 @@ pub async fn run(
         // Store, don't commit: librdkafka commits the stored offsets every second and retries a
         // failed commit by itself. Stored only now, after the transaction committed.
         if let Err(error) = consumer.store_offsets(&next_offsets(&settings.stack.topic, &batch)?) {
-            tracing::warn!(error = %error, "failed to store offsets; the batch will be redelivered");
+            tracing::warn!(error = %coupon_runtime::chain(&error), "failed to store offsets; the batch will be redelivered");
         }
         if stopping {
             break;
         }
     }
     if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
-        tracing::debug!(error = %error, "nothing to commit at shutdown");
+        tracing::debug!(error = %coupon_runtime::chain(&error), "nothing to commit at shutdown");
     }
     tracing::info!("consumer stopped");
     Ok(())

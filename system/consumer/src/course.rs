@@ -56,11 +56,11 @@ pub async fn run(
                 let payload = message.payload().unwrap_or_default();
                 listener(&store, &metrics, &crash, &mut campaigns, payload).await;
                 if let Err(error) = consumer.store_offset_from_message(&message) {
-                    tracing::warn!(error = %error, "course consumer: failed to store an offset");
+                    tracing::warn!(error = %coupon_runtime::chain(&error), "course consumer: failed to store an offset");
                 }
             }
             Err(error) => {
-                tracing::warn!(error = %error, "course consumer: kafka error; continuing");
+                tracing::warn!(error = %coupon_runtime::chain(&error), "course consumer: kafka error; continuing");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
@@ -80,7 +80,7 @@ async fn listener(
     let event = match CourseEvent::from_json(payload) {
         Ok(event) => event,
         Err(error) => {
-            tracing::error!(error = %error, "course consumer: malformed message skipped");
+            tracing::error!(error = %coupon_runtime::chain(&error), "course consumer: malformed message skipped");
             return;
         }
     };
@@ -92,7 +92,7 @@ async fn listener(
         }
         Err(error) => error,
     };
-    tracing::error!(user_id = %event.user_id, error = %error, "failed to create coupon");
+    tracing::error!(user_id = %event.user_id, error = %coupon_runtime::chain(&error), "failed to create coupon");
     // An unknown or unreadable campaign is treated as the course's final stage.
     let strategy = match campaigns.get(store, &event.campaign_id).await {
         Ok(Some(campaign)) => campaign.strategy,
@@ -108,7 +108,7 @@ async fn listener(
         }
         Err(error) => {
             metrics.course_dropped.inc();
-            tracing::error!(user_id = %event.user_id, error = %error, "failed to save the failed event; the coupon is gone");
+            tracing::error!(user_id = %event.user_id, error = %coupon_runtime::chain(&error), "failed to save the failed event; the coupon is gone");
         }
     }
 }

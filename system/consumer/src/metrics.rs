@@ -139,6 +139,15 @@ impl Metrics {
             .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
+    /// How many partitions the `loop_name` loop (`pipeline` or `course`) holds.
+    pub fn assigned(&self, loop_name: &'static str) -> i64 {
+        self.assigned_partitions
+            .get_or_create(&LoopLabel {
+                consumer: loop_name,
+            })
+            .get()
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         let _ = encode(&mut out, &self.registry);

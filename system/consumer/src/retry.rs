@@ -89,7 +89,7 @@ pub async fn run(
             Ok(0) => {}
             Ok(resolved) => tracing::info!(resolved, "failed events resolved"),
             Err(error) => tracing::warn!(
-                error = format!("{error:#}"),
+                error = %coupon_runtime::chain(&*error),
                 "failed-event retry pass failed"
             ),
         }

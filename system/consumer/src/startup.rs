@@ -149,7 +149,9 @@ async fn track_lag(
             Ok(offsets) => {
                 metrics.lag.set(coupon_kafka::offsets::total_lag(&offsets));
             }
-            Err(error) => tracing::debug!(error = %error, "could not read consumer lag"),
+            Err(error) => {
+                tracing::debug!(error = %coupon_runtime::chain(&error), "could not read consumer lag")
+            }
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(2)) => {}

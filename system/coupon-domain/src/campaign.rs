@@ -34,6 +34,12 @@ impl CouponLimit {
     }
 }
 
+impl std::fmt::Display for CouponLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 impl TryFrom<u32> for CouponLimit {
     type Error = CouponLimitError;
     fn try_from(raw: u32) -> Result<Self, Self::Error> {
@@ -54,6 +60,17 @@ pub enum CampaignState {
     NotOpen,
     Open,
     Closed,
+}
+
+impl std::fmt::Display for CampaignState {
+    /// The state as the api's JSON writes it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::NotOpen => "not_open",
+            Self::Open => "open",
+            Self::Closed => "closed",
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -35,14 +35,14 @@ pub enum ResultClass {
 
 impl ResultClass {
     /// Classifies a reply from its status and the `result` field of its body, if any.
-    pub fn from_reply(status: u16, result: Option<&str>) -> Self {
+    pub fn from_reply(status: u16, result: Option<Self>) -> Self {
         match (status, result) {
             (201, _) => Self::Issued,
             (202, _) => Self::Pending,
             (409, _) => Self::AlreadyApplied,
-            (410, Some("closed")) => Self::Closed,
+            (410, Some(Self::Closed)) => Self::Closed,
             (410, _) => Self::SoldOut,
-            (403, Some("not_open")) => Self::NotOpen,
+            (403, Some(Self::NotOpen)) => Self::NotOpen,
             (404, _) => Self::NotFound,
             (400 | 413 | 415 | 422, _) => Self::Invalid,
             (503, _) => Self::Unavailable,
@@ -155,15 +155,15 @@ mod tests {
     #[test]
     fn replies_classify_by_status_and_result() {
         assert_eq!(
-            ResultClass::from_reply(201, Some("issued")),
+            ResultClass::from_reply(201, Some(ResultClass::Issued)),
             ResultClass::Issued
         );
         assert_eq!(
-            ResultClass::from_reply(410, Some("sold_out")),
+            ResultClass::from_reply(410, Some(ResultClass::SoldOut)),
             ResultClass::SoldOut
         );
         assert_eq!(
-            ResultClass::from_reply(410, Some("closed")),
+            ResultClass::from_reply(410, Some(ResultClass::Closed)),
             ResultClass::Closed
         );
         assert_eq!(ResultClass::from_reply(422, None), ResultClass::Invalid);

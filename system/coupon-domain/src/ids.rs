@@ -88,6 +88,13 @@ impl CampaignId {
     }
 }
 
+impl std::str::FromStr for CampaignId {
+    type Err = CampaignIdError;
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        Self::parse(raw)
+    }
+}
+
 impl TryFrom<String> for CampaignId {
     type Error = CampaignIdError;
     fn try_from(raw: String) -> Result<Self, Self::Error> {

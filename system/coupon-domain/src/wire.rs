@@ -35,6 +35,22 @@ impl ApplyReply {
     }
 }
 
+/// Every error reply's body: what was wrong, and for the apply route's refusals the result
+/// name loadgen and the verifier classify it by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<ResultClass>,
+    pub error: String,
+}
+
+/// The body of `POST /campaigns/{id}/apply`, as a client sends it. The api parses `user_id`
+/// into a [`UserId`] and refuses anything else with a 4xx.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyRequest {
+    pub user_id: u64,
+}
+
 /// The body of `POST /admin/campaigns`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,6 +73,19 @@ pub struct NewCampaign {
     /// One of the course's stages, to watch it fail (docs/stages.md); `reliable` by default.
     #[serde(default)]
     pub strategy: Strategy,
+}
+
+impl NewCampaign {
+    /// A campaign open from now on, with no closing time.
+    pub fn open_now(id: CampaignId, limit: CouponLimit, strategy: Strategy) -> Self {
+        Self {
+            id,
+            limit,
+            opens_at: None,
+            closes_at: None,
+            strategy,
+        }
+    }
 }
 
 fn default_limit() -> CouponLimit {
@@ -98,6 +127,46 @@ pub enum GateReadiness {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CampaignList {
     pub campaigns: Vec<CampaignView>,
+}
+
+/// What a loadgen run was: the part of `summary.json` the verifier and the gate read (loadgen
+/// writes its statistics beside these fields, and readers ignore them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub campaign_id: CampaignId,
+    /// Whether this run created the campaign (so every row must come from this run).
+    pub campaign_created: bool,
+    /// How the campaign issued: a course stage, or this project's design.
+    pub strategy: Strategy,
+    /// Faults injected during the run (`--fault`).
+    pub faults: Vec<String>,
+    /// How many times the consumer loadgen started died and was restarted; `None` when loadgen
+    /// did not start the consumer.
+    pub consumer_restarts: Option<u32>,
+    pub limit: u64,
+    pub host: String,
+    pub users: usize,
+    pub repeat: usize,
+    pub hot_users: f64,
+    pub seed: u64,
+    pub launch_rate_per_second: usize,
+    pub started_at: String,
+    /// Seconds until every issued coupon had its row, when loadgen waited for it.
+    pub drain_seconds: Option<f64>,
+    /// The campaign as the api reported it after the run.
+    pub campaign_after: CampaignView,
+}
+
+impl RunSummary {
+    /// The faults as one phrase: `none`, or their names joined by commas.
+    pub fn faults_text(&self) -> String {
+        if self.faults.is_empty() {
+            "none".to_owned()
+        } else {
+            self.faults.join(", ")
+        }
+    }
 }
 
 #[cfg(test)]

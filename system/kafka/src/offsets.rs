@@ -79,7 +79,7 @@ fn committed_with_retry(
         match consumer.committed_offsets(list.clone(), Duration::from_secs(5)) {
             Ok(committed) => return Ok(committed),
             Err(error) if std::time::Instant::now() < give_up => {
-                tracing::debug!(error = %error, "committed offsets not available yet; retrying");
+                tracing::debug!(error = %coupon_runtime::chain(&error), "committed offsets not available yet; retrying");
                 std::thread::sleep(Duration::from_millis(200));
             }
             Err(error) => return Err(error),

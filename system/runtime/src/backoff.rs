@@ -42,6 +42,17 @@ pub enum PollError<E> {
     Check(E),
 }
 
+impl PollError<anyhow::Error> {
+    /// One error for either way a wait can end: the check's own, or the time-out naming what
+    /// was waited for.
+    pub fn into_anyhow(self) -> anyhow::Error {
+        match self {
+            Self::Check(error) => error,
+            timed_out @ Self::TimedOut { .. } => anyhow::anyhow!(timed_out.to_string()),
+        }
+    }
+}
+
 /// Calls `check` every `every` until it yields `Some`, or fails once `deadline` has passed (the
 /// error names `what`). An error from `check` ends the wait at once.
 pub async fn poll_until<T, E, F, Fut>(

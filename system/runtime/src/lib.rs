@@ -84,7 +84,9 @@ where
     }
 }
 
-/// An error with its causes, `outer: inner: innermost`, for one log field.
+/// An error with its causes, `outer: inner: innermost`, for one log field: the one way every
+/// process logs an error (`error = %chain(&error)`; an `anyhow::Error` as `chain(&*error)`).
+/// It reads like anyhow's `{:#}`, which the binaries print on exit.
 pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();

@@ -3,8 +3,9 @@
 //! topic or a group is declared once. Every default matches the local stack (`scripts/stack`)
 //! and `docker-compose.yml`, so nothing needs configuring on a machine that runs either.
 
-use std::fmt;
+use std::{fmt, net::SocketAddr};
 
+use anyhow::Context;
 use clap::Args;
 
 /// Redis, as `scripts/stack up` starts it. Env: `REDIS_URL`.
@@ -114,6 +115,17 @@ impl StackArgs {
     pub fn database_address(&self) -> String {
         redact(&self.database_url)
     }
+
+    /// Where MySQL listens, resolved from DATABASE_URL (port 3306 when it names none): what a
+    /// TCP proxy in front of it connects to.
+    pub async fn database_socket_addr(&self) -> anyhow::Result<SocketAddr> {
+        url_socket_addr(&self.database_url, 3306).await
+    }
+
+    /// DATABASE_URL with its `host:port` replaced by `addr` (a proxy's), and nothing else changed.
+    pub fn database_url_via(&self, addr: SocketAddr) -> anyhow::Result<String> {
+        url_via(&self.database_url, addr)
+    }
 }
 
 impl fmt::Debug for StackArgs {
@@ -147,6 +159,45 @@ pub fn redact(database_url: &str) -> String {
     }
 }
 
+/// Where the service of a URL such as `mysql://user:secret@host:port/db` or `redis://host:port`
+/// listens, resolved (`default_port` when the URL names none).
+pub async fn url_socket_addr(url: &str, default_port: u16) -> anyhow::Result<SocketAddr> {
+    let (_, host_port) = split_address(url)?;
+    let host_port = if host_port.contains(':') {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:{default_port}")
+    };
+    tokio::net::lookup_host(&host_port)
+        .await
+        .ok()
+        .and_then(|mut found| found.next())
+        .with_context(|| {
+            format!(
+                "the address {host_port} in {} does not resolve",
+                redact(url)
+            )
+        })
+}
+
+/// `url` with its `host:port` replaced by `addr` (a proxy's), and nothing else changed.
+pub fn url_via(url: &str, addr: SocketAddr) -> anyhow::Result<String> {
+    let (at, host_port) = split_address(url)?;
+    let rest = &url[at + host_port.len()..];
+    Ok(format!("{}{addr}{rest}", &url[..at]))
+}
+
+/// Where the `host:port` of a URL starts, and the `host:port` itself.
+fn split_address(url: &str) -> anyhow::Result<(usize, &str)> {
+    let at = url
+        .rfind('@')
+        .map_or_else(|| url.find("://").map(|i| i + 3), |i| Some(i + 1))
+        .with_context(|| format!("cannot read the address in {}", redact(url)))?;
+    let rest = &url[at..];
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    Ok((at, &rest[..end]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +209,25 @@ mod tests {
             "mysql://coupons@127.0.0.1:3306/coupons"
         );
         assert_eq!(redact("mysql://127.0.0.1/db"), "mysql://127.0.0.1/db");
+    }
+
+    #[test]
+    fn the_database_url_is_rewritten_to_a_proxy_and_nothing_else_changes() {
+        let proxy: SocketAddr = "127.0.0.1:4444".parse().expect("valid");
+        let via = |url: &str| {
+            StackArgs::parse_from(["x", "--database-url", url])
+                .database_url_via(proxy)
+                .ok()
+        };
+        assert_eq!(
+            via("mysql://coupons:secret@db.local:3306/coupons?ssl-mode=disabled").as_deref(),
+            Some("mysql://coupons:secret@127.0.0.1:4444/coupons?ssl-mode=disabled")
+        );
+        assert_eq!(
+            via("mysql://127.0.0.1:3306/db").as_deref(),
+            Some("mysql://127.0.0.1:4444/db")
+        );
+        assert_eq!(via("not a url"), None);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Statements for tests and tools rather than the pipeline: databases of their own, the
-//! server's statement counters, whole-table counts. Kept here so that every SQL statement of the
+//! server's statement counters, whole-table counts, a planted row for a negative control. Kept here so that every SQL statement of the
 //! project is in this crate.
 
+use coupon_domain::CampaignId;
 use mysql_async::prelude::Queryable;
 
 use crate::{Store, StoreError, as_count};
@@ -65,6 +66,42 @@ pub async fn coupon_totals(store: &Store) -> Result<(u64, u64, u64), StoreError>
         as_count(Some(users)),
         as_count(Some(slots)),
     ))
+}
+
+/// The user a planted row belongs to: far beyond any user id a run draws.
+pub const PLANTED_USER_ID: u64 = 4_242_424_242;
+
+/// For negative controls only (the end-to-end gate): plants one coupon row beyond the
+/// campaign's limit, behind the database's back, so that the verifier must catch it (I1). The
+/// row takes slot `limit + 1` for [`PLANTED_USER_ID`] and no Kafka source (-1, -1).
+///
+/// The schema refuses such a row (`CHECK (seq BETWEEN 1 AND campaign_limit)` and the foreign key
+/// to the campaign's limit); MariaDB lets a session switch both checks off, and this does so on
+/// one connection, for this statement only. MariaDB only: MySQL has no
+/// `check_constraint_checks`. Returns whether a row was planted (false when no such campaign).
+pub async fn plant_extra_coupon_row(
+    store: &Store,
+    campaign: &CampaignId,
+) -> Result<bool, StoreError> {
+    let mut conn = store.conn().await?;
+    conn.query_drop("SET SESSION check_constraint_checks = 0, foreign_key_checks = 0")
+        .await?;
+    let planted = conn
+        .exec_drop(
+            "INSERT INTO coupon \
+             (campaign_id, user_id, seq, campaign_limit, issued_at, kafka_partition, kafka_offset) \
+             SELECT id, ?, coupon_limit + 1, coupon_limit, NOW(3), -1, -1 FROM campaign WHERE id = ?",
+            (PLANTED_USER_ID, campaign.as_str()),
+        )
+        .await
+        .map(|()| conn.affected_rows() == 1);
+    // The connection goes back to the pool: the checks must be on again, whatever happened.
+    let restored = conn
+        .query_drop("SET SESSION check_constraint_checks = 1, foreign_key_checks = 1")
+        .await;
+    let planted = planted?;
+    restored?;
+    Ok(planted)
 }
 
 /// A name safe inside backquotes: letters, digits and underscores only.

@@ -113,7 +113,7 @@ impl Store {
     /// Closes every connection (a clean goodbye to the server).
     pub async fn disconnect(self) {
         if let Err(error) = self.pool.disconnect().await {
-            tracing::debug!(error = %error, "mysql pool did not close cleanly");
+            tracing::debug!(error = %coupon_runtime::chain(&error), "mysql pool did not close cleanly");
         }
     }
 }

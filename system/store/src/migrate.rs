@@ -84,7 +84,7 @@ pub async fn run_with(store: &Store, migrations: &[Migration]) -> Result<Vec<u64
         .exec_first("SELECT RELEASE_LOCK(?)", (LOCK_NAME,))
         .await;
     if let Err(error) = released {
-        tracing::warn!(error = %error, "failed to release the migration lock");
+        tracing::warn!(error = %coupon_runtime::chain(&error), "failed to release the migration lock");
     }
     applied
 }

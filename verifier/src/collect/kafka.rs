@@ -9,7 +9,7 @@ use coupon_kafka::course::CourseEvent;
 use coupon_kafka::offsets::PartitionOffsets;
 
 use super::TopicFacts;
-use crate::reconcile::EventFact;
+use crate::reconcile::{EventFact, KafkaSource};
 
 pub async fn offsets(
     brokers: &str,
@@ -48,10 +48,10 @@ pub async fn topic(
         let decoded = match payload {
             Payload::Pipeline => CouponIssued::from_json(&raw.payload)
                 .ok()
-                .map(|e| (e.campaign_id, e.user_id, e.seq.0)),
+                .map(|e| (e.campaign_id, e.user_id, Some(e.seq.0))),
             Payload::Course => CourseEvent::from_json(&raw.payload)
                 .ok()
-                .map(|e| (e.campaign_id, e.user_id, 0)),
+                .map(|e| (e.campaign_id, e.user_id, None)),
         };
         if let Some((campaign_id, user_id, seq)) = decoded {
             events
@@ -60,8 +60,10 @@ pub async fn topic(
                 .push(EventFact {
                     user_id: user_id.get(),
                     seq,
-                    partition: raw.partition,
-                    offset: raw.offset,
+                    source: KafkaSource {
+                        partition: raw.partition,
+                        offset: raw.offset,
+                    },
                 });
         }
     }

@@ -6,7 +6,7 @@ use coupon_domain::{CampaignId, Strategy};
 use coupon_store::{Store, campaigns, coupons, course, failed_events};
 
 use super::CampaignFacts;
-use crate::reconcile::{FailedFact, RowFact};
+use crate::reconcile::{FailedFact, KafkaSource, RowFact};
 
 pub async fn connect(database_url: &str) -> anyhow::Result<Store> {
     Store::open(database_url, 4).await.with_context(|| {
@@ -44,8 +44,7 @@ pub async fn campaign(store: &Store, id: &str) -> anyhow::Result<CampaignFacts> 
         .map(|r| RowFact {
             user_id: r.user_id,
             seq: r.seq,
-            partition: r.kafka_partition,
-            offset: r.kafka_offset,
+            source: kafka_source(r.kafka_partition, r.kafka_offset),
         })
         .collect();
     let failed = failed_events::list_for(store, id)
@@ -55,8 +54,7 @@ pub async fn campaign(store: &Store, id: &str) -> anyhow::Result<CampaignFacts> 
             user_id: f.user_id,
             reason: f.reason.as_str().to_owned(),
             open: f.open,
-            partition: f.kafka_partition,
-            offset: f.kafka_offset,
+            source: kafka_source(f.kafka_partition, f.kafka_offset),
         })
         .collect();
     Ok(CampaignFacts {
@@ -67,6 +65,12 @@ pub async fn campaign(store: &Store, id: &str) -> anyhow::Result<CampaignFacts> 
         failed,
         gate: None,
     })
+}
+
+/// Where a row or failed event came from in Kafka. The columns are `NOT NULL`: a row no event
+/// wrote (a negative control's planted row) stores -1 in both, which means none.
+fn kafka_source(partition: i32, offset: i64) -> Option<KafkaSource> {
+    (partition >= 0 && offset >= 0).then_some(KafkaSource { partition, offset })
 }
 
 /// A course stage's rows and failed events, from the course's tables. Rows have no slot: each
@@ -84,8 +88,7 @@ async fn course_stage(
         .map(|(row, position)| RowFact {
             user_id: row.user_id,
             seq: position,
-            partition: -1,
-            offset: -1,
+            source: None,
         })
         .collect();
     let failed = course::list_failed_events(store, id)
@@ -95,8 +98,7 @@ async fn course_stage(
             user_id: Some(user_id),
             reason: "course_failed_event".to_owned(),
             open: false,
-            partition: -1,
-            offset: -1,
+            source: None,
         })
         .collect();
     Ok(CampaignFacts {
@@ -127,4 +129,82 @@ pub async fn written(store: &Store, id: &str) -> anyhow::Result<(u64, u64)> {
     let rows = coupons::count(store, &campaign_id).await?;
     let open = failed_events::count_open_for(store, id).await?;
     Ok((rows, open))
+}
+
+#[cfg(test)]
+mod tests {
+    use coupon_domain::{Campaign, CouponIssued, CouponLimit, Seq, UserId};
+    use coupon_store::{
+        CouponToWrite, FailureReason, Source, WriteOutcome,
+        admin::{self, PLANTED_USER_ID},
+    };
+    use testkit::{Stack, TestDatabase};
+
+    use super::*;
+
+    /// An event for slot `seq`, as the consumer would write it.
+    fn coupon(campaign: &CampaignId, user: u64, seq: u32, limit: CouponLimit) -> CouponToWrite {
+        let event = CouponIssued {
+            campaign_id: campaign.clone(),
+            user_id: UserId::parse(user).expect("a valid user id"),
+            seq: Seq(seq),
+            issued_at_ms: 0,
+        };
+        CouponToWrite {
+            payload: event.to_json(),
+            event,
+            limit,
+            source: Source {
+                partition: 0,
+                offset: i64::from(seq),
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn a_planted_row_is_collected_beyond_the_limit_without_a_kafka_source()
+    -> anyhow::Result<()> {
+        let db = TestDatabase::create(&Stack::from_env()).await?;
+        // One connection, so the planting's session is the one the next write uses.
+        db.migrated().await?.disconnect().await;
+        let store = Store::open(&db.url, 1).await?;
+        let id = CampaignId::parse("planted")?;
+        let limit = CouponLimit::parse(2)?;
+        campaigns::create(&store, &Campaign::new(id.clone(), limit, None, None)?).await?;
+        coupons::write_batch(&store, &[coupon(&id, 1, 1, limit)], &[]).await?;
+
+        assert!(admin::plant_extra_coupon_row(&store, &id).await?);
+        let facts = campaign(&store, "planted").await?;
+        assert_eq!(
+            facts.rows,
+            vec![
+                RowFact {
+                    user_id: 1,
+                    seq: 1,
+                    source: Some(KafkaSource {
+                        partition: 0,
+                        offset: 1
+                    }),
+                },
+                RowFact {
+                    user_id: PLANTED_USER_ID,
+                    seq: 3,
+                    source: None,
+                },
+            ]
+        );
+
+        let beyond = coupons::write_batch(&store, &[coupon(&id, 2, 4, limit)], &[]).await?;
+        assert_eq!(
+            beyond,
+            vec![WriteOutcome::Refused {
+                reason: FailureReason::SeqOutOfRange
+            }],
+            "the planting switched the constraint checks back on"
+        );
+        let missing = CampaignId::parse("missing")?;
+        assert!(!admin::plant_extra_coupon_row(&store, &missing).await?);
+        store.disconnect().await;
+        db.cleanup().await
+    }
 }

@@ -60,7 +60,7 @@ impl GateReader {
         Ok(GateFact {
             initialised,
             winners,
-            next_seq: next_seq.unwrap_or_default(),
+            next_seq,
             released,
         })
     }

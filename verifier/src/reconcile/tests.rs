@@ -18,21 +18,23 @@ fn record(user_id: u64, result: ResultClass, seq: Option<u32>) -> HistoryRecord 
     }
 }
 
+fn at(partition: i32, offset: i64) -> KafkaSource {
+    KafkaSource { partition, offset }
+}
+
 fn row(user_id: u64, seq: u32) -> RowFact {
     RowFact {
         user_id,
         seq,
-        partition: 0,
-        offset: i64::from(seq) - 1,
+        source: Some(at(0, i64::from(seq) - 1)),
     }
 }
 
 fn event(user_id: u64, seq: u32) -> EventFact {
     EventFact {
         user_id,
-        seq,
-        partition: 0,
-        offset: i64::from(seq) - 1,
+        seq: Some(seq),
+        source: at(0, i64::from(seq) - 1),
     }
 }
 
@@ -48,7 +50,7 @@ fn healthy() -> Facts {
         gate: Some(GateFact {
             initialised: true,
             winners: [(1, 1), (2, 2), (3, 3)].into_iter().collect(),
-            next_seq: 3,
+            next_seq: Some(3),
             released: vec![],
         }),
         lag: 0,
@@ -71,7 +73,7 @@ fn offenders_of(facts: &Facts, id: &str) -> Vec<u64> {
     reconcile(facts)
         .checks
         .into_iter()
-        .find(|c| c.id == id)
+        .find(|c| c.id.as_str() == id)
         .map(|c| c.offenders.into_iter().map(|o| o.user_id).collect())
         .unwrap_or_default()
 }
@@ -102,8 +104,7 @@ fn i1_catches_a_gate_that_admits_beyond_the_limit() {
         user_id: Some(4),
         reason: "seq_out_of_range".into(),
         open: true,
-        partition: 0,
-        offset: 3,
+        source: Some(at(0, 3)),
     });
     assert!(failing(&facts).contains(&"I1"));
     assert_eq!(offenders_of(&facts, "I1"), vec![4]);
@@ -111,16 +112,17 @@ fn i1_catches_a_gate_that_admits_beyond_the_limit() {
 
 #[test]
 fn i1_catches_a_planted_extra_row() {
+    // Planted behind the database's back: no event wrote it, so it has no Kafka source.
     let mut facts = healthy();
     facts.rows.push(RowFact {
         user_id: 99,
         seq: 4,
-        partition: 9,
-        offset: 9,
+        source: None,
     });
     assert!(failing(&facts).contains(&"I1"));
+    assert_eq!(offenders_of(&facts, "I1"), vec![99]);
     let seen = reconcile(&facts).checks[0].offenders[0].seen.clone();
-    assert!(seen.contains("mysql row seq 4"), "{seen}");
+    assert_eq!(seen, "mysql row seq 4 (no kafka offset)");
 }
 
 #[test]
@@ -129,8 +131,7 @@ fn i2_catches_a_second_row_for_one_user() {
     facts.rows.push(RowFact {
         user_id: 1,
         seq: 1,
-        partition: 1,
-        offset: 7,
+        source: Some(at(1, 7)),
     });
     assert!(failing(&facts).contains(&"I2"));
     assert_eq!(offenders_of(&facts, "I2"), vec![1]);
@@ -141,9 +142,8 @@ fn i2_catches_two_slots_for_one_user_in_kafka() {
     let mut facts = healthy();
     facts.events.push(EventFact {
         user_id: 2,
-        seq: 3,
-        partition: 1,
-        offset: 0,
+        seq: Some(3),
+        source: at(1, 0),
     });
     assert!(failing(&facts).contains(&"I2"));
 }
@@ -210,8 +210,7 @@ fn i6_catches_lag_a_missing_marker_and_disagreeing_stores() {
         user_id: Some(4),
         reason: "unknown_campaign".into(),
         open: false,
-        partition: 0,
-        offset: 3,
+        source: Some(at(0, 3)),
     });
     assert!(
         !failing(&captured).contains(&"I6"),
@@ -261,13 +260,13 @@ fn checks_without_history_are_skipped_not_passed() {
     let mut facts = healthy();
     facts.history = None;
     let verdict = reconcile(&facts);
-    let skipped: Vec<&str> = verdict
+    let skipped: Vec<CheckId> = verdict
         .checks
         .iter()
         .filter(|c| c.status == Status::Skip)
         .map(|c| c.id)
         .collect();
-    assert_eq!(skipped, vec!["I3", "I5", "I7"]);
+    assert_eq!(skipped, vec![CheckId::I3, CheckId::I5, CheckId::I7]);
     assert!(verdict.holds());
 }
 
@@ -290,12 +289,7 @@ fn i7_counts_only_demand_that_reached_the_gate() {
     ]);
     let verdict = reconcile(&facts);
     assert!(verdict.holds(), "{verdict:#?}");
-    let i7 = verdict
-        .checks
-        .iter()
-        .find(|c| c.id == "I7")
-        .map(|c| c.status);
-    assert_eq!(i7, Some(Status::Skip));
+    assert_eq!(verdict.status_of(CheckId::I7), Some(Status::Skip));
 }
 
 /// A course stage's facts: rows in insertion order with no source, events with no slot.
@@ -306,8 +300,7 @@ fn course_stage(strategy: Strategy, row_users: &[u64], event_users: &[u64]) -> F
         .map(|(user_id, position)| RowFact {
             user_id: *user_id,
             seq: position,
-            partition: -1,
-            offset: -1,
+            source: None,
         })
         .collect();
     let events = event_users
@@ -315,9 +308,8 @@ fn course_stage(strategy: Strategy, row_users: &[u64], event_users: &[u64]) -> F
         .zip(0i64..)
         .map(|(user_id, offset)| EventFact {
             user_id: *user_id,
-            seq: 0,
-            partition: 0,
-            offset,
+            seq: None,
+            source: at(0, offset),
         })
         .collect();
     Facts {
@@ -373,8 +365,7 @@ fn course_stage_lost_winner_is_caught_even_with_its_failed_event() {
         user_id: Some(3),
         reason: "course_failed_event".into(),
         open: false,
-        partition: -1,
-        offset: -1,
+        source: None,
     });
     let verdict = reconcile(&per_user);
     assert!(verdict.failed_ids().contains(&"I3"), "{verdict:?}");
@@ -399,4 +390,52 @@ fn course_stage_event_lost_beside_a_row_of_the_same_user_is_caught() {
     assert_eq!(offenders_of(&kafka, "I6"), vec![1]);
     let whole = course_stage(Strategy::Kafka, &[1, 1, 2], &[1, 1, 2]);
     assert!(!failing(&whole).contains(&"I6"));
+}
+
+#[test]
+fn offender_listings_name_each_place_a_user_was_seen_and_what_it_lacks() {
+    // The two-step gate's extra winner: in Redis, on the topic, captured as failed, replied to.
+    let mut facts = healthy();
+    if let Some(gate) = facts.gate.as_mut() {
+        gate.winners.insert(4, 4);
+    }
+    facts.events.push(event(4, 4));
+    if let Some(history) = facts.history.as_mut() {
+        history[3] = record(4, ResultClass::Issued, Some(4));
+    }
+    facts.failed.push(FailedFact {
+        user_id: Some(4),
+        reason: "seq_out_of_range".into(),
+        open: true,
+        source: Some(at(0, 3)),
+    });
+    let i1 = &reconcile(&facts).checks[0];
+    assert_eq!(
+        i1.offenders[0].seen,
+        "kafka p0@3 seq 4; redis winner seq 4; failed_event seq_out_of_range (open) p0@3; \
+         replies: issued seq 4"
+    );
+
+    // A course stage's rows have no slot and no source, its events no slot.
+    let kafka = course_stage(Strategy::Kafka, &[1, 2, 3, 4], &[1, 2, 3, 4]);
+    let i1 = &reconcile(&kafka).checks[0];
+    assert_eq!(
+        i1.offenders[0].seen,
+        "mysql course_coupon row #4; kafka p0@3; replies: issued, issued"
+    );
+}
+
+#[test]
+fn i6_does_not_count_a_failed_event_without_a_source_for_an_event() {
+    let mut orphan_event = healthy();
+    orphan_event.limit = 10;
+    orphan_event.events.push(event(4, 4));
+    orphan_event.failed.push(FailedFact {
+        user_id: Some(4),
+        reason: "unknown_campaign".into(),
+        open: false,
+        source: None,
+    });
+    assert!(failing(&orphan_event).contains(&"I6"));
+    assert_eq!(offenders_of(&orphan_event, "I6"), vec![4]);
 }

@@ -19,6 +19,7 @@ use futures::future::BoxFuture;
 
 use crate::gate::GateError;
 
+pub use rebuild::EpochSource;
 pub use reliable::Reliable;
 
 /// What an apply came to, for an open campaign.

@@ -8,7 +8,7 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use coupon_domain::{Campaign, CampaignId, CouponIssued, Seq, UserId};
-use coupon_store::{StoreError, StoredCampaign, campaigns, coupons};
+use coupon_store::{Store, StoreError, StoredCampaign, campaigns, coupons};
 
 use super::{IssuanceError, Reliable};
 use crate::gate::{GateError, Installed};
@@ -18,6 +18,31 @@ use crate::gate::{GateError, Installed};
 pub enum GateReadiness {
     Ready,
     Rebuilding,
+}
+
+/// Where a new life of a gate gets its epoch, the number that tells it from every earlier life
+/// (an in-doubt event is republished only while the epoch that admitted it lives).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum EpochSource {
+    /// A counter in MySQL (`campaign.gate_epoch`): it never repeats, and Redis losing its data
+    /// cannot reset it.
+    #[default]
+    Counter,
+    /// Test only: milliseconds since the epoch, which repeat within a millisecond. Kept so a
+    /// negative control can show the epoch test catching a source that repeats.
+    Clock,
+}
+
+impl EpochSource {
+    pub async fn next(self, store: &Store, campaign: &CampaignId) -> Result<u64, StoreError> {
+        match self {
+            Self::Counter => campaigns::next_gate_epoch(store, campaign).await,
+            Self::Clock => Ok(u64::try_from(
+                time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000,
+            )
+            .unwrap_or_default()),
+        }
+    }
 }
 
 /// Makes the gate ready if it can be right away; otherwise starts a rebuild in the background.
@@ -34,7 +59,7 @@ pub async fn ensure_gate(
         // A new campaign: nobody was ever admitted, so an empty gate is the truth. Record it in
         // MySQL first, so a later loss of the marker is recognised as a loss.
         campaigns::mark_gate_initialised(&parts.store, id).await?;
-        let epoch = campaigns::next_gate_epoch(&parts.store, id).await?;
+        let epoch = parts.epochs.next(&parts.store, id).await?;
         parts.gate.initialise_empty(id, epoch).await?;
         return Ok(GateReadiness::Ready);
     }
@@ -116,7 +141,7 @@ async fn rebuild_holding_lock(
     tracing::warn!(campaign_id = %campaign.id, grace = ?grace, "gate state lost in redis; rebuilding");
     tokio::time::sleep(grace).await;
     let plan = plan_from_stores(reliable, &campaign.id).await?;
-    let epoch = campaigns::next_gate_epoch(&parts.store, &campaign.id).await?;
+    let epoch = parts.epochs.next(&parts.store, &campaign.id).await?;
     match parts
         .gate
         .install(

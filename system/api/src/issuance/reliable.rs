@@ -16,10 +16,11 @@ use rdkafka::producer::DeliveryFuture;
 
 use super::{
     Counts, Issuance, IssuanceError, Outcome,
-    rebuild::{self, GateReadiness},
+    rebuild::{self, EpochSource, GateReadiness},
 };
 use crate::{
     campaigns::CampaignCache,
+    configuration::Settings,
     gate::{Admission, Epoch, Gate},
     metrics::Metrics,
     publisher::{Published, Publisher, certainly_not_written},
@@ -47,21 +48,22 @@ pub(crate) struct Parts {
     pub topic: String,
     /// The producer's delivery timeout: how long a rebuild waits for events still in flight.
     pub delivery_timeout: Duration,
+    /// Where each new life of a gate gets its epoch.
+    pub epochs: EpochSource,
     /// Campaigns whose gate rebuild runs in this process.
     pub rebuilds_running: Mutex<HashSet<CampaignId>>,
 }
 
 impl Reliable {
-    #[allow(clippy::too_many_arguments)]
+    /// The design on its stores; the rest (the topic a rebuild reads, the delivery timeout,
+    /// the epoch source) comes from `settings`.
     pub fn new(
         gate: Gate,
         publisher: Publisher,
         store: Store,
         campaigns: Arc<CampaignCache>,
         metrics: Arc<Metrics>,
-        kafka_brokers: &str,
-        topic: &str,
-        delivery_timeout: Duration,
+        settings: &Settings,
     ) -> Self {
         Self {
             parts: Arc::new(Parts {
@@ -70,9 +72,10 @@ impl Reliable {
                 store,
                 campaigns,
                 metrics,
-                kafka_brokers: kafka_brokers.to_owned(),
-                topic: topic.to_owned(),
-                delivery_timeout,
+                kafka_brokers: settings.stack.kafka_brokers.clone(),
+                topic: settings.stack.topic.clone(),
+                delivery_timeout: settings.delivery_timeout,
+                epochs: settings.gate_epochs,
                 rebuilds_running: Mutex::default(),
             }),
         }
@@ -181,7 +184,7 @@ impl Reliable {
             match delivery.await {
                 Ok(Ok(_)) => return metrics.count_pending_resolved("issued"),
                 Ok(Err((error, _))) if certainly_not_written(&error) => {
-                    tracing::warn!(campaign_id = %event.campaign_id, user_id = %event.user_id, error = %error, "pending event refused; releasing its slot");
+                    tracing::warn!(campaign_id = %event.campaign_id, user_id = %event.user_id, error = %coupon_runtime::chain(&error), "pending event refused; releasing its slot");
                     self.undo_admission(&event).await;
                     return metrics.count_pending_resolved("released");
                 }
@@ -209,7 +212,7 @@ impl Reliable {
                     match parts.publisher.send_and_wait(event).await {
                         Ok(()) => return "issued",
                         Err(error) => {
-                            tracing::warn!(campaign_id = %event.campaign_id, user_id = %event.user_id, error = %error, retry_in = ?backoff.peek(), "republishing an event in doubt");
+                            tracing::warn!(campaign_id = %event.campaign_id, user_id = %event.user_id, error = %coupon_runtime::chain(&error), retry_in = ?backoff.peek(), "republishing an event in doubt");
                         }
                     }
                 }
@@ -218,7 +221,7 @@ impl Reliable {
                     return "superseded_by_rebuild";
                 }
                 Err(error) => {
-                    tracing::warn!(error = %error, "cannot read the gate's epoch; retrying")
+                    tracing::warn!(error = %coupon_runtime::chain(&error), "cannot read the gate's epoch; retrying")
                 }
             }
             if tokio::time::Instant::now() + backoff.peek() >= give_up {
@@ -246,7 +249,7 @@ impl Reliable {
                 }
                 Err(error) => {
                     parts.metrics.release_failures.inc();
-                    tracing::warn!(campaign_id = %event.campaign_id, user_id = %event.user_id, error = %error, "failed to release an admission; retrying");
+                    tracing::warn!(campaign_id = %event.campaign_id, user_id = %event.user_id, error = %coupon_runtime::chain(&error), "failed to release an admission; retrying");
                     backoff.wait().await;
                 }
             }

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use crate::{
     error::ApiError,
     routes::campaigns::{campaign_from_path, describe},
-    startup::SharedState,
+    state::SharedState,
 };
 
 fn authorize(state: &SharedState, headers: &HeaderMap) -> Result<(), ApiError> {

@@ -16,7 +16,7 @@ use coupon_domain::{
     Campaign, CampaignId, CampaignState, UserId, history::ResultClass, wire::ApplyReply,
 };
 
-use crate::{error::ApiError, issuance::Outcome, startup::SharedState};
+use crate::{error::ApiError, issuance::Outcome, state::SharedState};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ApplyBody {

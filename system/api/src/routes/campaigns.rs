@@ -9,7 +9,7 @@ use coupon_domain::{
     wire::{CampaignView, GateReadiness},
 };
 
-use crate::{error::ApiError, startup::SharedState};
+use crate::{error::ApiError, state::SharedState};
 
 pub async fn show(
     State(state): State<SharedState>,

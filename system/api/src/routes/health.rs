@@ -5,7 +5,7 @@ use std::time::Duration;
 use axum::{Json, extract::State, http::StatusCode};
 use serde_json::{Value, json};
 
-use crate::startup::SharedState;
+use crate::state::SharedState;
 
 pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))

@@ -15,7 +15,7 @@ use axum::{
 };
 use serde_json::json;
 
-use crate::startup::SharedState;
+use crate::state::SharedState;
 
 /// The api's OpenAPI document, served at `/openapi.json`.
 pub const OPENAPI: &str = include_str!("../../openapi.json");

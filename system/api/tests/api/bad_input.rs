@@ -1,10 +1,8 @@
 //! Every kind of bad input gets its 4xx and a JSON error saying what was wrong, and leaves
 //! Redis, Kafka and MySQL exactly as they were.
 
-mod helpers;
-
-use helpers::TestPipeline;
 use redis::AsyncCommands;
+use testkit::pipeline::TestPipeline;
 
 struct Case {
     name: &'static str,
@@ -101,15 +99,13 @@ async fn each_bad_input_gets_its_4xx_and_changes_nothing() -> anyhow::Result<()>
         if let Some(content_type) = case.content_type {
             request = request.header("content-type", content_type);
         }
-        let response = request.send().await?;
-        let status = response.status().as_u16();
-        let body: serde_json::Value = response.json().await?;
-        assert_eq!(status, case.status, "{}: {body}", case.name);
-        let error = body["error"].as_str().unwrap_or_default();
+        let (status, body) = TestPipeline::error_of(request.send().await?).await?;
+        assert_eq!(status, case.status, "{}: {body:?}", case.name);
         assert!(
-            error.contains(case.says),
-            "{}: error {error:?} should mention {:?}",
+            body.error.contains(case.says),
+            "{}: error {:?} should mention {:?}",
             case.name,
+            body.error,
             case.says
         );
     }

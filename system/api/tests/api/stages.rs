@@ -3,12 +3,11 @@
 //! several coupons, and the per-user stage refuses a second apply. The burst-scale failures
 //! (over-issue under a race, losses under a fault) are the CI gate's (scripts/gate).
 
-mod helpers;
-
 use std::time::Duration;
 
-use helpers::{ADMIN_TOKEN, TestPipeline};
+use coupon_domain::Strategy;
 use serde_json::json;
+use testkit::pipeline::TestPipeline;
 
 async fn course_rows(pipeline: &TestPipeline, campaign: &str) -> anyhow::Result<Vec<u64>> {
     let campaign = coupon_domain::CampaignId::parse(campaign)?;
@@ -31,7 +30,9 @@ async fn statuses(
 #[tokio::test]
 async fn naive_lets_one_more_through_even_one_request_at_a_time() -> anyhow::Result<()> {
     let pipeline = TestPipeline::spawn().await?;
-    pipeline.create_campaign_with("naive", 3, "naive").await?;
+    pipeline
+        .create_campaign_with("naive", 3, Strategy::Naive)
+        .await?;
     let replies = statuses(&pipeline, "naive", &[1, 2, 3, 4, 5]).await?;
     assert_eq!(
         replies,
@@ -51,11 +52,13 @@ async fn counter_stages_give_one_user_several_coupons_and_per_user_does_not() ->
 {
     let pipeline = TestPipeline::spawn().await?;
     pipeline
-        .create_campaign_with("counter", 5, "redis-counter")
+        .create_campaign_with("counter", 5, Strategy::RedisCounter)
         .await?;
-    pipeline.create_campaign_with("kafka", 5, "kafka").await?;
     pipeline
-        .create_campaign_with("per-user", 5, "per-user")
+        .create_campaign_with("kafka", 5, Strategy::Kafka)
+        .await?;
+    pipeline
+        .create_campaign_with("per-user", 5, Strategy::PerUser)
         .await?;
     assert_eq!(
         statuses(&pipeline, "counter", &[7, 7, 7]).await?,
@@ -92,48 +95,29 @@ async fn counter_stages_give_one_user_several_coupons_and_per_user_does_not() ->
 async fn an_unknown_strategy_is_refused_and_creates_nothing() -> anyhow::Result<()> {
     let pipeline = TestPipeline::spawn().await?;
     let response = pipeline
-        .client
-        .post(format!("{}/admin/campaigns", pipeline.base_url))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({ "id": "bogus", "strategy": "optimistic" }))
-        .send()
+        .admin_post(
+            "/admin/campaigns",
+            Some(&json!({ "id": "bogus", "strategy": "optimistic" })),
+        )
         .await?;
-    assert_eq!(response.status(), 422);
-    let body: serde_json::Value = response.json().await?;
+    let (status, body) = TestPipeline::error_of(response).await?;
+    assert_eq!(status, 422);
     assert!(
-        body["error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("unknown strategy `optimistic`"),
-        "{body}"
+        body.error.contains("unknown strategy `optimistic`"),
+        "{body:?}"
     );
-    let shown = pipeline
-        .client
-        .get(format!("{}/campaigns/bogus", pipeline.base_url))
-        .send()
-        .await?;
-    assert_eq!(shown.status(), 404);
+    assert_eq!(pipeline.get("/campaigns/bogus").await?.status(), 404);
     // A course stage has no gate: rebuilding one is refused, and the campaign says which stage.
     pipeline
-        .create_campaign_with("stage", 10, "per-user")
+        .create_campaign_with("stage", 10, Strategy::PerUser)
         .await?;
     let rebuild = pipeline
-        .client
-        .post(format!(
-            "{}/admin/campaigns/stage/rebuild-gate",
-            pipeline.base_url
-        ))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
+        .admin_post("/admin/campaigns/stage/rebuild-gate", None)
         .await?;
     assert_eq!(rebuild.status(), 422);
-    let shown: serde_json::Value = pipeline
-        .client
-        .get(format!("{}/campaigns/stage", pipeline.base_url))
-        .send()
-        .await?
-        .json()
-        .await?;
-    assert_eq!(shown["strategy"], "per-user");
+    assert_eq!(
+        pipeline.campaign("stage").await?.strategy,
+        Strategy::PerUser
+    );
     pipeline.shutdown().await
 }

@@ -69,12 +69,6 @@ fn history(run: &Path) -> anyhow::Result<Vec<HistoryRecord>> {
     loadgen::history::read_jsonl(&run.join("history.jsonl"))
 }
 
-fn summary(run: &Path) -> anyhow::Result<serde_json::Value> {
-    Ok(serde_json::from_str(&std::fs::read_to_string(
-        run.join("summary.json"),
-    )?)?)
-}
-
 #[tokio::test]
 async fn a_small_burst_records_every_request_and_issues_exactly_the_limit() -> anyhow::Result<()> {
     let isolated = Isolated::new().await?;
@@ -84,17 +78,10 @@ async fn a_small_burst_records_every_request_and_issues_exactly_the_limit() -> a
     let mut request_ids: Vec<u64> = records.iter().map(|r| r.request_id).collect();
     request_ids.sort_unstable();
     assert_eq!(request_ids, (1..=200).collect::<Vec<_>>());
-    let summary = summary(&run)?;
-    let campaign = summary["campaign_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let summary = loadgen::report::read_summary(&run)?;
     for record in &records {
-        assert_eq!(record.campaign_id, campaign);
-        assert_eq!(
-            record.run_id,
-            summary["run_id"].as_str().unwrap_or_default()
-        );
+        assert_eq!(record.campaign_id, summary.run.campaign_id.as_str());
+        assert_eq!(record.run_id, summary.run.run_id);
         assert!(record.sent_at_us >= record.intended_at_us - 1_000_000);
         assert!(
             record.status.is_some() && record.response_us.is_some(),
@@ -108,15 +95,16 @@ async fn a_small_burst_records_every_request_and_issues_exactly_the_limit() -> a
             .entry(record.result.as_str().to_owned())
             .or_default() += 1;
     }
-    let reported: BTreeMap<String, u64> =
-        serde_json::from_value(summary["stats"]["by_class"].clone())?;
-    assert_eq!(reported, counted, "the summary's counts match the history");
+    assert_eq!(
+        summary.stats.by_class, counted,
+        "the summary's counts match the history"
+    );
     assert_eq!(counted.get("issued"), Some(&20), "exactly the limit issued");
     assert_eq!(counted.get("sold_out"), Some(&180));
     let seqs: std::collections::BTreeSet<u32> = records.iter().filter_map(|r| r.seq).collect();
     assert_eq!(seqs, (1..=20).collect());
     assert_eq!(
-        summary["campaign_after"]["persisted"], 20,
+        summary.run.campaign_after.persisted, 20,
         "loadgen waited for the rows"
     );
     for file in [

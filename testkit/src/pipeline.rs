@@ -1,18 +1,23 @@
-//! A whole pipeline per test: the api and the consumer in-process, against the real stack, with
-//! their own database, topic, consumer group and Redis key prefix.
-
-#![allow(dead_code)]
+//! A whole pipeline per test (zero2prod's `spawn_app`): the api and the consumer in-process,
+//! against the real stack, with their own database, topic, consumer group and Redis key prefix.
 
 use std::{net::SocketAddr, time::Duration};
 
 use coupon_api::{Application, Settings as ApiSettings};
 use coupon_consumer::{Consumer, Settings as ConsumerSettings};
-use serde_json::{Value, json};
-use testkit::{RedisNamespace, Stack, TestDatabase, TestTopic, eventually, unique_group};
+use coupon_domain::{
+    CampaignId, CouponLimit, Strategy,
+    wire::{ApplyReply, ApplyRequest, CampaignView, ErrorBody, NewCampaign},
+};
 use tokio::{sync::oneshot, task::JoinHandle};
+
+use crate::{
+    RedisNamespace, Stack, TestDatabase, TestTopic, eventually, init_test_log, unique_group,
+};
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
+#[derive(Debug)]
 pub struct TestPipeline {
     pub stack: Stack,
     pub base_url: String,
@@ -34,12 +39,6 @@ pub struct TestPipeline {
 }
 
 type Running = (oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>);
-
-pub fn init_test_log() {
-    if std::env::var_os("TEST_LOG").is_some() {
-        coupon_runtime::init_telemetry("info");
-    }
-}
 
 fn parse_duration(raw: &str) -> Duration {
     coupon_domain::duration::parse(raw).unwrap_or(Duration::from_secs(5))
@@ -80,6 +79,7 @@ impl TestPipeline {
             max_body_bytes: 1024,
             startup_timeout: parse_duration("10s"),
             gate_mode: coupon_api::configuration::GateMode::Atomic,
+            gate_epochs: coupon_api::issuance::EpochSource::Counter,
         };
         let consumer_settings = ConsumerSettings {
             stack: stack_args,
@@ -113,19 +113,27 @@ impl TestPipeline {
         Ok(pipeline)
     }
 
+    /// Starts one more api with the pipeline's settings; bursts spread over every api started.
     pub async fn start_api(&mut self) -> anyhow::Result<()> {
-        let app = Application::build(self.api_settings.clone()).await?;
-        let url = format!("http://{}", app.local_addr());
+        let url = self.start_api_with(self.api_settings.clone()).await?;
         if self.base_url.is_empty() {
             self.base_url = url.clone();
         }
         self.api_urls.push(url);
+        Ok(())
+    }
+
+    /// Starts an api with `settings` of the test's own (no admin token, stores behind a proxy);
+    /// it stops with the pipeline. Returns its base url.
+    pub async fn start_api_with(&mut self, settings: ApiSettings) -> anyhow::Result<String> {
+        let app = Application::build(settings).await?;
+        let url = format!("http://{}", app.local_addr());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(app.run_until_stopped(async move {
             let _ = stop_rx.await;
         }));
         self.apis.push((stop_tx, handle));
-        Ok(())
+        Ok(url)
     }
 
     pub async fn start_consumer(&mut self) -> anyhow::Result<()> {
@@ -148,22 +156,24 @@ impl TestPipeline {
     }
 
     pub async fn create_campaign(&self, id: &str, limit: u32) -> anyhow::Result<()> {
-        self.create_campaign_with(id, limit, "reliable").await
+        self.create_campaign_with(id, limit, Strategy::Reliable)
+            .await
     }
 
-    /// A campaign run as `strategy`: the design (`reliable`) or one of the course's stages.
+    /// A campaign run as `strategy`: the design or one of the course's stages.
     pub async fn create_campaign_with(
         &self,
         id: &str,
         limit: u32,
-        strategy: &str,
+        strategy: Strategy,
     ) -> anyhow::Result<()> {
+        let campaign = NewCampaign::open_now(
+            CampaignId::parse(id)?,
+            CouponLimit::try_from(limit)?,
+            strategy,
+        );
         let response = self
-            .client
-            .post(format!("{}/admin/campaigns", self.base_url))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&json!({ "id": id, "limit": limit, "strategy": strategy }))
-            .send()
+            .admin_post("/admin/campaigns", Some(&serde_json::to_value(campaign)?))
             .await?;
         anyhow::ensure!(
             response.status() == 201,
@@ -174,7 +184,58 @@ impl TestPipeline {
         Ok(())
     }
 
-    pub async fn apply(&self, campaign: &str, user_id: u64) -> anyhow::Result<(u16, Value)> {
+    /// `GET {path}` on the first api.
+    pub async fn get(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        Ok(self
+            .client
+            .get(format!("{}{path}", self.base_url))
+            .send()
+            .await?)
+    }
+
+    /// The first api's `/metrics` text.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        Ok(self.get("/metrics").await?.text().await?)
+    }
+
+    /// `GET /campaigns/{id}`.
+    pub async fn campaign(&self, id: &str) -> anyhow::Result<CampaignView> {
+        let response = self.get(&format!("/campaigns/{id}")).await?;
+        anyhow::ensure!(
+            response.status() == 200,
+            "campaign {id}: {}",
+            response.status()
+        );
+        Ok(response.json().await?)
+    }
+
+    /// A reply's status and its JSON error body; a reply that is not one is an error.
+    pub async fn error_of(response: reqwest::Response) -> anyhow::Result<(u16, ErrorBody)> {
+        let status = response.status().as_u16();
+        let text = response.text().await?;
+        let body = serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("a {status} reply without a JSON error ({e}): {text}"))?;
+        Ok((status, body))
+    }
+
+    /// `POST {path}` on the first api with the admin token, and `body` as JSON when given.
+    pub async fn admin_post(
+        &self,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> anyhow::Result<reqwest::Response> {
+        let request = self
+            .client
+            .post(format!("{}{path}", self.base_url))
+            .bearer_auth(ADMIN_TOKEN);
+        let request = match body {
+            Some(body) => request.json(body),
+            None => request,
+        };
+        Ok(request.send().await?)
+    }
+
+    pub async fn apply(&self, campaign: &str, user_id: u64) -> anyhow::Result<(u16, ApplyReply)> {
         self.apply_via(&self.base_url, campaign, user_id).await
     }
 
@@ -183,11 +244,11 @@ impl TestPipeline {
         base_url: &str,
         campaign: &str,
         user_id: u64,
-    ) -> anyhow::Result<(u16, Value)> {
+    ) -> anyhow::Result<(u16, ApplyReply)> {
         let response = self
             .client
             .post(format!("{base_url}/campaigns/{campaign}/apply"))
-            .json(&json!({ "user_id": user_id }))
+            .json(&ApplyRequest { user_id })
             .send()
             .await?;
         let status = response.status().as_u16();

@@ -1,11 +1,12 @@
 //! The Redis gate's scripts against the real Redis: the rebuild's install never overwrites a
 //! live gate, and only the lock's holder may install.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use coupon_api::{
     configuration::GateMode,
     gate::{Admission, Gate, Installed},
+    issuance::EpochSource,
 };
 use coupon_domain::{CampaignId, GateOutcome, Seq, UserId};
 use testkit::{RedisNamespace, Stack};
@@ -98,10 +99,17 @@ async fn a_rebuild_never_overwrites_a_live_gate_and_needs_its_own_lock() -> anyh
     namespace.cleanup().await
 }
 
+/// How many of `epochs` repeat an earlier one.
+fn repeats(epochs: &[u64]) -> usize {
+    let distinct: std::collections::HashSet<&u64> = epochs.iter().collect();
+    epochs.len() - distinct.len()
+}
+
 /// The epoch tells two lives of a gate apart, so it must never repeat: a counter in MySQL, where
-/// Redis losing its data cannot reset it. (A millisecond timestamp repeats within a millisecond.)
+/// Redis losing its data cannot reset it. The control: the wall clock in milliseconds, which
+/// this project once used, repeats when asked as fast as the api can ask.
 #[tokio::test]
-async fn gate_epochs_come_from_a_counter_that_never_repeats() -> anyhow::Result<()> {
+async fn gate_epochs_never_repeat_and_the_check_catches_a_clock_that_does() -> anyhow::Result<()> {
     let stack = Stack::from_env();
     let db = testkit::TestDatabase::create(&stack).await?;
     let store = db.migrated().await?;
@@ -112,11 +120,21 @@ async fn gate_epochs_come_from_a_counter_that_never_repeats() -> anyhow::Result<
         None,
     )?;
     assert!(coupon_store::campaigns::create(&store, &campaign).await?);
-    let mut epochs = Vec::new();
-    for _ in 0..5 {
-        epochs.push(coupon_store::campaigns::next_gate_epoch(&store, &campaign.id).await?);
+    let mut epochs = BTreeMap::new();
+    for source in [EpochSource::Counter, EpochSource::Clock] {
+        let mut taken = Vec::new();
+        for _ in 0..50 {
+            taken.push(source.next(&store, &campaign.id).await?);
+        }
+        epochs.insert(format!("{source:?}"), taken);
     }
-    assert_eq!(epochs, [1, 2, 3, 4, 5]);
+    assert_eq!(epochs["Counter"], (1..=50).collect::<Vec<u64>>());
+    assert_eq!(repeats(&epochs["Counter"]), 0);
+    assert!(
+        repeats(&epochs["Clock"]) > 0,
+        "the clock control never repeated: {:?}",
+        epochs["Clock"]
+    );
     store.disconnect().await;
     db.cleanup().await
 }

@@ -1,12 +1,12 @@
 //! Faults between the pipeline and its stores, injected for one test only: a TCP proxy takes
 //! MySQL away from the consumer while the shared server keeps running for every other test.
 
-mod helpers;
+use std::{
+    sync::atomic::{AtomicUsize, Ordering},
+    time::Duration,
+};
 
-use std::time::Duration;
-
-use helpers::TestPipeline;
-use testkit::{eventually, proxy::TcpProxy};
+use testkit::{eventually, pipeline::TestPipeline, proxy::TcpProxy};
 
 #[tokio::test]
 async fn mysql_unreachable_while_consuming_then_rows_arrive_afterwards() -> anyhow::Result<()> {
@@ -15,15 +15,9 @@ async fn mysql_unreachable_while_consuming_then_rows_arrive_afterwards() -> anyh
     pipeline.create_campaign("outage", 500).await?;
 
     // The replacement consumer reaches MySQL only through the proxy.
-    let mysql = tokio::net::lookup_host(mysql_host_port(&pipeline.db.url)?)
-        .await?
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("mysql address does not resolve"))?;
-    let proxy = TcpProxy::start(mysql).await?;
-    pipeline.consumer_settings.stack.database_url = pipeline
-        .db
-        .url
-        .replace(&mysql_host_port(&pipeline.db.url)?, &proxy.addr.to_string());
+    let stack = &mut pipeline.consumer_settings.stack;
+    let proxy = TcpProxy::start(stack.database_socket_addr().await?).await?;
+    stack.database_url = stack.database_url_via(proxy.addr)?;
     pipeline.start_consumer().await?;
     let metrics = pipeline
         .consumer_metrics
@@ -60,16 +54,6 @@ async fn mysql_unreachable_while_consuming_then_rows_arrive_afterwards() -> anyh
     pipeline.shutdown().await
 }
 
-fn mysql_host_port(url: &str) -> anyhow::Result<String> {
-    let after_at = url.rsplit_once('@').map(|(_, rest)| rest).unwrap_or(url);
-    let host_port = after_at.split('/').next().unwrap_or_default();
-    anyhow::ensure!(
-        host_port.contains(':'),
-        "DATABASE_URL needs an explicit host:port, got {host_port}"
-    );
-    Ok(host_port.to_owned())
-}
-
 #[tokio::test]
 async fn kafka_broker_killed_and_restarted_during_a_burst_loses_no_issued_coupon()
 -> anyhow::Result<()> {
@@ -82,21 +66,32 @@ async fn kafka_broker_killed_and_restarted_during_a_burst_loses_no_issued_coupon
     pipeline.create_campaign("broker", 300).await?;
 
     // A steady stream of distinct users, 8 at a time, while the broker dies and comes back.
+    // Two counters tell the test where the stream stands: replies so far, and replies that met
+    // the dead broker (202 pending, 503 refused).
+    let answered = std::sync::Arc::new(AtomicUsize::new(0));
+    let met_the_dead_broker = std::sync::Arc::new(AtomicUsize::new(0));
     let burst = tokio::spawn({
-        let pipeline = pipeline.clone();
+        let (pipeline, answered, met) = (
+            pipeline.clone(),
+            answered.clone(),
+            met_the_dead_broker.clone(),
+        );
         async move {
             use futures::StreamExt;
             futures::stream::iter(1..=1500u64)
                 .map(|user| {
-                    let pipeline = pipeline.clone();
+                    let (pipeline, answered, met) =
+                        (pipeline.clone(), answered.clone(), met.clone());
                     async move {
-                        (
-                            user,
-                            pipeline
-                                .apply("broker", user)
-                                .await
-                                .map(|(status, _)| status),
-                        )
+                        let status = pipeline
+                            .apply("broker", user)
+                            .await
+                            .map(|(status, _)| status);
+                        answered.fetch_add(1, Ordering::SeqCst);
+                        if matches!(status, Ok(202 | 503)) {
+                            met.fetch_add(1, Ordering::SeqCst);
+                        }
+                        (user, status)
                     }
                 })
                 .buffer_unordered(8)
@@ -104,13 +99,22 @@ async fn kafka_broker_killed_and_restarted_during_a_burst_loses_no_issued_coupon
                 .await
         }
     });
+    // Kill while admissions are certainly in flight: 100 replies can hold at most 108 of the
+    // 300 slots, so the gate is far from sold out.
     eventually(
-        "some coupons issued before the crash",
+        "100 replies before the crash",
         Duration::from_secs(30),
-        || async { Ok((pipeline.rows("broker").await?.len() >= 50).then_some(())) },
+        || async { Ok((answered.load(Ordering::SeqCst) >= 100).then_some(())) },
     )
     .await?;
     broker.kill()?;
+    // The proof that the kill hit the stream: an apply that met the dead broker.
+    eventually(
+        "an apply answered 202 or 503 while the broker is down",
+        Duration::from_secs(60),
+        || async { Ok((met_the_dead_broker.load(Ordering::SeqCst) >= 1).then_some(())) },
+    )
+    .await?;
     broker.restart().await?;
     let replies = burst.await?;
 
@@ -123,18 +127,16 @@ async fn kafka_broker_killed_and_restarted_during_a_burst_loses_no_issued_coupon
     };
     let (issued, pending, refused) = (status_of(201), status_of(202), status_of(503));
     assert!(!issued.is_empty());
+    assert!(
+        !pending.is_empty() || !refused.is_empty(),
+        "no apply met the dead broker"
+    );
     // Every pending apply resolves to a coupon once the broker is back (events in doubt are
     // republished, never released), so the campaign still ends with exactly its limit.
     let rows = match pipeline.drained_rows("broker", 300).await {
         Ok(rows) => rows,
         Err(error) => {
-            let metrics = pipeline
-                .client
-                .get(format!("{}/metrics", pipeline.base_url))
-                .send()
-                .await?
-                .text()
-                .await?;
+            let metrics = pipeline.metrics().await?;
             let interesting: Vec<&str> = metrics
                 .lines()
                 .filter(|l| l.contains("pending_resolved") || l.contains("apply_requests_total"))
@@ -197,7 +199,7 @@ async fn flushall_mid_campaign_never_over_issues_nor_issues_twice() -> anyhow::R
     let (status, body) = pipeline.apply("flushall", 31).await?;
     assert_eq!(
         status, 503,
-        "the api must refuse while the gate is rebuilt: {body}"
+        "the api must refuse while the gate is rebuilt: {body:?}"
     );
     let (status, _) = eventually(
         "the gate to be rebuilt",

@@ -1,21 +1,20 @@
 //! The original course's three tests, over HTTP, against the real stack; plus the crash and
 //! data-loss cases its final design gets wrong. Every wait polls a condition with a deadline.
 
-mod helpers;
+use std::{collections::HashSet, time::Duration};
 
-use std::collections::HashSet;
-
+use coupon_domain::history::ResultClass;
 use futures::{StreamExt, stream};
-use helpers::TestPipeline;
+use testkit::{eventually, pipeline::TestPipeline};
 
 #[tokio::test]
 async fn one_apply_gives_one_coupon() -> anyhow::Result<()> {
     let pipeline = TestPipeline::spawn().await?;
     pipeline.create_campaign("one", 100).await?;
     let (status, body) = pipeline.apply("one", 42).await?;
-    assert_eq!(status, 201, "{body}");
-    assert_eq!(body["result"], "issued");
-    assert_eq!(body["seq"], 1);
+    assert_eq!(status, 201, "{body:?}");
+    assert_eq!(body.result, ResultClass::Issued);
+    assert_eq!(body.seq, Some(1));
     let rows = pipeline.drained_rows("one", 1).await?;
     assert_eq!(rows, vec![(42, 1)]);
     pipeline.shutdown().await
@@ -98,9 +97,9 @@ async fn gate_state_lost_mid_campaign_never_over_issues_nor_issues_twice() -> an
     let (status, body) = pipeline.apply("flush", 31).await?;
     assert_eq!(
         status, 503,
-        "the api must refuse while the gate is rebuilt: {body}"
+        "the api must refuse while the gate is rebuilt: {body:?}"
     );
-    assert_eq!(body["result"], "unavailable");
+    assert_eq!(body.result, ResultClass::Unavailable);
 
     // Once rebuilt, earlier winners are still winners, and only 20 slots remain.
     let (status, _) = testkit::eventually(
@@ -135,6 +134,20 @@ async fn two_apis_and_two_consumers_together_still_issue_exactly_the_limit() -> 
     pipeline.create_campaign("scale", 100).await?;
     let urls = pipeline.api_urls.clone();
     assert_eq!(urls.len(), 2);
+    let consumers = pipeline.consumer_metrics.clone();
+    assert_eq!(consumers.len(), 2);
+    // The group has rebalanced: each consumer holds some of the topic's partitions.
+    eventually(
+        "both consumers to hold partitions",
+        Duration::from_secs(60),
+        || async {
+            Ok(consumers
+                .iter()
+                .all(|metrics| metrics.assigned("pipeline") > 0)
+                .then_some(()))
+        },
+    )
+    .await?;
     let replies = pipeline.burst("scale", 1..=1000, 32).await?;
     let winners = TestPipeline::users_with(&replies, 201);
     assert_eq!(winners.len(), 100);
@@ -146,6 +159,12 @@ async fn two_apis_and_two_consumers_together_still_issue_exactly_the_limit() -> 
     let row_users: HashSet<u64> = rows.iter().map(|(u, _)| *u).collect();
     assert_eq!(rows.len(), 100);
     assert_eq!(row_users, winners);
+    let written: Vec<u64> = consumers.iter().map(|m| m.rows_written.get()).collect();
+    assert!(
+        written.iter().all(|rows| *rows > 0),
+        "each consumer wrote rows: {written:?}"
+    );
+    assert_eq!(written.iter().sum::<u64>(), 100);
     pipeline.shutdown().await
 }
 

@@ -1,0 +1,41 @@
+//! Flags and env vars.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use coupon_runtime::stack::StackArgs;
+
+/// The end-to-end gate: loadgen and the verifier against the real stack, with negative controls.
+///
+/// Runs, in order: the real design under a burst of `--users` (must hold); the broken two-step
+/// gate and a row planted behind the database's back (I1 must fail); the course's stages, each
+/// caught (naive I1; redis-counter and kafka I2 with I1 holding; per-user I3 under a database
+/// outage and I2 under a consumer crash), and the real design holding under the same faults;
+/// then `--strategy all` (naive violated, reliable holding). Each check is judged on the
+/// verifier's `verdict.json`, loadgen's `summary.json` and `compare.json`.
+///
+/// Exit codes: 0 every check passed; 1 a check failed; 2 the gate itself could not run.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "gate", version, about, long_about)]
+pub struct Cli {
+    /// Users in the first burst, against the real design.
+    #[arg(long, env = "GATE_USERS", default_value_t = 10_000)]
+    pub users: usize,
+
+    /// Where every run's reports go: emptied first, one directory per run.
+    #[arg(long, env = "GATE_REPORT_DIR", default_value = "target/gate-reports")]
+    pub report_dir: PathBuf,
+
+    /// Where the `loadgen` and `verifier` binaries are.
+    #[arg(long, default_value = "target/debug")]
+    pub bin_dir: PathBuf,
+
+    /// Do not run `cargo build -p loadgen -p verifier` first.
+    #[arg(long)]
+    pub no_build: bool,
+
+    /// The stores' addresses, topics and groups: the planted row goes there, and loadgen and
+    /// the verifier get the same settings.
+    #[command(flatten)]
+    pub stack: StackArgs,
+}

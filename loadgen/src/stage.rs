@@ -1,0 +1,231 @@
+//! One stage of a run: one burst against one campaign, with its faults, written to one
+//! directory: create (or find) the campaign, arm the faults, fire the burst, write the history,
+//! wait for the pipeline to drain, write the reports.
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use coupon_domain::{CampaignId, CouponLimit, Strategy, wire::RunSummary};
+use coupon_runtime::stack::StackArgs;
+
+use crate::{
+    cli::{Cli, Fault},
+    history::{self, History},
+    pipeline::Pipeline,
+    progress::Progress,
+    report::{self, Summary},
+    scenario::{self, RunState, now_us},
+    stats,
+    target::Target,
+    users::UserPlan,
+};
+
+/// One burst against one campaign, with what it wrote.
+#[derive(Debug)]
+pub struct StageRun {
+    pub run_dir: std::path::PathBuf,
+    pub summary: Summary,
+}
+
+/// How long the consumer's database stays cut after the burst, under `--fault db-outage`.
+pub const OUTAGE_AFTER_BURST: Duration = Duration::from_secs(8);
+
+/// The campaign a stage aims at, as the api knows it.
+struct Aim {
+    campaign_id: CampaignId,
+    created: bool,
+    strategy: Strategy,
+    limit: CouponLimit,
+}
+
+/// The campaign of --campaign, or a fresh one of `strategy` named after the run.
+async fn aim(cli: &Cli, target: &Target, strategy: Strategy, run_id: &str) -> anyhow::Result<Aim> {
+    if let Some(id) = &cli.campaign {
+        let existing = target.api.campaign(id).await?;
+        return Ok(Aim {
+            campaign_id: id.clone(),
+            created: false,
+            strategy: existing.strategy,
+            limit: CouponLimit::parse(existing.limit).unwrap_or(cli.limit),
+        });
+    }
+    let campaign_id = CampaignId::parse(&format!("run-{run_id}"))
+        .with_context(|| format!("run id {run_id} does not make a campaign id"))?;
+    target
+        .api
+        .create_campaign(&campaign_id, cli.limit, strategy)
+        .await?;
+    Ok(Aim {
+        campaign_id,
+        created: true,
+        strategy,
+        limit: cli.limit,
+    })
+}
+
+/// Arms the faults that start before the burst; returns whether the consumer crash is armed.
+async fn arm_faults(
+    pipeline: &Pipeline,
+    target: &Target,
+    faults: &[Fault],
+    aim: &Aim,
+) -> anyhow::Result<bool> {
+    let crash_armed = faults.contains(&Fault::ConsumerCrash) && aim.strategy.uses_kafka();
+    if crash_armed {
+        let rows = u64::from(aim.limit.get() / 2).max(1);
+        eprintln!("fault: the consumer will be killed (SIGKILL) after writing {rows} rows");
+        pipeline.arm_consumer_crash(target.api.http(), rows).await?;
+    }
+    if faults.contains(&Fault::DbOutage) {
+        eprintln!(
+            "fault: the consumer loses mysql now, until {}s after the burst",
+            OUTAGE_AFTER_BURST.as_secs()
+        );
+        pipeline.cut_consumer_database();
+    }
+    Ok(crash_armed)
+}
+
+/// One burst against a fresh campaign of `strategy` (or the campaign of --campaign), with
+/// `faults` injected, written to `run_dir`.
+pub async fn run(
+    cli: &Cli,
+    target: &Target,
+    strategy: Strategy,
+    faults: &[Fault],
+    run_dir: &Path,
+    run_id: &str,
+) -> anyhow::Result<StageRun> {
+    std::fs::create_dir_all(run_dir)
+        .with_context(|| format!("failed to create {}", run_dir.display()))?;
+    let aim = aim(cli, target, strategy, run_id).await?;
+    let pipeline = target.pipeline.as_ref();
+    let restarts_before = pipeline.map_or(0, Pipeline::consumer_restarts);
+    let crash_armed = match pipeline {
+        Some(pipeline) => arm_faults(pipeline, target, faults, &aim).await?,
+        None => false,
+    };
+
+    let history = Arc::new(History::default());
+    let state = Arc::new(RunState {
+        run_id: run_id.to_owned(),
+        campaign_id: aim.campaign_id.clone(),
+        history: history.clone(),
+        plan: UserPlan::new(cli.seed, cli.hot_users),
+        start_us: now_us(),
+        launch_interval_us: 1e6 / cli.launch_rate() as f64,
+    });
+    let started_at = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    eprintln!(
+        "run {run_id}: {} users × {} at {} (campaign {}, strategy {})",
+        cli.users, cli.repeat, target.api.base_url, aim.campaign_id, aim.strategy
+    );
+    let progress = Progress::start(history.clone(), (cli.users * cli.repeat) as u64);
+    let attacked = scenario::attack(cli, &target.api.base_url, state, run_dir).await;
+    progress.finish();
+    if let Some(pipeline) = pipeline
+        && faults.contains(&Fault::DbOutage)
+    {
+        // The fault's length, not a wait for anything: the outage lasts this long.
+        tokio::time::sleep(OUTAGE_AFTER_BURST).await;
+        pipeline.restore_consumer_database();
+        eprintln!("fault: the consumer has mysql again");
+    }
+    attacked?;
+
+    let records = history.take();
+    history::write_jsonl(&run_dir.join("history.jsonl"), &records)?;
+    let drain = wait_drained(cli, target, &aim).await?;
+    let campaign_after = target.api.campaign(&aim.campaign_id).await?;
+    let wall_ms = records
+        .last()
+        .map_or(0, |last| (last.sent_at_us - records[0].sent_at_us) / 1000);
+    let summary = Summary {
+        run: RunSummary {
+            run_id: run_id.to_owned(),
+            campaign_id: aim.campaign_id,
+            campaign_created: aim.created,
+            strategy: campaign_after.strategy,
+            faults: faults.iter().map(|f| f.as_str().to_owned()).collect(),
+            consumer_restarts: pipeline.map(|p| p.consumer_restarts() - restarts_before),
+            limit: campaign_after.limit,
+            host: target.api.base_url.clone(),
+            users: cli.users,
+            repeat: cli.repeat,
+            hot_users: cli.hot_users,
+            seed: cli.seed,
+            launch_rate_per_second: cli.launch_rate(),
+            started_at,
+            drain_seconds: drain.map(|d| d.as_secs_f64()),
+            campaign_after,
+        },
+        stats: stats::compute(&records, if wall_ms > 60_000 { 1000 } else { 100 }),
+    };
+    if crash_armed && summary.run.consumer_restarts == Some(0) {
+        eprintln!(
+            "warning: the armed consumer crash never fired: the consumer wrote fewer rows than it was armed for"
+        );
+    }
+    report::write_all(run_dir, &summary)?;
+    Ok(StageRun {
+        run_dir: run_dir.to_owned(),
+        summary,
+    })
+}
+
+/// With its own pipeline, loadgen waits as the verifier does (the consumer caught up and every
+/// admitted winner accounted for) before it stops the consumer. Against an api it did not
+/// start, it waits for the design's rows through the api; the course's stages are left to the
+/// verifier, whose counts never settle where a stage lost coupons.
+async fn wait_drained(cli: &Cli, target: &Target, aim: &Aim) -> anyhow::Result<Option<Duration>> {
+    if target.pipeline.is_some() {
+        return drain_like_the_verifier(&cli.stack, aim, cli.drain_timeout).await;
+    }
+    if !aim.strategy.has_gate() {
+        return Ok(None);
+    }
+    let drain = target
+        .api
+        .wait_drained(&aim.campaign_id, cli.drain_timeout)
+        .await?;
+    if drain.is_none() {
+        eprintln!(
+            "warning: the pipeline did not write every issued coupon within {:?}",
+            cli.drain_timeout
+        );
+    }
+    Ok(drain)
+}
+
+/// The verifier's drain wait, for one campaign: the consumer group its strategy uses has caught
+/// up, and (for the design) every admitted winner is a row or a failed event.
+async fn drain_like_the_verifier(
+    stack: &StackArgs,
+    aim: &Aim,
+    timeout: Duration,
+) -> anyhow::Result<Option<Duration>> {
+    let store = verifier::collect::mysql::connect(&stack.database_url).await?;
+    let gate =
+        verifier::collect::redis::GateReader::connect(&stack.redis_url, &stack.redis_key_prefix)
+            .await?;
+    let drained = verifier::drain::wait(
+        stack,
+        &store,
+        &gate,
+        &[(aim.campaign_id.to_string(), aim.strategy)],
+        timeout,
+    )
+    .await?;
+    store.disconnect().await;
+    Ok(match drained {
+        verifier::drain::Drained::Yes { after } => Some(after),
+        verifier::drain::Drained::TimedOut { lag } => {
+            eprintln!(
+                "warning: the pipeline did not drain within {timeout:?} (consumer lag {lag})"
+            );
+            None
+        }
+    })
+}

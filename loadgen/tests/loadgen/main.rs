@@ -1,0 +1,4 @@
+//! loadgen's integration tests, one binary: the loadgen binary against the real stack, with the
+//! pipeline it starts itself.
+
+mod burst;

@@ -1,0 +1,9 @@
+//! The api's integration tests, one binary (zero2prod's `tests/api/`): each module starts what
+//! it needs against the real stack, on stores of its own (`testkit`).
+
+mod bad_input;
+mod faults;
+mod gate;
+mod http_surface;
+mod pipeline;
+mod stages;
