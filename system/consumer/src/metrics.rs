@@ -53,56 +53,57 @@ impl Default for Metrics {
             assigned_partitions: Family::default(),
             registry: Registry::default(),
         };
-        registry.register(
-            "course_rows_written",
-            "Rows the course's consumer inserted (course stages)",
-            metrics.course_rows_written.clone(),
-        );
-        registry.register(
-            "course_failed_events",
-            "Failed inserts the course's consumer recorded, never retried",
-            metrics.course_failed_events.clone(),
-        );
-        registry.register(
-            "course_dropped",
-            "Failed inserts lost for good: the kafka stage skips them, per-user when its failed event could not be saved either",
-            metrics.course_dropped.clone(),
-        );
+        let counters = [
+            (
+                "course_rows_written",
+                "Rows the course's consumer inserted (course stages)",
+                &metrics.course_rows_written,
+            ),
+            (
+                "course_failed_events",
+                "Failed inserts the course's consumer recorded, never retried",
+                &metrics.course_failed_events,
+            ),
+            (
+                "course_dropped",
+                "Failed inserts lost for good: the kafka stage skips them, per-user when its failed event could not be saved either",
+                &metrics.course_dropped,
+            ),
+            ("rows_written", "Coupon rows written", &metrics.rows_written),
+            (
+                "already_written",
+                "Redelivered events whose coupon was already on file",
+                &metrics.already_written,
+            ),
+            (
+                "transient_errors",
+                "Batches retried after a transient database error",
+                &metrics.transient_errors,
+            ),
+            (
+                "consume_errors",
+                "Errors reading from kafka (the consumer reconnects and goes on)",
+                &metrics.consume_errors,
+            ),
+            ("batches", "Batches committed", &metrics.batches),
+            (
+                "failed_events_resolved",
+                "Failed events the retry worker resolved",
+                &metrics.failed_events_resolved,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            registry.register(name, help, counter.clone());
+        }
         registry.register(
             "assigned_partitions",
             "Partitions assigned to each consume loop (0 until the group has assigned them)",
             metrics.assigned_partitions.clone(),
         );
         registry.register(
-            "rows_written",
-            "Coupon rows written",
-            metrics.rows_written.clone(),
-        );
-        registry.register(
-            "already_written",
-            "Redelivered events whose coupon was already on file",
-            metrics.already_written.clone(),
-        );
-        registry.register(
             "failed_events",
             "Events captured in failed_event, by reason",
             metrics.failed_events.clone(),
-        );
-        registry.register(
-            "transient_errors",
-            "Batches retried after a transient database error",
-            metrics.transient_errors.clone(),
-        );
-        registry.register(
-            "consume_errors",
-            "Errors reading from kafka (the consumer reconnects and goes on)",
-            metrics.consume_errors.clone(),
-        );
-        registry.register("batches", "Batches committed", metrics.batches.clone());
-        registry.register(
-            "failed_events_resolved",
-            "Failed events the retry worker resolved",
-            metrics.failed_events_resolved.clone(),
         );
         registry.register(
             "lag",

@@ -28,15 +28,13 @@ pub async fn drop_database(store: &Store, name: &str) -> Result<(), StoreError> 
 
 /// Whether a database of that name exists.
 pub async fn database_exists(store: &Store, name: &str) -> Result<bool, StoreError> {
-    let found: Option<i64> = store
-        .conn()
-        .await?
-        .exec_first(
+    let found = store
+        .count(
             "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = ?",
             (name,),
         )
         .await?;
-    Ok(as_count(found) == 1)
+    Ok(found == 1)
 }
 
 /// INSERT statements the server ran since it started (every client's): a comparison takes the

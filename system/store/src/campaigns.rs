@@ -45,9 +45,7 @@ fn from_row(row: Row) -> Result<StoredCampaign, StoreError> {
 #[tracing::instrument(skip_all, fields(campaign_id = %id))]
 pub async fn find(store: &Store, id: &CampaignId) -> Result<Option<StoredCampaign>, StoreError> {
     let row: Option<Row> = store
-        .conn()
-        .await?
-        .exec_first(
+        .first(
             format!("SELECT {COLUMNS} FROM campaign WHERE id = ?"),
             (id.as_str(),),
         )
@@ -70,10 +68,9 @@ pub async fn list(store: &Store) -> Result<Vec<StoredCampaign>, StoreError> {
 #[tracing::instrument(skip_all, fields(campaign_id = %campaign.id))]
 pub async fn create(store: &Store, campaign: &Campaign) -> Result<bool, StoreError> {
     let result = store
-        .conn()
-        .await?
-        .exec_drop(
-            "INSERT INTO campaign (id, coupon_limit, opens_at, closes_at, strategy) VALUES (?, ?, ?, ?, ?)",
+        .run(
+            "INSERT INTO campaign (id, coupon_limit, opens_at, closes_at, strategy) \
+             VALUES (?, ?, ?, ?, ?)",
             (
                 campaign.id.as_str(),
                 campaign.limit.get(),
@@ -82,8 +79,7 @@ pub async fn create(store: &Store, campaign: &Campaign) -> Result<bool, StoreErr
                 campaign.strategy.as_str(),
             ),
         )
-        .await
-        .map_err(StoreError::from);
+        .await;
     match result {
         Ok(()) => Ok(true),
         Err(e) if e.is_unique_violation() => Ok(false),
@@ -95,9 +91,7 @@ pub async fn create(store: &Store, campaign: &Campaign) -> Result<bool, StoreErr
 /// missing gate means Redis lost its data, not that the campaign is new.
 pub async fn mark_gate_initialised(store: &Store, id: &CampaignId) -> Result<(), StoreError> {
     store
-        .conn()
-        .await?
-        .exec_drop(
+        .run(
             "UPDATE campaign SET gate_initialised_at = CURRENT_TIMESTAMP(3) \
              WHERE id = ? AND gate_initialised_at IS NULL",
             (id.as_str(),),

@@ -8,7 +8,7 @@ use coupon_domain::{CampaignId, CouponIssued, CouponLimit};
 use mysql_async::{Transaction, TxOpts, Value, prelude::Queryable};
 
 use crate::{
-    Store, StoreError, as_count,
+    Store, StoreError,
     failed_events::{self, FailureReason, NewFailedEvent},
     to_utc_datetime,
 };
@@ -173,23 +173,18 @@ fn refusal_reason(error: &StoreError) -> Option<FailureReason> {
 }
 
 pub async fn count(store: &Store, campaign: &CampaignId) -> Result<u64, StoreError> {
-    let rows: Option<i64> = store
-        .conn()
-        .await?
-        .exec_first(
+    store
+        .count(
             "SELECT COUNT(*) FROM coupon WHERE campaign_id = ?",
             (campaign.as_str(),),
         )
-        .await?;
-    Ok(as_count(rows))
+        .await
 }
 
 /// Every row of the campaign, by slot.
 pub async fn list(store: &Store, campaign: &CampaignId) -> Result<Vec<CouponRow>, StoreError> {
     let rows: Vec<(String, u64, u32, i32, i64)> = store
-        .conn()
-        .await?
-        .exec(
+        .all(
             "SELECT campaign_id, user_id, seq, kafka_partition, kafka_offset \
              FROM coupon WHERE campaign_id = ? ORDER BY seq",
             (campaign.as_str(),),

@@ -3,9 +3,8 @@
 //! what they let through is what the verifier shows.
 
 use coupon_domain::{CampaignId, UserId};
-use mysql_async::prelude::Queryable;
 
-use crate::{Store, StoreError, as_count};
+use crate::{Store, StoreError};
 
 /// One `course_coupon` row, in insertion order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,9 +40,7 @@ async fn insert_user(
     user: UserId,
 ) -> Result<(), StoreError> {
     store
-        .conn()
-        .await?
-        .exec_drop(
+        .run(
             format!("INSERT INTO {table} (campaign_id, user_id) VALUES (?, ?)"),
             (campaign.as_str(), user.get()),
         )
@@ -65,15 +62,12 @@ async fn count_where(
     table: &'static str,
     campaign: &CampaignId,
 ) -> Result<u64, StoreError> {
-    let rows: Option<i64> = store
-        .conn()
-        .await?
-        .exec_first(
+    store
+        .count(
             format!("SELECT COUNT(*) FROM {table} WHERE campaign_id = ?"),
             (campaign.as_str(),),
         )
-        .await?;
-    Ok(as_count(rows))
+        .await
 }
 
 /// Every row of the campaign, in insertion order.
@@ -82,9 +76,7 @@ pub async fn list_coupons(
     campaign: &CampaignId,
 ) -> Result<Vec<CourseRow>, StoreError> {
     let rows: Vec<(u64, u64)> = store
-        .conn()
-        .await?
-        .exec(
+        .all(
             "SELECT id, user_id FROM course_coupon WHERE campaign_id = ? ORDER BY id",
             (campaign.as_str(),),
         )
@@ -100,12 +92,10 @@ pub async fn list_failed_events(
     store: &Store,
     campaign: &CampaignId,
 ) -> Result<Vec<u64>, StoreError> {
-    Ok(store
-        .conn()
-        .await?
-        .exec(
+    store
+        .all(
             "SELECT user_id FROM course_failed_event WHERE campaign_id = ? ORDER BY id",
             (campaign.as_str(),),
         )
-        .await?)
+        .await
 }

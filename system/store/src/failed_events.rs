@@ -176,10 +176,7 @@ pub async fn list_open(store: &Store, limit: u32) -> Result<Vec<FailedEvent>, St
     let placeholders = vec!["?"; retryable.len()].join(", ");
     let mut params: Vec<mysql_async::Value> = retryable.into_iter().map(Into::into).collect();
     params.push(limit.into());
-    let rows: Vec<Row> = store
-        .conn()
-        .await?
-        .exec(
+    let rows: Vec<Row> = store.all(
             format!(
                 "SELECT {COLUMNS} FROM failed_event WHERE status = 'open' AND reason IN ({placeholders}) \
                  AND updated_at <= NOW(3) - INTERVAL LEAST(POW(2, attempts), 300) SECOND \
@@ -207,9 +204,7 @@ async fn select(
     params: Vec<mysql_async::Value>,
 ) -> Result<Vec<FailedEvent>, StoreError> {
     let rows: Vec<Row> = store
-        .conn()
-        .await?
-        .exec(
+        .all(
             format!("SELECT {COLUMNS} FROM failed_event {filter} ORDER BY id"),
             params,
         )
@@ -228,22 +223,17 @@ pub async fn count_open(store: &Store) -> Result<u64, StoreError> {
 
 /// Open failed events of one campaign: admitted winners that will not become rows by themselves.
 pub async fn count_open_for(store: &Store, campaign_id: &str) -> Result<u64, StoreError> {
-    let open: Option<i64> = store
-        .conn()
-        .await?
-        .exec_first(
+    store
+        .count(
             "SELECT COUNT(*) FROM failed_event WHERE status = 'open' AND campaign_id = ?",
             (campaign_id,),
         )
-        .await?;
-    Ok(as_count(open))
+        .await
 }
 
 pub async fn mark_resolved(store: &Store, id: u64, detail: &str) -> Result<(), StoreError> {
     store
-        .conn()
-        .await?
-        .exec_drop(
+        .run(
             "UPDATE failed_event SET status = 'resolved', detail = ?, attempts = attempts + 1, \
              updated_at = CURRENT_TIMESTAMP(3) WHERE id = ?",
             (detail, id),
@@ -254,9 +244,7 @@ pub async fn mark_resolved(store: &Store, id: u64, detail: &str) -> Result<(), S
 
 pub async fn record_attempt(store: &Store, id: u64, detail: &str) -> Result<(), StoreError> {
     store
-        .conn()
-        .await?
-        .exec_drop(
+        .run(
             "UPDATE failed_event SET detail = ?, attempts = attempts + 1, \
              updated_at = CURRENT_TIMESTAMP(3) WHERE id = ?",
             (detail, id),

@@ -22,7 +22,10 @@ pub mod migrate;
 
 use std::time::Duration;
 
-use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, prelude::Queryable};
+use mysql_async::{
+    Conn, Opts, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts,
+    prelude::{FromRow, Queryable, StatementLike},
+};
 
 pub use campaigns::StoredCampaign;
 pub use coupon_runtime::stack::redact;
@@ -108,6 +111,48 @@ impl Store {
                 waited: ACQUIRE_TIMEOUT,
             }),
         }
+    }
+
+    /// One statement's first row, on a pooled connection.
+    pub(crate) async fn first<T, S, P>(
+        &self,
+        statement: S,
+        params: P,
+    ) -> Result<Option<T>, StoreError>
+    where
+        T: FromRow + Send + 'static,
+        S: StatementLike,
+        P: Into<Params> + Send,
+    {
+        Ok(self.conn().await?.exec_first(statement, params).await?)
+    }
+
+    /// One statement's rows, on a pooled connection.
+    pub(crate) async fn all<T, S, P>(&self, statement: S, params: P) -> Result<Vec<T>, StoreError>
+    where
+        T: FromRow + Send + 'static,
+        S: StatementLike,
+        P: Into<Params> + Send,
+    {
+        Ok(self.conn().await?.exec(statement, params).await?)
+    }
+
+    /// A `SELECT COUNT(*) ...`, as the u64 it is.
+    pub(crate) async fn count<S, P>(&self, statement: S, params: P) -> Result<u64, StoreError>
+    where
+        S: StatementLike,
+        P: Into<Params> + Send,
+    {
+        Ok(as_count(self.first(statement, params).await?))
+    }
+
+    /// One statement that returns no rows, on a pooled connection.
+    pub(crate) async fn run<S, P>(&self, statement: S, params: P) -> Result<(), StoreError>
+    where
+        S: StatementLike,
+        P: Into<Params> + Send,
+    {
+        Ok(self.conn().await?.exec_drop(statement, params).await?)
     }
 
     /// Closes every connection (a clean goodbye to the server).

@@ -89,9 +89,9 @@ fn a_healthy_campaign_passes_every_check() {
     assert_eq!(verdict.checks.len(), 7);
 }
 
-#[test]
-fn i1_catches_a_gate_that_admits_beyond_the_limit() {
-    // The two-round-trip gate: user 4 slipped in with slot 4.
+/// The two-round-trip gate's extra winner, user 4 with slot 4 of a limit of 3: in Redis, on the
+/// topic, captured as a failed event (the database refused the slot), and told `issued`.
+fn two_step_extra_winner() -> Facts {
     let mut facts = healthy();
     if let Some(gate) = facts.gate.as_mut() {
         gate.winners.insert(4, 4);
@@ -106,6 +106,13 @@ fn i1_catches_a_gate_that_admits_beyond_the_limit() {
         open: true,
         source: Some(at(0, 3)),
     });
+    facts
+}
+
+#[test]
+fn i1_catches_a_gate_that_admits_beyond_the_limit() {
+    // The two-round-trip gate: user 4 slipped in with slot 4.
+    let facts = two_step_extra_winner();
     assert!(failing(&facts).contains(&"I1"));
     assert_eq!(offenders_of(&facts, "I1"), vec![4]);
 }
@@ -395,20 +402,7 @@ fn course_stage_event_lost_beside_a_row_of_the_same_user_is_caught() {
 #[test]
 fn offender_listings_name_each_place_a_user_was_seen_and_what_it_lacks() {
     // The two-step gate's extra winner: in Redis, on the topic, captured as failed, replied to.
-    let mut facts = healthy();
-    if let Some(gate) = facts.gate.as_mut() {
-        gate.winners.insert(4, 4);
-    }
-    facts.events.push(event(4, 4));
-    if let Some(history) = facts.history.as_mut() {
-        history[3] = record(4, ResultClass::Issued, Some(4));
-    }
-    facts.failed.push(FailedFact {
-        user_id: Some(4),
-        reason: "seq_out_of_range".into(),
-        open: true,
-        source: Some(at(0, 3)),
-    });
+    let facts = two_step_extra_winner();
     let i1 = &reconcile(&facts).checks[0];
     assert_eq!(
         i1.offenders[0].seen,
