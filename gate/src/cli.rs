@@ -22,13 +22,15 @@ pub struct Cli {
     #[arg(long, env = "GATE_USERS", default_value_t = 10_000)]
     pub users: usize,
 
-    /// Where every run's reports go: emptied first, one directory per run.
+    /// Where every run's reports go (relative to the working directory): emptied first, one
+    /// directory per run.
     #[arg(long, env = "GATE_REPORT_DIR", default_value = "target/gate-reports")]
     pub report_dir: PathBuf,
 
-    /// Where the `loadgen` and `verifier` binaries are.
-    #[arg(long, default_value = "target/debug")]
-    pub bin_dir: PathBuf,
+    /// Where the `loadgen` and `verifier` binaries are. Default: beside the gate's own binary,
+    /// where `cargo build` put them too (`CARGO_TARGET_DIR` included).
+    #[arg(long)]
+    pub bin_dir: Option<PathBuf>,
 
     /// Do not run `cargo build -p loadgen -p verifier` first.
     #[arg(long)]
@@ -38,4 +40,18 @@ pub struct Cli {
     /// the verifier get the same settings.
     #[command(flatten)]
     pub stack: StackArgs,
+}
+
+impl Cli {
+    /// `--bin-dir`, or the directory of the running gate binary.
+    pub fn bin_dir(&self) -> anyhow::Result<PathBuf> {
+        if let Some(dir) = &self.bin_dir {
+            return Ok(dir.clone());
+        }
+        let exe = std::env::current_exe()
+            .map_err(|error| anyhow::anyhow!("cannot find the gate's own binary: {error}"))?;
+        exe.parent()
+            .map(std::path::Path::to_path_buf)
+            .ok_or_else(|| anyhow::anyhow!("{} has no directory", exe.display()))
+    }
 }

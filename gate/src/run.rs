@@ -43,13 +43,7 @@ pub async fn run(cli: &Cli) -> anyhow::Result<Tally> {
     if !cli.no_build {
         children::build().await?;
     }
-    match std::fs::remove_dir_all(&cli.report_dir) {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-            return Err(error)
-                .with_context(|| format!("cannot empty {}", cli.report_dir.display()));
-        }
-        _ => {}
-    }
+    remove_if_present(&cli.report_dir)?;
     std::fs::create_dir_all(&cli.report_dir)
         .with_context(|| format!("cannot create {}", cli.report_dir.display()))?;
     let mut tally = Tally::default();
@@ -76,7 +70,7 @@ async fn act(cli: &Cli, action: &Action) -> anyhow::Result<()> {
 }
 
 async fn run_loadgen(cli: &Cli, load: &Load) -> anyhow::Result<()> {
-    let mut command = children::command(&cli.bin_dir, "loadgen", &cli.stack);
+    let mut command = children::command(&cli.bin_dir()?, "loadgen", &cli.stack);
     command
         .args(load.args(&cli.report_dir))
         .envs(load.env.iter().copied());
@@ -125,13 +119,8 @@ async fn judge(cli: &Cli, check: &Check) -> Judgement {
 async fn judge_verifier(cli: &Cli, dir: &str, expect: Expect) -> anyhow::Result<Judgement> {
     let verdict_path = latest(&cli.report_dir, dir).join(VERDICT_JSON);
     // A verdict left by an earlier check of the same run must not stand in for this one.
-    match std::fs::remove_file(&verdict_path) {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-            return Err(error).with_context(|| format!("cannot remove {}", verdict_path.display()));
-        }
-        _ => {}
-    }
-    let mut command = children::command(&cli.bin_dir, "verifier", &cli.stack);
+    remove_if_present(&verdict_path)?;
+    let mut command = children::command(&cli.bin_dir()?, "verifier", &cli.stack);
     command.arg("--report-dir").arg(cli.report_dir.join(dir));
     let finished = children::run(command, false).await?;
     println!("{}", tail(&finished.stdout, 12));
@@ -160,11 +149,22 @@ fn latest(report_dir: &Path, dir: &str) -> PathBuf {
 }
 
 fn summary(report_dir: &Path, dir: &str) -> anyhow::Result<RunSummary> {
-    let path = latest(report_dir, dir).join("summary.json");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a loadgen run summary", path.display()))
+    verifier::collect::history::read_summary(&latest(report_dir, dir))
+}
+
+/// Removes `path` (a directory with everything in it, or a file); absent is fine.
+fn remove_if_present(path: &Path) -> anyhow::Result<()> {
+    let removed = if path.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    };
+    match removed {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            Err(error).with_context(|| format!("cannot remove {}", path.display()))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The comparison's lines (`compare.json`) and the size of its `compare.html`.

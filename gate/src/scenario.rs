@@ -339,7 +339,7 @@ mod tests {
     }
 
     #[test]
-    fn every_negative_control_expects_a_violation() {
+    fn each_verifier_check_expects_what_the_bash_gate_expected() {
         let expectations: Vec<(String, Expect)> = scenarios(10)
             .into_iter()
             .flat_map(|s| s.checks)
@@ -348,12 +348,45 @@ mod tests {
                 _ => None,
             })
             .collect();
-        let violations = expectations
-            .iter()
-            .filter(|(_, e)| matches!(e, Expect::Violates { .. }))
-            .count();
-        let holds = expectations.len() - violations;
-        assert_eq!((holds, violations), (3, 7), "{expectations:#?}");
+        let violates = |failed, held: &'static [CheckId]| Expect::Violates { failed, held };
+        let expected = [
+            ("verifier passes the real design", Expect::Holds),
+            (
+                "verifier catches the two-step gate's over-issuance",
+                violates(CheckId::I1, &[]),
+            ),
+            (
+                "verifier catches a planted extra row",
+                violates(CheckId::I1, &[]),
+            ),
+            (
+                "verifier catches the naive stage's over-issuance",
+                violates(CheckId::I1, &[]),
+            ),
+            (
+                "verifier catches redis-counter giving one user several coupons",
+                violates(CheckId::I2, &[CheckId::I1]),
+            ),
+            (
+                "verifier catches kafka giving one user several coupons",
+                violates(CheckId::I2, &[CheckId::I1]),
+            ),
+            (
+                "verifier catches per-user losing winners",
+                violates(CheckId::I3, &[]),
+            ),
+            ("the real design holds under the same outage", Expect::Holds),
+            (
+                "verifier catches per-user duplicating rows after a consumer crash",
+                violates(CheckId::I2, &[]),
+            ),
+            (
+                "the real design holds through the same consumer crash",
+                Expect::Holds,
+            ),
+        ]
+        .map(|(name, expect)| (name.to_owned(), expect));
+        assert_eq!(expectations, expected);
     }
 
     #[test]

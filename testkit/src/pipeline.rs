@@ -172,9 +172,7 @@ impl TestPipeline {
             CouponLimit::try_from(limit)?,
             strategy,
         );
-        let response = self
-            .admin_post("/admin/campaigns", Some(&serde_json::to_value(campaign)?))
-            .await?;
+        let response = self.admin_post("/admin/campaigns", Some(&campaign)).await?;
         anyhow::ensure!(
             response.status() == 201,
             "campaign creation failed: {} {}",
@@ -222,7 +220,7 @@ impl TestPipeline {
     pub async fn admin_post(
         &self,
         path: &str,
-        body: Option<&serde_json::Value>,
+        body: Option<&impl serde::Serialize>,
     ) -> anyhow::Result<reqwest::Response> {
         let request = self
             .client
@@ -252,7 +250,13 @@ impl TestPipeline {
             .send()
             .await?;
         let status = response.status().as_u16();
-        Ok((status, response.json().await?))
+        let text = response.text().await?;
+        let reply = serde_json::from_str(&text).map_err(|error| {
+            anyhow::anyhow!(
+                "apply answered {status} with a body that is no apply reply ({error}): {text}"
+            )
+        })?;
+        Ok((status, reply))
     }
 
     /// Every user in `users` applies once, `width` at a time, spread over every api started

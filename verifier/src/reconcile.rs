@@ -68,8 +68,6 @@ pub struct GateFact {
     pub initialised: bool,
     /// user -> slot
     pub winners: BTreeMap<u64, u32>,
-    /// The highest slot handed out; `None` before the gate handed out any.
-    pub next_seq: Option<u64>,
     pub released: Vec<u32>,
 }
 
@@ -215,11 +213,6 @@ impl Verdict {
             .filter(|c| c.status == Status::Fail)
             .map(|c| c.id)
             .collect()
-    }
-
-    /// The invariants that failed, in order, by name (`I1`).
-    pub fn failed_ids(&self) -> Vec<&'static str> {
-        self.failed().into_iter().map(CheckId::as_str).collect()
     }
 
     /// How one invariant fared.

@@ -147,10 +147,9 @@ impl SupervisedConsumer {
     }
 
     /// Waits until both of the consumer's loops hold partitions (its `/metrics` says so): from
-    /// then on, a burst's events are consumed as they arrive.
+    /// then on, a burst's events are consumed as they arrive. A failure names the consumer's log.
     pub async fn wait_ready(&self, client: &reqwest::Client) -> anyhow::Result<()> {
         let url = format!("http://{}/metrics", self.metrics_addr);
-        let log = self.spec.log.display();
         poll_until(
             "the consumer to be assigned its partitions",
             START_TIMEOUT,
@@ -174,13 +173,18 @@ impl SupervisedConsumer {
                     return Ok(Some(()));
                 }
                 if let Some(status) = self.exited() {
-                    bail!("the consumer exited with {status} before it was ready; see {log}");
+                    bail!("the consumer exited with {status} before it was ready");
                 }
                 Ok(None)
             },
         )
         .await
-        .map_err(|error| error.into_anyhow().context(format!("see {log}")))
+        .map_err(|error| {
+            let log = self.spec.log.display();
+            error
+                .into_anyhow()
+                .context(format!("the consumer did not start; see {log}"))
+        })
     }
 
     /// Restarts the consumer whenever it exits, until loadgen stops it.

@@ -77,7 +77,9 @@ impl Pipeline {
         let consumer = Arc::new(SupervisedConsumer::new(consumer_spec, consumer_metrics));
         let mut api_child = api_spec.spawn(&[])?;
         let started = async {
-            child::wait_answering(&mut api_child, api).await?;
+            child::wait_answering(&mut api_child, api)
+                .await
+                .with_context(|| format!("the api did not start; see {}", log.display()))?;
             consumer.replace(&[]).await?;
             consumer.wait_ready(api.http()).await
         }
@@ -89,7 +91,7 @@ impl Pipeline {
             {
                 child::kill(&mut consumer_child);
             }
-            return Err(error.context(format!("see {}", log.display())));
+            return Err(error);
         }
         let watcher = tokio::spawn(consumer.clone().watch());
         Ok(Self {

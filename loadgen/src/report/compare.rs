@@ -7,7 +7,11 @@ use anyhow::Context;
 use coupon_domain::Strategy;
 use serde::Serialize;
 use tabled::{Table, Tabled, settings::Style};
-use verifier::{drain::Drained, reconcile::Verdict, verify::Judgement};
+use verifier::{
+    drain::Drained,
+    reconcile::{CheckId, Verdict},
+    verify::Judgement,
+};
 
 use super::Summary;
 use crate::cli::Cli;
@@ -21,7 +25,7 @@ pub struct StageRow {
     pub run_id: String,
     pub limit: u64,
     /// The verifier's verdict: the invariants that failed, empty when every one held.
-    pub violated: Vec<&'static str>,
+    pub violated: Vec<CheckId>,
     pub coupons: usize,
     pub over_issue: usize,
     pub duplicates: usize,
@@ -49,7 +53,7 @@ impl StageRow {
             fault: summary.run.faults_text(),
             run_id: summary.run.run_id.clone(),
             limit: summary.run.limit,
-            violated: verdict.failed_ids(),
+            violated: verdict.failed(),
             coupons: tally.coupons,
             over_issue: tally.over_issue,
             duplicates: tally.duplicates,
@@ -65,7 +69,8 @@ impl StageRow {
         if self.violated.is_empty() {
             "holds".to_owned()
         } else {
-            format!("violated: {}", self.violated.join(", "))
+            let ids: Vec<&str> = self.violated.iter().map(|id| id.as_str()).collect();
+            format!("violated: {}", ids.join(", "))
         }
     }
 }
@@ -320,7 +325,7 @@ mod tests {
 
     use super::*;
 
-    fn row(strategy: Strategy, violated: Vec<&'static str>, coupons: usize) -> StageRow {
+    fn row(strategy: Strategy, violated: Vec<CheckId>, coupons: usize) -> StageRow {
         StageRow {
             strategy,
             fault: "none".to_owned(),
@@ -340,7 +345,7 @@ mod tests {
 
     fn rows() -> Vec<StageRow> {
         vec![
-            row(Strategy::Naive, vec!["I1", "I7"], 140),
+            row(Strategy::Naive, vec![CheckId::I1, CheckId::I7], 140),
             row(Strategy::Reliable, vec![], 100),
         ]
     }

@@ -51,10 +51,10 @@ pub struct Settings {
     #[arg(long, env = "GATE_MODE", default_value = "atomic", hide = true)]
     pub gate_mode: GateMode,
 
-    /// Test only: `clock` takes a gate's epoch from the wall clock in milliseconds, as this
-    /// project once did; two lives of a gate started within one millisecond then share an
-    /// epoch. The epoch test's negative control runs against it; never use it otherwise.
-    #[arg(long, env = "GATE_EPOCHS", value_enum, default_value_t, hide = true)]
+    /// Where each life of a gate gets its epoch: always the MySQL counter. There is no flag or
+    /// env var for it; only a test can set [`EpochSource::Clock`] in code, as the negative
+    /// control that shows the epoch check catching a source that repeats.
+    #[arg(skip)]
     pub gate_epochs: EpochSource,
 
     /// Give up connecting to a dependency at startup after this long (retrying with backoff).

@@ -62,14 +62,20 @@ pub enum CampaignState {
     Closed,
 }
 
-impl std::fmt::Display for CampaignState {
-    /// The state as the api's JSON writes it.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl CampaignState {
+    /// The state's name, as the api's JSON writes it (a test keeps the two the same).
+    pub fn as_str(self) -> &'static str {
+        match self {
             Self::NotOpen => "not_open",
             Self::Open => "open",
             Self::Closed => "closed",
-        })
+        }
+    }
+}
+
+impl std::fmt::Display for CampaignState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -130,6 +136,18 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
+
+    #[test]
+    fn a_state_displays_as_its_json_name() {
+        for state in [
+            CampaignState::NotOpen,
+            CampaignState::Open,
+            CampaignState::Closed,
+        ] {
+            let json = serde_json::to_string(&state).expect("serialises");
+            assert_eq!(json, format!("\"{state}\""));
+        }
+    }
 
     fn campaign(opens: Option<OffsetDateTime>, closes: Option<OffsetDateTime>) -> Campaign {
         let id = CampaignId::parse("c").expect("valid id");

@@ -8,7 +8,8 @@
 //! - [`history`]: the loadgen's per-request record, which the verifier reads.
 //! - [`duration`]: durations as typed on a command line (`250ms`, `5s`, `2m`).
 //! - [`strategy`]: how a campaign issues coupons: the course's stages or this project's design.
-//! - [`wire`]: the api's JSON bodies, shared by the api, loadgen and the verifier.
+//! - [`wire`]: the JSON the project's programs read back from each other: the api's bodies,
+//!   and loadgen's run summary. Shared by the api, loadgen, the verifier, the gate and tests.
 
 pub mod campaign;
 pub mod duration;

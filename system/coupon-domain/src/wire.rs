@@ -1,5 +1,6 @@
-//! The api's JSON bodies, as serde types shared by the api (which writes them), loadgen and the
-//! verifier (which read them). A field or a result name is written here once.
+//! The JSON the project's programs read back from each other, as serde types: the api's bodies
+//! (written by the api, read by loadgen, the verifier and the tests) and loadgen's run summary
+//! (read by the verifier and the gate). A field or a result name is written here once.
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -127,6 +128,43 @@ pub enum GateReadiness {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CampaignList {
     pub campaigns: Vec<CampaignView>,
+}
+
+/// `GET /readyz`: whether the api can serve, and each dependency's check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Readiness {
+    pub status: ReadinessStatus,
+    /// The dependencies that are down, by name (`redis`, `mysql`, `kafka`).
+    pub down: Vec<String>,
+    pub checks: std::collections::BTreeMap<String, DependencyCheck>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadinessStatus {
+    Ready,
+    Unavailable,
+}
+
+/// One dependency's readiness check: where it is (credentials redacted) and whether it answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DependencyCheck {
+    pub address: String,
+    pub status: DependencyStatus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DependencyStatus {
+    Up,
+    Down,
+}
+
+/// The reply to `POST /admin/campaigns/{id}/rebuild-gate`: the rebuild runs in the background.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebuildStarted {
+    pub result: GateReadiness,
+    pub campaign_id: CampaignId,
 }
 
 /// What a loadgen run was: the part of `summary.json` the verifier and the gate read (loadgen

@@ -15,6 +15,16 @@ pub struct RunHistory {
     pub records: Vec<HistoryRecord>,
 }
 
+/// The run's `summary.json`, as the verifier and the gate read it (loadgen's statistics beside
+/// it are ignored).
+pub fn read_summary(run_dir: &Path) -> anyhow::Result<RunSummary> {
+    let path = run_dir.join("summary.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a loadgen run summary", path.display()))
+}
+
 /// Reads the run in `dir` (`reports/latest` resolves to the run it points at).
 pub fn read(dir: &Path) -> anyhow::Result<RunHistory> {
     let dir = dir.canonicalize().with_context(|| {
@@ -23,12 +33,7 @@ pub fn read(dir: &Path) -> anyhow::Result<RunHistory> {
             dir.display()
         )
     })?;
-    let summary_path = dir.join("summary.json");
-    let summary: RunSummary = serde_json::from_str(
-        &std::fs::read_to_string(&summary_path)
-            .with_context(|| format!("cannot read {}", summary_path.display()))?,
-    )
-    .with_context(|| format!("{} is not a loadgen run summary", summary_path.display()))?;
+    let summary = read_summary(&dir)?;
     let campaign_id = summary.campaign_id.to_string();
     let history_path = dir.join("history.jsonl");
     let text = std::fs::read_to_string(&history_path)

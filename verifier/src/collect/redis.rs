@@ -55,12 +55,10 @@ impl GateReader {
         let mut conn = self.conn.clone();
         let initialised: bool = conn.exists(&keys.marker).await?;
         let winners: std::collections::BTreeMap<u64, u32> = conn.hgetall(&keys.winners).await?;
-        let next_seq: Option<u64> = conn.get(&keys.next_seq).await?;
         let released: Vec<u32> = conn.lrange(&keys.released, 0, -1).await?;
         Ok(GateFact {
             initialised,
             winners,
-            next_seq,
             released,
         })
     }

@@ -50,7 +50,6 @@ fn healthy() -> Facts {
         gate: Some(GateFact {
             initialised: true,
             winners: [(1, 1), (2, 2), (3, 3)].into_iter().collect(),
-            next_seq: Some(3),
             released: vec![],
         }),
         lag: 0,
@@ -65,15 +64,15 @@ fn healthy() -> Facts {
     }
 }
 
-fn failing(facts: &Facts) -> Vec<&'static str> {
-    reconcile(facts).failed_ids()
+fn failing(facts: &Facts) -> Vec<CheckId> {
+    reconcile(facts).failed()
 }
 
-fn offenders_of(facts: &Facts, id: &str) -> Vec<u64> {
+fn offenders_of(facts: &Facts, id: CheckId) -> Vec<u64> {
     reconcile(facts)
         .checks
         .into_iter()
-        .find(|c| c.id.as_str() == id)
+        .find(|c| c.id == id)
         .map(|c| c.offenders.into_iter().map(|o| o.user_id).collect())
         .unwrap_or_default()
 }
@@ -113,8 +112,8 @@ fn two_step_extra_winner() -> Facts {
 fn i1_catches_a_gate_that_admits_beyond_the_limit() {
     // The two-round-trip gate: user 4 slipped in with slot 4.
     let facts = two_step_extra_winner();
-    assert!(failing(&facts).contains(&"I1"));
-    assert_eq!(offenders_of(&facts, "I1"), vec![4]);
+    assert!(failing(&facts).contains(&CheckId::I1));
+    assert_eq!(offenders_of(&facts, CheckId::I1), vec![4]);
 }
 
 #[test]
@@ -126,8 +125,8 @@ fn i1_catches_a_planted_extra_row() {
         seq: 4,
         source: None,
     });
-    assert!(failing(&facts).contains(&"I1"));
-    assert_eq!(offenders_of(&facts, "I1"), vec![99]);
+    assert!(failing(&facts).contains(&CheckId::I1));
+    assert_eq!(offenders_of(&facts, CheckId::I1), vec![99]);
     let seen = reconcile(&facts).checks[0].offenders[0].seen.clone();
     assert_eq!(seen, "mysql row seq 4 (no kafka offset)");
 }
@@ -140,8 +139,8 @@ fn i2_catches_a_second_row_for_one_user() {
         seq: 1,
         source: Some(at(1, 7)),
     });
-    assert!(failing(&facts).contains(&"I2"));
-    assert_eq!(offenders_of(&facts, "I2"), vec![1]);
+    assert!(failing(&facts).contains(&CheckId::I2));
+    assert_eq!(offenders_of(&facts, CheckId::I2), vec![1]);
 }
 
 #[test]
@@ -152,15 +151,15 @@ fn i2_catches_two_slots_for_one_user_in_kafka() {
         seq: Some(3),
         source: at(1, 0),
     });
-    assert!(failing(&facts).contains(&"I2"));
+    assert!(failing(&facts).contains(&CheckId::I2));
 }
 
 #[test]
 fn i3_catches_a_lost_winner() {
     let mut facts = healthy();
     facts.rows.retain(|r| r.user_id != 2);
-    assert!(failing(&facts).contains(&"I3"));
-    assert_eq!(offenders_of(&facts, "I3"), vec![2]);
+    assert!(failing(&facts).contains(&CheckId::I3));
+    assert_eq!(offenders_of(&facts, CheckId::I3), vec![2]);
 }
 
 #[test]
@@ -168,7 +167,7 @@ fn i4_catches_a_row_without_its_event_and_a_user_who_never_applied() {
     let mut facts = healthy();
     facts.rows[0] = row(1, 1);
     facts.events.retain(|e| e.user_id != 1);
-    assert!(failing(&facts).contains(&"I4"));
+    assert!(failing(&facts).contains(&CheckId::I4));
 
     let mut facts = healthy();
     facts.limit = 10;
@@ -177,8 +176,8 @@ fn i4_catches_a_row_without_its_event_and_a_user_who_never_applied() {
     if let Some(gate) = facts.gate.as_mut() {
         gate.winners.insert(77, 4);
     }
-    assert_eq!(failing(&facts), vec!["I4"]);
-    assert_eq!(offenders_of(&facts, "I4"), vec![77]);
+    assert_eq!(failing(&facts), vec![CheckId::I4]);
+    assert_eq!(offenders_of(&facts, CheckId::I4), vec![77]);
 }
 
 #[test]
@@ -190,27 +189,27 @@ fn i5_catches_a_row_for_a_refused_user() {
     if let Some(gate) = facts.gate.as_mut() {
         gate.winners.insert(4, 4);
     }
-    assert_eq!(failing(&facts), vec!["I5"]);
-    assert_eq!(offenders_of(&facts, "I5"), vec![4]);
+    assert_eq!(failing(&facts), vec![CheckId::I5]);
+    assert_eq!(offenders_of(&facts, CheckId::I5), vec![4]);
 }
 
 #[test]
 fn i6_catches_lag_a_missing_marker_and_disagreeing_stores() {
     let mut lagging = healthy();
     lagging.lag = 5;
-    assert!(failing(&lagging).contains(&"I6"));
+    assert!(failing(&lagging).contains(&CheckId::I6));
 
     let mut no_marker = healthy();
     if let Some(gate) = no_marker.gate.as_mut() {
         gate.initialised = false;
     }
-    assert!(failing(&no_marker).contains(&"I6"));
+    assert!(failing(&no_marker).contains(&CheckId::I6));
 
     let mut orphan_event = healthy();
     orphan_event.limit = 10;
     orphan_event.events.push(event(4, 4));
-    assert!(failing(&orphan_event).contains(&"I6"));
-    assert_eq!(offenders_of(&orphan_event, "I6"), vec![4]);
+    assert!(failing(&orphan_event).contains(&CheckId::I6));
+    assert_eq!(offenders_of(&orphan_event, CheckId::I6), vec![4]);
 
     let mut captured = orphan_event.clone();
     captured.failed.push(FailedFact {
@@ -220,7 +219,7 @@ fn i6_catches_lag_a_missing_marker_and_disagreeing_stores() {
         source: Some(at(0, 3)),
     });
     assert!(
-        !failing(&captured).contains(&"I6"),
+        !failing(&captured).contains(&CheckId::I6),
         "an event captured as failed is accounted for"
     );
 }
@@ -239,9 +238,9 @@ fn i7_catches_fewer_coupons_than_the_limit_without_a_fault() {
         gate.winners.insert(3, 3);
     }
     let failed = failing(&facts);
-    assert!(failed.contains(&"I7"), "{failed:?}");
-    assert!(!failed.contains(&"I3"));
-    assert_eq!(offenders_of(&facts, "I7"), vec![3]);
+    assert!(failed.contains(&CheckId::I7), "{failed:?}");
+    assert!(!failed.contains(&CheckId::I3));
+    assert_eq!(offenders_of(&facts, CheckId::I7), vec![3]);
 }
 
 #[test]
@@ -339,11 +338,11 @@ fn course_stage(strategy: Strategy, row_users: &[u64], event_users: &[u64]) -> F
 #[test]
 fn a_course_stage_that_happened_to_behave_passes() {
     let kafka = course_stage(Strategy::Kafka, &[1, 2, 3], &[1, 2, 3]);
-    assert_eq!(failing(&kafka), Vec::<&str>::new());
+    assert_eq!(failing(&kafka), Vec::<CheckId>::new());
     let counter = course_stage(Strategy::RedisCounter, &[1, 2, 3], &[]);
     assert_eq!(
         failing(&counter),
-        Vec::<&str>::new(),
+        Vec::<CheckId>::new(),
         "direct inserts need no event"
     );
 }
@@ -351,8 +350,8 @@ fn a_course_stage_that_happened_to_behave_passes() {
 #[test]
 fn course_stage_over_issue_is_caught_at_the_rows_beyond_the_limit() {
     let naive = course_stage(Strategy::Naive, &[1, 2, 3, 4], &[]);
-    assert!(failing(&naive).contains(&"I1"));
-    assert_eq!(offenders_of(&naive, "I1"), vec![4]);
+    assert!(failing(&naive).contains(&CheckId::I1));
+    assert_eq!(offenders_of(&naive, CheckId::I1), vec![4]);
     assert_eq!(reconcile(&naive).tally.over_issue, 1);
 }
 
@@ -360,8 +359,8 @@ fn course_stage_over_issue_is_caught_at_the_rows_beyond_the_limit() {
 fn course_stage_duplicates_are_caught_from_rows_alone() {
     let counter = course_stage(Strategy::RedisCounter, &[1, 1, 2], &[]);
     let verdict = reconcile(&counter);
-    assert_eq!(verdict.failed_ids(), vec!["I2"]);
-    assert_eq!(offenders_of(&counter, "I2"), vec![1]);
+    assert_eq!(verdict.failed(), vec![CheckId::I2]);
+    assert_eq!(offenders_of(&counter, CheckId::I2), vec![1]);
     assert_eq!(verdict.tally.duplicates, 1);
 }
 
@@ -375,16 +374,16 @@ fn course_stage_lost_winner_is_caught_even_with_its_failed_event() {
         source: None,
     });
     let verdict = reconcile(&per_user);
-    assert!(verdict.failed_ids().contains(&"I3"), "{verdict:?}");
-    assert!(verdict.failed_ids().contains(&"I7"), "{verdict:?}");
+    assert!(verdict.failed().contains(&CheckId::I3), "{verdict:?}");
+    assert!(verdict.failed().contains(&CheckId::I7), "{verdict:?}");
     assert!(
-        !verdict.failed_ids().contains(&"I6"),
+        !verdict.failed().contains(&CheckId::I6),
         "the event is accounted for by its failed event"
     );
     assert_eq!(verdict.tally.lost_winners, 1);
     per_user.failed.clear();
     assert!(
-        failing(&per_user).contains(&"I6"),
+        failing(&per_user).contains(&CheckId::I6),
         "an event with neither row nor failed event is caught"
     );
 }
@@ -393,10 +392,14 @@ fn course_stage_lost_winner_is_caught_even_with_its_failed_event() {
 fn course_stage_event_lost_beside_a_row_of_the_same_user_is_caught() {
     // User 1 won twice (two events) but only one insert happened: one coupon is lost.
     let kafka = course_stage(Strategy::Kafka, &[1, 2], &[1, 1, 2]);
-    assert!(failing(&kafka).contains(&"I6"), "{:?}", reconcile(&kafka));
-    assert_eq!(offenders_of(&kafka, "I6"), vec![1]);
+    assert!(
+        failing(&kafka).contains(&CheckId::I6),
+        "{:?}",
+        reconcile(&kafka)
+    );
+    assert_eq!(offenders_of(&kafka, CheckId::I6), vec![1]);
     let whole = course_stage(Strategy::Kafka, &[1, 1, 2], &[1, 1, 2]);
-    assert!(!failing(&whole).contains(&"I6"));
+    assert!(!failing(&whole).contains(&CheckId::I6));
 }
 
 #[test]
@@ -430,6 +433,6 @@ fn i6_does_not_count_a_failed_event_without_a_source_for_an_event() {
         open: false,
         source: None,
     });
-    assert!(failing(&orphan_event).contains(&"I6"));
-    assert_eq!(offenders_of(&orphan_event, "I6"), vec![4]);
+    assert!(failing(&orphan_event).contains(&CheckId::I6));
+    assert_eq!(offenders_of(&orphan_event, CheckId::I6), vec![4]);
 }

@@ -7,29 +7,23 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use coupon_domain::{Campaign, CampaignId, CouponIssued, Seq, UserId};
+use coupon_domain::{Campaign, CampaignId, CouponIssued, Seq, UserId, wire::GateReadiness};
 use coupon_store::{Store, StoreError, StoredCampaign, campaigns, coupons};
 
 use super::{IssuanceError, Reliable};
 use crate::gate::{GateError, Installed};
 
-/// Whether a campaign's gate can admit right now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GateReadiness {
-    Ready,
-    Rebuilding,
-}
-
 /// Where a new life of a gate gets its epoch, the number that tells it from every earlier life
 /// (an in-doubt event is republished only while the epoch that admitted it lives).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EpochSource {
     /// A counter in MySQL (`campaign.gate_epoch`): it never repeats, and Redis losing its data
     /// cannot reset it.
     #[default]
     Counter,
-    /// Test only: milliseconds since the epoch, which repeat within a millisecond. Kept so a
-    /// negative control can show the epoch test catching a source that repeats.
+    /// Test only, settable in code alone (no flag): milliseconds since the epoch, which repeat
+    /// within a millisecond, as this project once used. Kept so a negative control can show the
+    /// epoch test catching a source that repeats.
     Clock,
 }
 

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use coupon_domain::{Campaign, CampaignId, CouponIssued, GateOutcome, UserId};
+use coupon_domain::{Campaign, CampaignId, CouponIssued, GateOutcome, UserId, wire::GateReadiness};
 use coupon_runtime::Backoff;
 use coupon_store::{Store, StoredCampaign, coupons, failed_events};
 use futures::{FutureExt, future::BoxFuture};
@@ -16,7 +16,7 @@ use rdkafka::producer::DeliveryFuture;
 
 use super::{
     Counts, Issuance, IssuanceError, Outcome,
-    rebuild::{self, EpochSource, GateReadiness},
+    rebuild::{self, EpochSource},
 };
 use crate::{
     campaigns::CampaignCache,

@@ -11,10 +11,9 @@ use axum::{
 };
 use coupon_domain::{
     Campaign,
-    wire::{CampaignList, CampaignView, NewCampaign},
+    wire::{CampaignList, CampaignView, GateReadiness, NewCampaign, RebuildStarted},
 };
 use coupon_store::campaigns;
-use serde_json::{Value, json};
 
 use crate::{
     error::ApiError,
@@ -95,7 +94,7 @@ pub async fn rebuild_gate(
     State(state): State<SharedState>,
     headers: HeaderMap,
     campaign_id: Result<Path<String>, PathRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<RebuildStarted>), ApiError> {
     authorize(&state, &headers)?;
     let campaign = campaign_from_path(&state, campaign_id).await?;
     state
@@ -105,6 +104,9 @@ pub async fn rebuild_gate(
         .await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "result": "rebuilding", "campaign_id": campaign.id })),
+        Json(RebuildStarted {
+            result: GateReadiness::Rebuilding,
+            campaign_id: campaign.id,
+        }),
     ))
 }

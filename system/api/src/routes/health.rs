@@ -1,8 +1,11 @@
-//! `GET /healthz` (the process is alive) and `GET /readyz` (Redis, MySQL and Kafka answer).
+//! `GET /healthz` (the process is alive) and `GET /readyz` (Redis, MySQL and Kafka answer;
+//! every address with its credentials redacted).
 
 use std::time::Duration;
 
 use axum::{Json, extract::State, http::StatusCode};
+use coupon_domain::wire::{DependencyCheck, DependencyStatus, Readiness, ReadinessStatus};
+use coupon_runtime::stack::redact;
 use serde_json::{Value, json};
 
 use crate::state::SharedState;
@@ -11,7 +14,7 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-pub async fn readyz(State(state): State<SharedState>) -> (StatusCode, Json<Value>) {
+pub async fn readyz(State(state): State<SharedState>) -> (StatusCode, Json<Readiness>) {
     let timeout = Duration::from_secs(2);
     let stack = &state.settings.stack;
     let (redis, mysql, kafka) = tokio::join!(
@@ -20,7 +23,11 @@ pub async fn readyz(State(state): State<SharedState>) -> (StatusCode, Json<Value
         coupon_kafka::check_reachable(&stack.kafka_brokers, timeout),
     );
     let checks = [
-        ("redis", stack.redis_url.clone(), matches!(redis, Ok(Ok(_)))),
+        (
+            "redis",
+            redact(&stack.redis_url),
+            matches!(redis, Ok(Ok(_))),
+        ),
         (
             "mysql",
             stack.database_address(),
@@ -28,28 +35,36 @@ pub async fn readyz(State(state): State<SharedState>) -> (StatusCode, Json<Value
         ),
         ("kafka", stack.kafka_brokers.clone(), kafka.is_ok()),
     ];
-    let down: Vec<&str> = checks.iter().filter(|c| !c.2).map(|c| c.0).collect();
-    let detail: serde_json::Map<String, Value> = checks
+    let down: Vec<String> = checks
         .iter()
+        .filter(|check| !check.2)
+        .map(|check| check.0.to_owned())
+        .collect();
+    let (status, overall) = if down.is_empty() {
+        (StatusCode::OK, ReadinessStatus::Ready)
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            ReadinessStatus::Unavailable,
+        )
+    };
+    let checks = checks
+        .into_iter()
         .map(|(name, address, up)| {
-            (
-                (*name).to_owned(),
-                json!({ "address": address, "status": if *up { "up" } else { "down" } }),
-            )
+            let status = if up {
+                DependencyStatus::Up
+            } else {
+                DependencyStatus::Down
+            };
+            (name.to_owned(), DependencyCheck { address, status })
         })
         .collect();
-    let status = if down.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    let overall = if down.is_empty() {
-        "ready"
-    } else {
-        "unavailable"
-    };
     (
         status,
-        Json(json!({ "status": overall, "down": down, "checks": detail })),
+        Json(Readiness {
+            status: overall,
+            down,
+            checks,
+        }),
     )
 }

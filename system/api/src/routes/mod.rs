@@ -13,7 +13,7 @@ use axum::{
     response::IntoResponse,
     routing::{get, post},
 };
-use serde_json::json;
+use coupon_domain::wire::ErrorBody;
 
 use crate::state::SharedState;
 
@@ -56,6 +56,9 @@ async fn openapi() -> impl IntoResponse {
 async fn not_found() -> impl IntoResponse {
     (
         StatusCode::NOT_FOUND,
-        Json(json!({ "error": "no such route; see /openapi.json" })),
+        Json(ErrorBody {
+            result: None,
+            error: "no such route; see /openapi.json".to_owned(),
+        }),
     )
 }

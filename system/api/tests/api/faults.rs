@@ -107,12 +107,16 @@ async fn kafka_broker_killed_and_restarted_during_a_burst_loses_no_issued_coupon
         || async { Ok((answered.load(Ordering::SeqCst) >= 100).then_some(())) },
     )
     .await?;
+    let met_before_the_kill = met_the_dead_broker.load(Ordering::SeqCst);
     broker.kill()?;
-    // The proof that the kill hit the stream: an apply that met the dead broker.
+    // The proof that the kill hit the stream: an apply answered 202 or 503 after the kill, while
+    // the broker is down (a slow publish before the kill does not count).
     eventually(
         "an apply answered 202 or 503 while the broker is down",
         Duration::from_secs(60),
-        || async { Ok((met_the_dead_broker.load(Ordering::SeqCst) >= 1).then_some(())) },
+        || async {
+            Ok((met_the_dead_broker.load(Ordering::SeqCst) > met_before_the_kill).then_some(()))
+        },
     )
     .await?;
     broker.restart().await?;
@@ -127,10 +131,6 @@ async fn kafka_broker_killed_and_restarted_during_a_burst_loses_no_issued_coupon
     };
     let (issued, pending, refused) = (status_of(201), status_of(202), status_of(503));
     assert!(!issued.is_empty());
-    assert!(
-        !pending.is_empty() || !refused.is_empty(),
-        "no apply met the dead broker"
-    );
     // Every pending apply resolves to a coupon once the broker is back (events in doubt are
     // republished, never released), so the campaign still ends with exactly its limit.
     let rows = match pipeline.drained_rows("broker", 300).await {

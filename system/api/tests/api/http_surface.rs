@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use coupon_domain::wire::{DependencyStatus, Readiness, ReadinessStatus};
 use coupon_runtime::stack::{url_socket_addr, url_via};
 use serde_json::json;
 use testkit::pipeline::{ADMIN_TOKEN, TestPipeline};
@@ -128,9 +129,29 @@ async fn readiness_reports_each_dependency_and_metrics_count_applies() -> anyhow
     let pipeline = TestPipeline::spawn().await?;
     let ready = pipeline.get("/readyz").await?;
     assert_eq!(ready.status(), 200);
-    let body: serde_json::Value = ready.json().await?;
+    let body: Readiness = ready.json().await?;
+    assert_eq!(body.status, ReadinessStatus::Ready);
     for dependency in ["redis", "mysql", "kafka"] {
-        assert_eq!(body["checks"][dependency]["status"], "up", "{body}");
+        assert_eq!(
+            body.checks.get(dependency).map(|check| check.status),
+            Some(DependencyStatus::Up),
+            "{body:?}"
+        );
+    }
+    // Every address is shown without its password.
+    let database_url = &pipeline.api_settings.stack.database_url;
+    let password = database_url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.rsplit_once('@'))
+        .and_then(|(credentials, _)| credentials.split_once(':'))
+        .map(|(_, password)| format!(":{password}@"));
+    if let Some(password) = password {
+        assert!(
+            body.checks
+                .values()
+                .all(|check| !check.address.contains(&password)),
+            "{body:?}"
+        );
     }
     pipeline.create_campaign("metered", 1).await?;
     assert_eq!(pipeline.apply("metered", 1).await?.0, 201);
@@ -152,10 +173,7 @@ async fn readiness_reports_each_dependency_and_metrics_count_applies() -> anyhow
 }
 
 /// `GET /readyz`: its status and body.
-async fn readiness(
-    client: &reqwest::Client,
-    base_url: &str,
-) -> anyhow::Result<(u16, serde_json::Value)> {
+async fn readiness(client: &reqwest::Client, base_url: &str) -> anyhow::Result<(u16, Readiness)> {
     let response = client.get(format!("{base_url}/readyz")).send().await?;
     Ok((response.status().as_u16(), response.json().await?))
 }
@@ -183,7 +201,7 @@ async fn readiness_names_each_store_cut_off_and_recovers_when_it_returns() -> an
 
     for (name, proxy) in [("redis", &redis), ("mysql", &mysql), ("kafka", &kafka)] {
         let (status, body) = readiness(&pipeline.client, &base_url).await?;
-        assert_eq!(status, 200, "ready before {name} is cut: {body}");
+        assert_eq!(status, 200, "ready before {name} is cut: {body:?}");
         proxy.cut();
         eventually(
             &format!("/readyz to answer 503 naming {name}, and only {name}"),
@@ -191,9 +209,10 @@ async fn readiness_names_each_store_cut_off_and_recovers_when_it_returns() -> an
             || async {
                 let (status, body) = readiness(&pipeline.client, &base_url).await?;
                 Ok((status == 503
-                    && body["down"] == json!([name])
-                    && body["checks"][name]["status"] == "down")
-                    .then_some(()))
+                    && body.down == [name]
+                    && body.checks.get(name).map(|check| check.status)
+                        == Some(DependencyStatus::Down))
+                .then_some(()))
             },
         )
         .await?;

@@ -112,7 +112,7 @@ async fn an_unknown_strategy_is_refused_and_creates_nothing() -> anyhow::Result<
         .create_campaign_with("stage", 10, Strategy::PerUser)
         .await?;
     let rebuild = pipeline
-        .admin_post("/admin/campaigns/stage/rebuild-gate", None)
+        .admin_post("/admin/campaigns/stage/rebuild-gate", None::<&()>)
         .await?;
     assert_eq!(rebuild.status(), 422);
     assert_eq!(
