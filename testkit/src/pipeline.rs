@@ -84,6 +84,7 @@ impl TestPipeline {
         let consumer_settings = ConsumerSettings {
             stack: stack_args,
             crash_after_rows: None,
+            failed_payload_kept: coupon_store::failed_events::PAYLOAD_KEPT,
             batch_size: 200,
             retry_interval: parse_duration("200ms"),
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -152,6 +153,35 @@ impl TestPipeline {
         if let Some((_stop, handle)) = self.consumers.pop() {
             handle.abort();
             let _ = handle.await;
+        }
+    }
+
+    /// Whether the newest consumer task still runs.
+    pub fn consumer_running(&self) -> bool {
+        self.consumers
+            .last()
+            .is_some_and(|(_, handle)| !handle.is_finished())
+    }
+
+    /// Waits up to `within` for the newest consumer task to end and says how it ended: `Err`
+    /// holds its whole cause chain. A consumer still running then is an error (and keeps
+    /// running).
+    pub async fn consumer_exit_within(
+        &mut self,
+        within: Duration,
+    ) -> anyhow::Result<Result<(), String>> {
+        let (stop, mut handle) = self
+            .consumers
+            .pop()
+            .ok_or_else(|| anyhow::anyhow!("no consumer was started"))?;
+        match tokio::time::timeout(within, &mut handle).await {
+            Ok(Ok(Ok(()))) => Ok(Ok(())),
+            Ok(Ok(Err(error))) => Ok(Err(format!("{error:#}"))),
+            Ok(Err(join)) => Ok(Err(join.to_string())),
+            Err(_elapsed) => {
+                self.consumers.push((stop, handle));
+                anyhow::bail!("the consumer still runs after {within:?}")
+            }
         }
     }
 

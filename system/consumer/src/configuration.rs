@@ -31,6 +31,12 @@ pub struct Settings {
     #[arg(long, env = "CONSUMER_METRICS_ADDR", default_value = "127.0.0.1:9101")]
     pub metrics_addr: SocketAddr,
 
+    /// How many bytes of a failed record's payload are kept. No flag: a test alone sets it
+    /// higher, as the negative control that shows an oversized record stopping a consumer
+    /// that kept it whole.
+    #[arg(skip = coupon_store::failed_events::PAYLOAD_KEPT)]
+    pub failed_payload_kept: usize,
+
     /// Give up connecting to a dependency at startup after this long (retrying with backoff).
     #[arg(long, env = "STARTUP_TIMEOUT", default_value = "60s", value_parser = coupon_domain::duration::parse)]
     pub startup_timeout: Duration,

@@ -6,11 +6,11 @@
 use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use coupon_domain::{Campaign, CampaignId, CouponIssued};
+use coupon_domain::{Campaign, CampaignId, CouponIssued, event::MAX_EVENT_BYTES};
 use coupon_runtime::Backoff;
 use coupon_store::{
-    CouponToWrite, FailureReason, NewFailedEvent, Source, Store, StoreError, WriteOutcome,
-    campaigns, coupons,
+    CapturedPayload, CouponToWrite, FailureReason, NewFailedEvent, Source, Store, StoreError,
+    WriteOutcome, campaigns, coupons,
 };
 use rdkafka::{
     Message, Offset, TopicPartitionList,
@@ -56,11 +56,13 @@ pub fn subscribe(
     Ok(consumer)
 }
 
-/// Sorts a batch into rows to write and events to capture as failed.
+/// Sorts a batch into rows to write and events to capture as failed. A failed record keeps at
+/// most `payload_kept` bytes of its payload ([`coupon_store::failed_events::PAYLOAD_KEPT`]).
 pub async fn classify(
     store: &Store,
     campaigns: &mut CampaignCache,
     messages: &[OwnedMessage],
+    payload_kept: usize,
 ) -> Result<(Vec<CouponToWrite>, Vec<NewFailedEvent>), StoreError> {
     let mut rows = Vec::with_capacity(messages.len());
     let mut failures = Vec::new();
@@ -73,12 +75,20 @@ pub async fn classify(
         let failure = |reason, detail: String, event: Option<&CouponIssued>| NewFailedEvent {
             partition: source.partition,
             offset: source.offset,
-            payload: payload.clone(),
+            payload: CapturedPayload::of(&payload, payload_kept),
             campaign_id: event.map(|e| e.campaign_id.to_string()),
             user_id: event.map(|e| e.user_id.get()),
             reason,
             detail,
         };
+        if payload.len() > MAX_EVENT_BYTES {
+            let detail = format!(
+                "a record of {} bytes; no event is larger than {MAX_EVENT_BYTES}",
+                payload.len()
+            );
+            failures.push(failure(FailureReason::Oversized, detail, None));
+            continue;
+        }
         let event = match CouponIssued::from_json(&payload) {
             Ok(event) => event,
             Err(error) => {
@@ -119,12 +129,13 @@ pub async fn write_until_committed(
     campaigns: &mut CampaignCache,
     metrics: &Metrics,
     messages: &[OwnedMessage],
+    payload_kept: usize,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<bool> {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
         let attempt = async {
-            let (rows, failures) = classify(store, campaigns, messages).await?;
+            let (rows, failures) = classify(store, campaigns, messages, payload_kept).await?;
             let outcomes = coupons::write_batch(store, &rows, &failures).await?;
             Ok::<_, StoreError>((outcomes, failures))
         }
@@ -247,7 +258,14 @@ pub async fn run(
         // Finish the batch in hand even when shutdown arrives: a transient-error retry loop is
         // told to stop, and the batch then either commits or is left for redelivery.
         let rows_before = metrics.rows_written.get();
-        let write = write_until_committed(&store, &mut campaigns, &metrics, &batch, &stop_rx);
+        let write = write_until_committed(
+            &store,
+            &mut campaigns,
+            &metrics,
+            &batch,
+            settings.failed_payload_kept,
+            &stop_rx,
+        );
         tokio::pin!(write);
         let committed = loop {
             tokio::select! {

@@ -4,6 +4,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{gate::Seq, ids::CampaignId, ids::UserId};
 
+/// No event is larger: a 64-character campaign id, a 20-digit user id and the rest come to
+/// about 170 bytes. A larger record is not an event, whatever it holds.
+pub const MAX_EVENT_BYTES: usize = 4096;
+
 /// A coupon the gate issued and the broker acknowledged: the consumer turns it into a row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -9,7 +9,7 @@ use mysql_async::{Transaction, TxOpts, Value, prelude::Queryable};
 
 use crate::{
     Store, StoreError,
-    failed_events::{self, FailureReason, NewFailedEvent},
+    failed_events::{self, CapturedPayload, FailureReason, NewFailedEvent},
     to_utc_datetime,
 };
 
@@ -136,7 +136,7 @@ async fn write_one(
     let failure = NewFailedEvent {
         partition: coupon.source.partition,
         offset: coupon.source.offset,
-        payload: coupon.payload.clone(),
+        payload: CapturedPayload::of(&coupon.payload, failed_events::PAYLOAD_KEPT),
         campaign_id: Some(event.campaign_id.to_string()),
         user_id: Some(event.user_id.get()),
         reason,

@@ -12,6 +12,8 @@ use crate::{Store, StoreError, as_count};
 pub enum FailureReason {
     /// The payload is not a `CouponIssued` event.
     Malformed,
+    /// The record is larger than any event can be ([`coupon_domain::event::MAX_EVENT_BYTES`]).
+    Oversized,
     /// No campaign of that id (yet): it may be created later.
     UnknownCampaign,
     /// The slot is 0 or beyond the campaign's limit.
@@ -25,8 +27,9 @@ pub enum FailureReason {
 }
 
 impl FailureReason {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Malformed,
+        Self::Oversized,
         Self::UnknownCampaign,
         Self::SeqOutOfRange,
         Self::SlotTaken,
@@ -37,6 +40,7 @@ impl FailureReason {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Malformed => "malformed",
+            Self::Oversized => "oversized",
             Self::UnknownCampaign => "unknown_campaign",
             Self::SeqOutOfRange => "seq_out_of_range",
             Self::SlotTaken => "slot_taken",
@@ -70,12 +74,43 @@ impl FromStr for FailureReason {
     }
 }
 
+/// How many bytes of a failed record's payload are kept: far more than any event, far less than
+/// the column's 65,535.
+pub const PAYLOAD_KEPT: usize = 16 * 1024;
+
+/// A record's payload as a failed event keeps it: the first bytes, the whole size, the SHA-256
+/// of the whole, so a record of any size can be captured and still be identified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapturedPayload {
+    /// The first `keep` bytes (all of them when the record is shorter).
+    pub kept: Vec<u8>,
+    pub bytes: u64,
+    /// Lowercase hex.
+    pub sha256: String,
+}
+
+impl CapturedPayload {
+    /// Captures `payload`, keeping at most `keep` bytes ([`PAYLOAD_KEPT`] but in a test that
+    /// switches the cap off to show what it prevents).
+    pub fn of(payload: &[u8], keep: usize) -> Self {
+        use sha2::{Digest, Sha256};
+        Self {
+            kept: payload[..payload.len().min(keep)].to_vec(),
+            bytes: u64::try_from(payload.len()).unwrap_or(u64::MAX),
+            sha256: Sha256::digest(payload)
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect(),
+        }
+    }
+}
+
 /// A failed event to capture.
 #[derive(Debug, Clone)]
 pub struct NewFailedEvent {
     pub partition: i32,
     pub offset: i64,
-    pub payload: Vec<u8>,
+    pub payload: CapturedPayload,
     pub campaign_id: Option<String>,
     pub user_id: Option<u64>,
     pub reason: FailureReason,
@@ -88,7 +123,12 @@ pub struct FailedEvent {
     pub id: u64,
     pub kafka_partition: i32,
     pub kafka_offset: i64,
+    /// The payload as kept: whole for any real event, the first [`PAYLOAD_KEPT`] bytes of an
+    /// oversized record.
     pub payload: Vec<u8>,
+    /// The whole record's size and SHA-256 (0 and empty for captures older than migration 4).
+    pub payload_bytes: u64,
+    pub payload_sha256: String,
     pub campaign_id: Option<String>,
     pub user_id: Option<u64>,
     pub reason: FailureReason,
@@ -96,8 +136,8 @@ pub struct FailedEvent {
     pub attempts: u32,
 }
 
-const COLUMNS: &str =
-    "id, kafka_partition, kafka_offset, payload, campaign_id, user_id, reason, status, attempts";
+const COLUMNS: &str = "id, kafka_partition, kafka_offset, payload, payload_bytes, payload_sha256, \
+     campaign_id, user_id, reason, status, attempts";
 
 fn from_row(row: Row) -> Result<FailedEvent, StoreError> {
     type Columns = (
@@ -105,6 +145,8 @@ fn from_row(row: Row) -> Result<FailedEvent, StoreError> {
         i32,
         i64,
         Vec<u8>,
+        u64,
+        String,
         Option<String>,
         Option<u64>,
         String,
@@ -116,6 +158,8 @@ fn from_row(row: Row) -> Result<FailedEvent, StoreError> {
         kafka_partition,
         kafka_offset,
         payload,
+        payload_bytes,
+        payload_sha256,
         campaign_id,
         user_id,
         reason,
@@ -128,6 +172,8 @@ fn from_row(row: Row) -> Result<FailedEvent, StoreError> {
         kafka_partition,
         kafka_offset,
         payload,
+        payload_bytes,
+        payload_sha256,
         campaign_id,
         user_id,
         reason: reason.parse()?,
@@ -143,12 +189,15 @@ pub(crate) async fn insert<Q: Queryable>(
 ) -> Result<(), StoreError> {
     let result = conn
         .exec_drop(
-            "INSERT INTO failed_event (kafka_partition, kafka_offset, payload, campaign_id, user_id, reason, detail) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO failed_event (kafka_partition, kafka_offset, payload, payload_bytes, \
+             payload_sha256, campaign_id, user_id, reason, detail) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 event.partition,
                 event.offset,
-                &event.payload,
+                &event.payload.kept,
+                event.payload.bytes,
+                &event.payload.sha256,
                 &event.campaign_id,
                 event.user_id,
                 event.reason.as_str(),

@@ -31,7 +31,7 @@ pub use campaigns::StoredCampaign;
 pub use coupon_runtime::stack::redact;
 pub use coupons::{CouponRow, CouponToWrite, Source, WriteOutcome};
 pub use error::StoreError;
-pub use failed_events::{FailedEvent, FailureReason, NewFailedEvent};
+pub use failed_events::{CapturedPayload, FailedEvent, FailureReason, NewFailedEvent};
 
 /// How long a caller waits for a pooled connection (or a new one) before the store reports the
 /// pool exhausted or the server unreachable. `mysql_async` itself would wait for ever.

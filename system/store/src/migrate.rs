@@ -58,6 +58,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(20261124000001, "campaigns_and_coupons"),
     migration!(20261124000002, "course_stages"),
     migration!(20261124000003, "gate_epoch"),
+    migration!(20261124000004, "failed_event_payload_digest"),
 ];
 
 const LOCK_NAME: &str = "fcfs_coupons.schema_migrations";

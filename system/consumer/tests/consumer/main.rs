@@ -1,4 +1,5 @@
 //! The consumer's integration tests, one binary: the consumer binary itself against the real
 //! stack, on stores of its own (`testkit`).
 
+mod poison;
 mod sigkill;
