@@ -23,6 +23,10 @@ pub async fn run(cli: &Cli, target: &Target) -> anyhow::Result<Outcome> {
     let compare_id = report::new_run_id();
     let name = format!("compare-{compare_id}");
     let dir = cli.report_dir.join(&name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    // As for one stage: `latest` names the comparison from its start, unfinished until
+    // compare.json is written.
+    report::point_latest(&cli.report_dir, &name)?;
     let store = verifier::collect::mysql::connect(&cli.stack.database_url).await?;
     let rounds = rounds(&cli.fault);
     let mut rows = Vec::new();
@@ -67,7 +71,6 @@ pub async fn run(cli: &Cli, target: &Target) -> anyhow::Result<Outcome> {
         }
     }
     compare::write_all(&dir, &rows, cli)?;
-    report::point_latest(&cli.report_dir, &name)?;
     Ok(Outcome {
         terminal: compare::terminal(&rows),
         run_dir: dir,

@@ -96,8 +96,12 @@ async fn one_stage(
 ) -> anyhow::Result<Outcome> {
     let run_id = report::new_run_id();
     let run_dir = cli.report_dir.join(&run_id);
-    let stage = stage::run(cli, target, strategy, &cli.fault, &run_dir, &run_id).await?;
+    std::fs::create_dir_all(&run_dir)
+        .with_context(|| format!("failed to create {}", run_dir.display()))?;
+    // `latest` moves before the burst: should the run not finish, the verifier finds it
+    // unfinished (no summary.json) and refuses it, rather than judging the run before.
     report::point_latest(&cli.report_dir, &run_id)?;
+    let stage = stage::run(cli, target, strategy, &cli.fault, &run_dir, &run_id).await?;
     Ok(Outcome {
         terminal: report::terminal(&stage.summary),
         run_dir: stage.run_dir,

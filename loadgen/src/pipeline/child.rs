@@ -24,6 +24,9 @@ use crate::client::ApiClient;
 /// follows it.
 pub const SERVE_PIPELINE: &str = "__serve-pipeline";
 
+/// The env var that tells a child which loadgen started it.
+const PARENT_PID: &str = "LOADGEN_PARENT_PID";
+
 /// How long a child may take to start answering.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -76,6 +79,7 @@ impl ChildSpec {
         command
             .arg(SERVE_PIPELINE)
             .arg(self.part)
+            .env(PARENT_PID, std::process::id().to_string())
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -242,10 +246,20 @@ pub(super) async fn wait_answering(child: &mut Child, api: &ApiClient) -> anyhow
     })
 }
 
-/// A child's whole life: the api or the consumer from env settings, until SIGTERM.
+/// A child's whole life: the api or the consumer from env settings, until SIGTERM, which the
+/// kernel sends when loadgen dies, however it dies.
 pub async fn serve(part: &str) -> anyhow::Result<()> {
     #[cfg(target_os = "linux")]
     let _ = nix::sys::prctl::set_pdeathsig(signal::Signal::SIGTERM);
+    // A loadgen that died between starting this process and the line above sends no signal:
+    // then this process already has another parent, and stops at once.
+    if let Some(parent) = std::env::var(PARENT_PID)
+        .ok()
+        .and_then(|pid| pid.parse::<i32>().ok())
+        && nix::unistd::getppid().as_raw() != parent
+    {
+        bail!("loadgen (pid {parent}) that started this {part} is gone");
+    }
     match part {
         "api" => {
             let api = coupon_api::Settings::try_parse_from(["coupon-api"])?;

@@ -3,65 +3,12 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    net::TcpListener,
-    path::{Path, PathBuf},
-    process::Command,
+    path::Path,
 };
 
 use coupon_domain::history::{HistoryRecord, ResultClass};
-use testkit::{RedisNamespace, Stack, TestDatabase, TestTopic, unique_group, unique_name};
 
-struct Isolated {
-    db: TestDatabase,
-    topic: TestTopic,
-    redis: RedisNamespace,
-    group: String,
-    reports: PathBuf,
-}
-
-impl Isolated {
-    async fn new() -> anyhow::Result<Self> {
-        let stack = Stack::from_env();
-        Ok(Self {
-            db: TestDatabase::create(&stack).await?,
-            topic: TestTopic::create(&stack, 4).await?,
-            redis: RedisNamespace::new(&stack)?,
-            group: unique_group(),
-            reports: std::env::temp_dir().join(unique_name("loadgen-test-reports")),
-        })
-    }
-
-    /// Runs the loadgen binary with `args`; it starts its own api and consumer.
-    fn loadgen(&self, args: &[&str]) -> anyhow::Result<PathBuf> {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-            .args(args)
-            .args(["--host", &format!("http://127.0.0.1:{port}")])
-            .arg("--report-dir")
-            .arg(&self.reports)
-            .env("DATABASE_URL", &self.db.url)
-            .env("KAFKA_TOPIC", &self.topic.name)
-            .env("KAFKA_TOPIC_PARTITIONS", "4")
-            .env("KAFKA_GROUP", &self.group)
-            .env("REDIS_KEY_PREFIX", self.redis.prefix.trim_end_matches(':'))
-            .env("CI", "true")
-            .output()?;
-        anyhow::ensure!(
-            output.status.success(),
-            "loadgen exited with {}: {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Ok(self.reports.join("latest").canonicalize()?)
-    }
-
-    async fn cleanup(self) -> anyhow::Result<()> {
-        let _ = std::fs::remove_dir_all(&self.reports);
-        self.redis.cleanup().await?;
-        self.topic.cleanup().await?;
-        self.db.cleanup().await
-    }
-}
+use crate::isolated::Isolated;
 
 fn history(run: &Path) -> anyhow::Result<Vec<HistoryRecord>> {
     // `HistoryRecord` denies unknown fields and requires every field: a line that parses has

@@ -2,3 +2,5 @@
 //! pipeline it starts itself.
 
 mod burst;
+mod isolated;
+mod killed;

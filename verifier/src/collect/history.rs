@@ -15,6 +15,25 @@ pub struct RunHistory {
     pub records: Vec<HistoryRecord>,
 }
 
+/// loadgen writes `summary.json` last (a comparison, `compare.json`): a run without it was
+/// stopped or failed before it finished, and is refused rather than judged.
+fn ensure_complete(run_dir: &Path) -> anyhow::Result<()> {
+    if run_dir.join("summary.json").is_file() {
+        return Ok(());
+    }
+    if run_dir.join("compare.json").is_file() {
+        anyhow::bail!(
+            "{} is a comparison of several runs: verify one of them with --run <comparison>/<strategy>",
+            run_dir.display()
+        );
+    }
+    anyhow::bail!(
+        "the run in {} did not complete (loadgen was stopped or failed before it wrote \
+         summary.json): run loadgen again, or name a finished run with --run",
+        run_dir.display()
+    )
+}
+
 /// The run's `summary.json`, as the verifier and the gate read it (loadgen's statistics beside
 /// it are ignored).
 pub fn read_summary(run_dir: &Path) -> anyhow::Result<RunSummary> {
@@ -33,6 +52,7 @@ pub fn read(dir: &Path) -> anyhow::Result<RunHistory> {
             dir.display()
         )
     })?;
+    ensure_complete(&dir)?;
     let summary = read_summary(&dir)?;
     let campaign_id = summary.campaign_id.to_string();
     let history_path = dir.join("history.jsonl");
@@ -50,4 +70,41 @@ pub fn read(dir: &Path) -> anyhow::Result<RunHistory> {
             .collect(),
         campaign_id,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_run_that_wrote_its_summary_is_judged() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("verifier-history-{}", rand_suffix()));
+        std::fs::create_dir_all(&dir)?;
+        let refused = ensure_complete(&dir).map_err(|e| e.to_string());
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.contains("did not complete")),
+            "{refused:?}"
+        );
+        std::fs::write(dir.join("compare.json"), "[]")?;
+        let comparison = ensure_complete(&dir).map_err(|e| e.to_string());
+        assert!(
+            comparison
+                .as_ref()
+                .is_err_and(|e| e.contains("--run <comparison>/<strategy>")),
+            "{comparison:?}"
+        );
+        std::fs::write(dir.join("summary.json"), "{}")?;
+        assert!(ensure_complete(&dir).is_ok());
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+
+    fn rand_suffix() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::from(d.subsec_nanos()))
+            ^ u64::from(std::process::id())
+    }
 }

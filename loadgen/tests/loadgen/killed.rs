@@ -1,0 +1,107 @@
+//! loadgen killed with SIGKILL in the middle of a run: the api and the consumer it started die
+//! with it, and the verifier refuses the unfinished run instead of judging the one before it.
+
+use std::time::Duration;
+
+use clap::Parser;
+use nix::{sys::signal, unistd::Pid};
+use testkit::eventually;
+
+use crate::isolated::Isolated;
+
+/// The pids of pipeline children (`loadgen __serve-pipeline ...`) started for consumer group
+/// `group`, read from /proc: a child's environment names its group.
+fn pipeline_children(group: &str) -> Vec<i32> {
+    let wanted = format!("KAFKA_GROUP={group}");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let read =
+                |file: &str| std::fs::read(format!("/proc/{pid}/{file}")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&read("cmdline")).into_owned();
+            cmdline.contains("__serve-pipeline")
+                && read("environ")
+                    .split(|byte| *byte == 0)
+                    .any(|var| var == wanted.as_bytes())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_killed_run_takes_its_children_with_it_and_the_verifier_refuses_it() -> anyhow::Result<()>
+{
+    let isolated = Isolated::new().await?;
+    // A run that completed: before the fix, the verifier judged this one after the kill.
+    isolated.loadgen(&["--users", "50", "--limit", "10"])?;
+
+    let (mut command, port) =
+        isolated.command(&["--users", "3000", "--rate", "300", "--limit", "100"])?;
+    let mut run = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    let metrics_url = format!("http://127.0.0.1:{port}/metrics");
+    // Well into the burst: the api it started has answered some hundred applies.
+    eventually(
+        "the killed run's api to answer 100 applies",
+        Duration::from_secs(120),
+        || async {
+            let Ok(response) = client.get(&metrics_url).send().await else {
+                return Ok(None);
+            };
+            let metrics = response.text().await.unwrap_or_default();
+            let answered: f64 = metrics
+                .lines()
+                .filter(|line| line.starts_with("coupon_api_apply_requests_total{"))
+                .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum();
+            Ok((answered >= 100.0).then_some(()))
+        },
+    )
+    .await?;
+    assert!(
+        !pipeline_children(&isolated.group).is_empty(),
+        "no pipeline child found to watch"
+    );
+    signal::kill(
+        Pid::from_raw(i32::try_from(run.id())?),
+        signal::Signal::SIGKILL,
+    )?;
+    run.wait()?;
+
+    eventually(
+        "the api and the consumer to die with loadgen",
+        Duration::from_secs(30),
+        || async {
+            let alive = pipeline_children(&isolated.group);
+            Ok(alive.is_empty().then_some(()))
+        },
+    )
+    .await?;
+
+    let mut verifier = verifier::cli::Cli::try_parse_from([
+        "verifier".as_ref(),
+        "--report-dir".as_ref(),
+        isolated.reports.as_os_str(),
+        "--drain-timeout".as_ref(),
+        "10s".as_ref(),
+    ])?;
+    verifier.stack = isolated.stack_args();
+    match verifier::verify::judge(&verifier).await {
+        Ok(judgement) => anyhow::bail!(
+            "the verifier judged a run after the kill: {}",
+            judgement.final_line
+        ),
+        Err(error) => {
+            let error = format!("{error:#}");
+            assert!(error.contains("did not complete"), "{error}");
+        }
+    }
+    isolated.cleanup().await
+}
