@@ -445,7 +445,8 @@ fn one_per_user(index: &Index) -> Check {
     }
 }
 
-/// I3: every user answered `issued` has a row.
+/// I3: every user answered `issued` has a row, with the slot the reply named. (A course stage's
+/// rows carry no slot of their own, so there only the row is looked for.)
 fn issued_have_rows(index: &Index) -> Check {
     let Some(history) = &index.facts.history else {
         return skipped(
@@ -454,27 +455,39 @@ fn issued_have_rows(index: &Index) -> Check {
             "no loadgen history for this campaign",
         );
     };
-    let issued: BTreeSet<u64> = history
+    let issued: BTreeMap<u64, Option<u32>> = history
         .iter()
         .filter(|r| r.result == ResultClass::Issued)
-        .map(|r| r.user_id)
+        .map(|r| (r.user_id, r.seq))
         .collect();
+    let slots_are_real = index.facts.strategy.has_gate();
     let lost: Vec<u64> = issued
-        .iter()
+        .keys()
         .copied()
         .filter(|u| !index.rows.contains_key(u))
         .collect();
+    let other_slot: Vec<u64> = issued
+        .iter()
+        .filter(|(user, seq)| {
+            let (Some(rows), Some(seq)) = (index.rows.get(user), seq) else {
+                return false;
+            };
+            slots_are_real && !rows.iter().any(|row| row.seq == *seq)
+        })
+        .map(|(user, _)| *user)
+        .collect();
     Check {
         id: CheckId::I3,
-        title: "every issued reply has a row (no lost winner)".to_owned(),
+        title: "every issued reply has a row with its slot (no lost winner)".to_owned(),
         expected: format!("{} issued users with rows", issued.len()),
         observed: format!(
-            "{} with rows, {} lost",
+            "{} with rows, {} lost, {} with another slot than the reply's",
             issued.len() - lost.len(),
-            lost.len()
+            lost.len(),
+            other_slot.len()
         ),
-        status: status(lost.is_empty()),
-        offenders: index.offenders(lost),
+        status: status(lost.is_empty() && other_slot.is_empty()),
+        offenders: index.offenders(lost.into_iter().chain(other_slot)),
     }
 }
 

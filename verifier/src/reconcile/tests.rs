@@ -436,3 +436,30 @@ fn i6_does_not_count_a_failed_event_without_a_source_for_an_event() {
     assert!(failing(&orphan_event).contains(&CheckId::I6));
     assert_eq!(offenders_of(&orphan_event, CheckId::I6), vec![4]);
 }
+
+#[test]
+fn i3_catches_an_issued_reply_whose_row_holds_another_slot() {
+    // User 2 was told slot 2, but the row (and everything behind it) says slot 3, and user 3
+    // was told slot 3 and holds slot 2: every user has a row, and yet two replies were wrong.
+    let mut facts = healthy();
+    if let Some(history) = facts.history.as_mut() {
+        history[1] = record(2, ResultClass::Issued, Some(3));
+        history[2] = record(3, ResultClass::Issued, Some(2));
+    }
+    assert!(
+        failing(&facts).contains(&CheckId::I3),
+        "{:?}",
+        reconcile(&facts)
+    );
+    assert_eq!(offenders_of(&facts, CheckId::I3), vec![2, 3]);
+    // A course stage's rows have no slot of their own: the same replies are not held against it.
+    let mut stage = course_stage(Strategy::PerUser, &[1, 2, 3], &[]);
+    if let Some(history) = stage.history.as_mut() {
+        history[0] = record(1, ResultClass::Issued, Some(3));
+    }
+    assert!(
+        !failing(&stage).contains(&CheckId::I3),
+        "{:?}",
+        reconcile(&stage)
+    );
+}
