@@ -94,7 +94,7 @@ pub async fn judge(cli: &Cli) -> anyhow::Result<Judgement> {
             facts.gate = Some(
                 gate.gate(campaign)
                     .await
-                    .with_context(|| format!("redis at {}", cli.stack.redis_url))?,
+                    .with_context(|| format!("redis at {}", cli.stack.redis_address()))?,
             );
         }
         let run_history = history.clone().filter(|h| &h.campaign_id == campaign);

@@ -103,6 +103,12 @@ impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         let message = rejection.body_text();
         match rejection {
+            // Two values for one key is malformed JSON, not a wrong value.
+            JsonRejection::JsonDataError(_)
+                if message.contains(crate::routes::apply::DUPLICATE_KEY) =>
+            {
+                Self::BadRequest(message)
+            }
             JsonRejection::JsonDataError(_) => Self::Unprocessable(message),
             JsonRejection::JsonSyntaxError(_) => Self::BadRequest(message),
             JsonRejection::MissingJsonContentType(_) => {

@@ -86,7 +86,7 @@ impl Gate {
         mode: GateMode,
     ) -> Result<Self, GateError> {
         let unreachable = |source| GateError::Unreachable {
-            address: url.to_owned(),
+            address: coupon_runtime::stack::redact(url),
             source,
         };
         let client = redis::Client::open(url).map_err(unreachable)?;
@@ -106,7 +106,7 @@ impl Gate {
             conn,
             mode,
             prefix: prefix.to_owned(),
-            address: url.to_owned(),
+            address: coupon_runtime::stack::redact(url),
             admit: Script::new(ADMIT),
             release: Script::new(RELEASE),
             install: Script::new(include_str!("gate/install.lua")),

@@ -30,7 +30,7 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let deadline = settings.startup_timeout;
         let stack = settings.stack.clone();
-        let gate = retry_startup("redis", &stack.redis_url, deadline, || {
+        let gate = retry_startup("redis", &stack.redis_address(), deadline, || {
             Gate::connect(
                 &stack.redis_url,
                 &stack.redis_key_prefix,

@@ -116,6 +116,11 @@ impl StackArgs {
         redact(&self.database_url)
     }
 
+    /// REDIS_URL without its password, for messages and logs.
+    pub fn redis_address(&self) -> String {
+        redact(&self.redis_url)
+    }
+
     /// Where MySQL listens, resolved from DATABASE_URL (port 3306 when it names none): what a
     /// TCP proxy in front of it connects to.
     pub async fn database_socket_addr(&self) -> anyhow::Result<SocketAddr> {
@@ -131,7 +136,7 @@ impl StackArgs {
 impl fmt::Debug for StackArgs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StackArgs")
-            .field("redis_url", &self.redis_url)
+            .field("redis_url", &self.redis_address())
             .field("redis_key_prefix", &self.redis_key_prefix)
             .field("database_url", &self.database_address())
             .field("kafka_brokers", &self.kafka_brokers)
@@ -143,7 +148,8 @@ impl fmt::Debug for StackArgs {
     }
 }
 
-/// `mysql://user:secret@host:port/db` without the password, for messages and logs.
+/// A URL such as `mysql://user:secret@host:port/db` or `redis://:secret@host` without the
+/// password, for messages, logs and replies.
 pub fn redact(database_url: &str) -> String {
     match (database_url.find("://"), database_url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
@@ -241,11 +247,18 @@ mod tests {
             "x",
             "--database-url",
             "mysql://u:hunter2@db:3306/x",
+            "--redis-url",
+            "redis://:swordfish@cache:6379",
             "--topic",
             "t",
         ]);
         assert_eq!(cli.stack.topic, "t");
         assert_eq!(cli.stack.course_group, DEFAULT_COURSE_GROUP);
-        assert!(!format!("{:?}", cli.stack).contains("hunter2"));
+        let shown = format!("{:?}", cli.stack);
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("swordfish"),
+            "{shown}"
+        );
+        assert_eq!(cli.stack.redis_address(), "redis://@cache:6379");
     }
 }

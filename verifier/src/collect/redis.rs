@@ -22,7 +22,9 @@ impl std::fmt::Debug for GateReader {
 
 impl GateReader {
     pub async fn connect(url: &str, prefix: &str) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url).with_context(|| format!("bad REDIS_URL {url}"))?;
+        let address = coupon_runtime::stack::redact(url);
+        let client =
+            redis::Client::open(url).with_context(|| format!("bad REDIS_URL {address}"))?;
         let conn = tokio::time::timeout(
             std::time::Duration::from_secs(5),
             client.get_multiplexed_async_connection(),
@@ -30,7 +32,7 @@ impl GateReader {
         .await
         .map_err(|_| anyhow::anyhow!("timed out"))
         .and_then(|r| r.map_err(anyhow::Error::from))
-        .with_context(|| format!("redis at {url} is unreachable"))?;
+        .with_context(|| format!("redis at {address} is unreachable"))?;
         Ok(Self {
             conn,
             prefix: prefix.to_owned(),

@@ -42,8 +42,15 @@ fn authorize(state: &SharedState, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+/// Compares two secrets in time that depends on neither their contents nor their lengths: both
+/// are hashed to 32 bytes, and every byte of the digests is compared.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use sha2::{Digest, Sha256};
+    let (a, b) = (Sha256::digest(a), Sha256::digest(b));
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 pub async fn create(
@@ -109,4 +116,18 @@ pub async fn rebuild_gate(
             campaign_id: campaign.id,
         }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn tokens_match_only_when_equal_whatever_their_lengths() {
+        assert!(constant_time_eq(b"s3cret-token", b"s3cret-token"));
+        assert!(!constant_time_eq(b"s3cret-token", b"s3cret-tokeN"));
+        assert!(!constant_time_eq(b"s3cret-token", b"s3cret"));
+        assert!(!constant_time_eq(b"", b"s3cret-token"));
+        assert!(constant_time_eq(b"", b""));
+    }
 }

@@ -62,6 +62,86 @@ impl IntoResponse for Answer {
     }
 }
 
+/// A JSON value in which no object names a key twice, at any depth. serde_json's `Value` keeps
+/// the last of two `user_id`s without a word; a body that says two things is refused instead
+/// (400, as malformed JSON).
+#[derive(Debug)]
+pub struct UniqueKeys(pub serde_json::Value);
+
+/// The start of the message a duplicate key is refused with; [`ApiError`]'s conversion of a
+/// JSON rejection looks for it to answer 400.
+pub const DUPLICATE_KEY: &str = "duplicate key";
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(UniqueKeysVisitor).map(Self)
+    }
+}
+
+struct UniqueKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let UniqueKeys(value) = map.next_value()?;
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "{DUPLICATE_KEY} `{key}`: a body must say each thing once"
+                )));
+            }
+            object.insert(key, value);
+        }
+        Ok(serde_json::Value::Object(object))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(UniqueKeys(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(serde_json::Value::Array(items))
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+}
+
 impl ApplyBody {
     /// Exactly `{"user_id": <positive integer that fits u64>}`, with a message naming what is
     /// wrong otherwise. (Plain serde would also take `[1]`, and its messages omit the field.)
@@ -95,7 +175,7 @@ impl ApplyBody {
 pub async fn apply(
     State(state): State<SharedState>,
     campaign_id: Result<Path<String>, PathRejection>,
-    body: Result<Json<serde_json::Value>, JsonRejection>,
+    body: Result<Json<UniqueKeys>, JsonRejection>,
 ) -> Result<Answer, ApiError> {
     let started = Instant::now();
     let reply = apply_steps(&state, campaign_id, body).await;
@@ -117,12 +197,12 @@ pub async fn apply(
 async fn apply_steps(
     state: &SharedState,
     campaign_id: Result<Path<String>, PathRejection>,
-    body: Result<Json<serde_json::Value>, JsonRejection>,
+    body: Result<Json<UniqueKeys>, JsonRejection>,
 ) -> Result<Answer, ApiError> {
     let Path(raw_id) = campaign_id?;
     let campaign_id =
         CampaignId::parse(&raw_id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let ApplyBody { user_id } = ApplyBody::parse(body?.0)?;
+    let ApplyBody { user_id } = ApplyBody::parse(body?.0.0)?;
     let campaign = state
         .campaigns
         .get(&campaign_id)

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use axum::{Json, extract::State, http::StatusCode};
 use coupon_domain::wire::{DependencyCheck, DependencyStatus, Readiness, ReadinessStatus};
-use coupon_runtime::stack::redact;
 use serde_json::{Value, json};
 
 use crate::state::SharedState;
@@ -23,11 +22,7 @@ pub async fn readyz(State(state): State<SharedState>) -> (StatusCode, Json<Readi
         coupon_kafka::check_reachable(&stack.kafka_brokers, timeout),
     );
     let checks = [
-        (
-            "redis",
-            redact(&stack.redis_url),
-            matches!(redis, Ok(Ok(_))),
-        ),
+        ("redis", stack.redis_address(), matches!(redis, Ok(Ok(_)))),
         (
             "mysql",
             stack.database_address(),

@@ -40,6 +40,18 @@ fn cases() -> Vec<Case> {
             "user_id",
         ),
         case(
+            "duplicate user_id",
+            "{\"user_id\": 1, \"user_id\": 2}",
+            400,
+            "duplicate key `user_id`",
+        ),
+        case(
+            "duplicate key deeper down",
+            "{\"user_id\": 1, \"x\": {\"a\": 1, \"a\": 2}}",
+            400,
+            "duplicate key `a`",
+        ),
+        case(
             "unknown field",
             "{\"user_id\": 1, \"admin\": true}",
             422,
