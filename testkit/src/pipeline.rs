@@ -80,6 +80,8 @@ impl TestPipeline {
             startup_timeout: parse_duration("10s"),
             gate_mode: coupon_api::configuration::GateMode::Atomic,
             gate_epochs: coupon_api::issuance::EpochSource::Counter,
+            readiness_reuse: parse_duration("1s"),
+            campaign_miss_window: parse_duration("1s"),
         };
         let consumer_settings = ConsumerSettings {
             stack: stack_args,

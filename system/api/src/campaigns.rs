@@ -1,31 +1,66 @@
 //! Campaigns, cached in memory in front of MySQL. A campaign's id, limit and window never
-//! change once created, so a cached entry never goes stale; misses go to MySQL.
+//! change once created, so a cached entry never goes stale. A miss does not ask MySQL for that
+//! one id: it re-reads every campaign, at most once per miss window, and answers from what it
+//! read. So a flood of applies to random campaign ids costs MySQL one read per window, and a
+//! campaign created through another api is found within one window.
 
-use std::{collections::HashMap, sync::RwLock};
+use std::{
+    collections::HashMap,
+    sync::RwLock,
+    time::{Duration, Instant},
+};
 
 use coupon_domain::{Campaign, CampaignId};
 use coupon_store::{Store, StoreError, StoredCampaign, campaigns};
+use prometheus_client::metrics::counter::Counter;
 
 #[derive(Debug)]
 pub struct CampaignCache {
     store: Store,
     cached: RwLock<HashMap<CampaignId, Campaign>>,
+    /// When every campaign was last read, for misses; held while a reload runs, so misses that
+    /// arrive meanwhile wait for it instead of starting their own.
+    listed_at: tokio::sync::Mutex<Option<Instant>>,
+    miss_window: Duration,
+    /// Whole-table reads made for misses (the `campaign_reloads` metric).
+    reloads: Counter,
 }
 
 impl CampaignCache {
-    pub fn new(store: Store) -> Self {
+    pub fn new(store: Store, miss_window: Duration, reloads: Counter) -> Self {
         Self {
             store,
             cached: RwLock::default(),
+            listed_at: tokio::sync::Mutex::new(None),
+            miss_window,
+            reloads,
         }
     }
 
     pub async fn get(&self, id: &CampaignId) -> Result<Option<Campaign>, StoreError> {
-        if let Some(campaign) = self.cached.read().ok().and_then(|c| c.get(id).cloned()) {
+        if let Some(campaign) = self.cached(id) {
             return Ok(Some(campaign));
         }
-        let found = self.fresh(id).await?;
-        Ok(found.map(|stored| stored.campaign))
+        let mut listed_at = self.listed_at.lock().await;
+        // Another miss may have reloaded while this one waited for the lock.
+        if let Some(campaign) = self.cached(id) {
+            return Ok(Some(campaign));
+        }
+        if listed_at.is_none_or(|at| at.elapsed() >= self.miss_window) {
+            self.reloads.inc();
+            let all = campaigns::list(&self.store).await?;
+            if let Ok(mut cached) = self.cached.write() {
+                for stored in all {
+                    cached.insert(stored.campaign.id.clone(), stored.campaign);
+                }
+            }
+            *listed_at = Some(Instant::now());
+        }
+        Ok(self.cached(id))
+    }
+
+    fn cached(&self, id: &CampaignId) -> Option<Campaign> {
+        self.cached.read().ok().and_then(|c| c.get(id).cloned())
     }
 
     /// Reads MySQL, bypassing the cache (the gate-initialised flag does change).

@@ -57,6 +57,17 @@ pub struct Settings {
     #[arg(skip)]
     pub gate_epochs: EpochSource,
 
+    /// How long after reading every campaign an unknown id is answered 404 without asking
+    /// MySQL again. No flag: a test alone sets zero, as the control that shows one MySQL read
+    /// per apply to an unknown campaign without it.
+    #[arg(skip = Duration::from_secs(1))]
+    pub campaign_miss_window: Duration,
+
+    /// How long a `/readyz` answer is reused before the stores are probed again. No flag: a
+    /// test alone sets zero, as the control that shows one probe per request without it.
+    #[arg(skip = Duration::from_secs(1))]
+    pub readiness_reuse: Duration,
+
     /// Give up connecting to a dependency at startup after this long (retrying with backoff).
     #[arg(long, env = "STARTUP_TIMEOUT", default_value = "60s", value_parser = coupon_domain::duration::parse)]
     pub startup_timeout: Duration,

@@ -23,6 +23,8 @@ pub struct Metrics {
     pub release_failures: Counter,
     pub pending_resolved: Family<ResultLabel, Counter>,
     pub gate_rebuilds: Counter,
+    pub readiness_probes: Counter,
+    pub campaign_reloads: Counter,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -41,6 +43,8 @@ impl Default for Metrics {
         let release_failures = Counter::default();
         let pending_resolved = Family::<ResultLabel, Counter>::default();
         let gate_rebuilds = Counter::default();
+        let readiness_probes = Counter::default();
+        let campaign_reloads = Counter::default();
         registry.register(
             "apply_requests",
             "Apply requests by result",
@@ -81,6 +85,16 @@ impl Default for Metrics {
             "Gates rebuilt after Redis lost their state",
             gate_rebuilds.clone(),
         );
+        registry.register(
+            "readiness_probes",
+            "Times /readyz probed Redis, MySQL and Kafka (answers are reused for a second)",
+            readiness_probes.clone(),
+        );
+        registry.register(
+            "campaign_reloads",
+            "Reads of every campaign made for applies to an id not in the cache (once a second at most)",
+            campaign_reloads.clone(),
+        );
         Self {
             registry,
             requests,
@@ -91,6 +105,8 @@ impl Default for Metrics {
             release_failures,
             pending_resolved,
             gate_rebuilds,
+            readiness_probes,
+            campaign_reloads,
         }
     }
 }

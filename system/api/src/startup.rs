@@ -75,8 +75,12 @@ impl Application {
         })?;
         let listener = bind(settings.addr, settings.listen_backlog)
             .with_context(|| format!("failed to listen on {}", settings.addr))?;
-        let campaigns = Arc::new(CampaignCache::new(store.clone()));
         let metrics = Arc::new(Metrics::default());
+        let campaigns = Arc::new(CampaignCache::new(
+            store.clone(),
+            settings.campaign_miss_window,
+            metrics.campaign_reloads.clone(),
+        ));
         let reliable = Reliable::new(
             gate,
             publisher,
@@ -91,6 +95,7 @@ impl Application {
             store,
             campaigns,
             metrics,
+            readiness: tokio::sync::Mutex::new(None),
         });
         prepare_all_campaigns(&state).await?;
         Ok(Self { listener, state })

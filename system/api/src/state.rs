@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use coupon_domain::wire::Readiness;
 use coupon_store::Store;
 
 use crate::{
@@ -18,6 +19,9 @@ pub struct AppState {
     pub store: Store,
     pub campaigns: Arc<CampaignCache>,
     pub metrics: Arc<Metrics>,
+    /// The last `/readyz` answer and when it was probed, reused for
+    /// [`Settings::readiness_reuse`]: a flood of probes cannot open a client per request.
+    pub readiness: tokio::sync::Mutex<Option<(std::time::Instant, Readiness)>>,
 }
 
 pub type SharedState = Arc<AppState>;

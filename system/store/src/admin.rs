@@ -66,6 +66,17 @@ pub async fn coupon_totals(store: &Store) -> Result<(u64, u64, u64), StoreError>
     ))
 }
 
+/// For tests only: a campaign row no api would write, with an id the api refuses (`raw_id`),
+/// written straight into the table as a hand-edit would be.
+pub async fn plant_campaign_row(store: &Store, raw_id: &str) -> Result<(), StoreError> {
+    store
+        .run(
+            "INSERT INTO campaign (id, coupon_limit) VALUES (?, 10)",
+            (raw_id,),
+        )
+        .await
+}
+
 /// The user a planted row belongs to: far beyond any user id a run draws.
 pub const PLANTED_USER_ID: u64 = 4_242_424_242;
 

@@ -53,15 +53,31 @@ pub async fn find(store: &Store, id: &CampaignId) -> Result<Option<StoredCampaig
     row.map(from_row).transpose()
 }
 
+/// Every campaign, oldest first. A row that is no valid campaign (written by hand: an id the
+/// api would refuse, say) is left out and logged, so that one bad row cannot stop an api from
+/// starting or hide every other campaign.
 pub async fn list(store: &Store) -> Result<Vec<StoredCampaign>, StoreError> {
     let rows: Vec<Row> = store
-        .conn()
-        .await?
-        .query(format!(
-            "SELECT {COLUMNS} FROM campaign ORDER BY created_at, id"
-        ))
+        .all(
+            format!("SELECT {COLUMNS} FROM campaign ORDER BY created_at, id"),
+            (),
+        )
         .await?;
-    rows.into_iter().map(from_row).collect()
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| {
+            let id: Option<String> = row.get(0);
+            from_row(row)
+                .inspect_err(|error| {
+                    tracing::warn!(
+                        campaign_id = id.as_deref().unwrap_or("?"),
+                        error = %coupon_runtime::chain(error),
+                        "campaign row skipped: it is no valid campaign"
+                    );
+                })
+                .ok()
+        })
+        .collect())
 }
 
 /// Inserts the campaign; `Ok(false)` when one with that id already exists.

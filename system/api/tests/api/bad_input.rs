@@ -142,3 +142,98 @@ async fn each_bad_input_gets_its_4xx_and_changes_nothing() -> anyhow::Result<()>
     assert_eq!(pipeline.drained_rows("bad", 1).await?, vec![(1, 1)]);
     pipeline.shutdown().await
 }
+
+#[tokio::test]
+async fn a_campaign_row_written_by_hand_that_is_no_campaign_does_not_stop_an_api()
+-> anyhow::Result<()> {
+    let mut pipeline = TestPipeline::spawn().await?;
+    pipeline.create_campaign("good", 10).await?;
+    coupon_store::admin::plant_campaign_row(&pipeline.db.store, "Bad Id!").await?;
+    // A second api starts over the same database, the bad row included.
+    let second = pipeline
+        .start_api_with(pipeline.api_settings.clone())
+        .await?;
+    let listed: coupon_domain::wire::CampaignList = pipeline
+        .client
+        .get(format!("{second}/admin/campaigns"))
+        .bearer_auth(testkit::pipeline::ADMIN_TOKEN)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let ids: Vec<String> = listed
+        .campaigns
+        .iter()
+        .map(|c| c.campaign_id.to_string())
+        .collect();
+    assert!(ids.contains(&"good".to_owned()), "{ids:?}");
+    assert!(!ids.iter().any(|id| id.contains("Bad")), "{ids:?}");
+    let (status, _) = pipeline.apply_via(&second, "good", 1).await?;
+    assert_eq!(status, 201);
+    pipeline.shutdown().await
+}
+
+/// The api's `coupon_api_campaign_reloads_total`.
+async fn campaign_reloads(pipeline: &TestPipeline, base_url: &str) -> anyhow::Result<u64> {
+    let metrics = pipeline
+        .client
+        .get(format!("{base_url}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    Ok(metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("coupon_api_campaign_reloads_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0))
+}
+
+/// 300 applies to random campaign ids that do not exist, 30 at a time, on the api at
+/// `base_url`: every one 404; returns how many times the api read the campaign table meanwhile,
+/// and how long the flood took.
+async fn unknown_campaign_flood(
+    pipeline: &TestPipeline,
+    base_url: &str,
+) -> anyhow::Result<(u64, std::time::Duration)> {
+    use futures::StreamExt;
+    let before = campaign_reloads(pipeline, base_url).await?;
+    let started = std::time::Instant::now();
+    let statuses: Vec<u16> = futures::stream::iter(0..300u64)
+        .map(|i| async move {
+            let id = testkit::unique_name(&format!("nobody-{i}")).replace('_', "-");
+            let response = pipeline
+                .client
+                .post(format!("{base_url}/campaigns/{id}/apply"))
+                .json(&serde_json::json!({ "user_id": 1 }))
+                .send()
+                .await?;
+            anyhow::Ok(response.status().as_u16())
+        })
+        .buffer_unordered(30)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    let took = started.elapsed();
+    assert!(statuses.iter().all(|status| *status == 404), "{statuses:?}");
+    Ok((campaign_reloads(pipeline, base_url).await? - before, took))
+}
+
+#[tokio::test]
+async fn a_flood_of_unknown_campaign_ids_reads_mysql_about_once_a_second() -> anyhow::Result<()> {
+    let mut pipeline = TestPipeline::spawn().await?;
+    let base_url = pipeline.base_url.clone();
+    let (reloads, took) = unknown_campaign_flood(&pipeline, &base_url).await?;
+    assert!(
+        reloads <= took.as_secs() + 2,
+        "{reloads} reads of the campaign table for 300 unknown ids in {took:?}"
+    );
+    // The control: an api that answers no miss from its last read asks MySQL every time.
+    let mut settings = pipeline.api_settings.clone();
+    settings.campaign_miss_window = std::time::Duration::ZERO;
+    let uncached = pipeline.start_api_with(settings).await?;
+    let (reloads, _) = unknown_campaign_flood(&pipeline, &uncached).await?;
+    assert_eq!(reloads, 300);
+    pipeline.shutdown().await
+}

@@ -226,3 +226,55 @@ async fn readiness_names_each_store_cut_off_and_recovers_when_it_returns() -> an
     }
     pipeline.shutdown().await
 }
+
+/// The api's `coupon_api_readiness_probes_total`.
+async fn readiness_probes(client: &reqwest::Client, base_url: &str) -> anyhow::Result<u64> {
+    let metrics = client
+        .get(format!("{base_url}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("coupon_api_readiness_probes_total "))
+        .map(|value| value.trim().parse::<u64>())
+        .transpose()?
+        .context("no readiness_probes metric")
+}
+
+/// Sends `n` `GET /readyz` at once; returns how many probes the api made meanwhile, and how
+/// long the flood took.
+async fn readiness_flood(
+    client: &reqwest::Client,
+    base_url: &str,
+    n: usize,
+) -> anyhow::Result<(u64, Duration)> {
+    let before = readiness_probes(client, base_url).await?;
+    let started = std::time::Instant::now();
+    let statuses = futures::future::try_join_all(
+        (0..n).map(|_| async move { readiness(client, base_url).await.map(|(status, _)| status) }),
+    )
+    .await?;
+    let took = started.elapsed();
+    assert!(statuses.iter().all(|status| *status == 200), "{statuses:?}");
+    Ok((readiness_probes(client, base_url).await? - before, took))
+}
+
+#[tokio::test]
+async fn a_flood_of_readiness_checks_probes_the_stores_about_once_a_second() -> anyhow::Result<()> {
+    let mut pipeline = TestPipeline::spawn().await?;
+    let (probes, took) = readiness_flood(&pipeline.client, &pipeline.base_url, 50).await?;
+    // One probe per second the flood lasted, and one for the second it started in.
+    assert!(
+        probes <= took.as_secs() + 2,
+        "{probes} probes for 50 requests in {took:?}"
+    );
+    // The control: an api that reuses no answer probes once per request.
+    let mut settings = pipeline.api_settings.clone();
+    settings.readiness_reuse = Duration::ZERO;
+    let unshared = pipeline.start_api_with(settings).await?;
+    let (probes, _) = readiness_flood(&pipeline.client, &unshared, 50).await?;
+    assert_eq!(probes, 50);
+    pipeline.shutdown().await
+}
