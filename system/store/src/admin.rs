@@ -77,6 +77,57 @@ pub async fn plant_campaign_row(store: &Store, raw_id: &str) -> Result<(), Store
         .await
 }
 
+/// For tests only: a coupon row inserted in a transaction left open, as a second consumer
+/// mid-batch holds it; others that insert the same row wait for [`PendingRow::commit`].
+#[derive(Debug)]
+pub struct PendingRow {
+    conn: mysql_async::Conn,
+    connection_id: u64,
+}
+
+impl PendingRow {
+    pub async fn insert(
+        store: &Store,
+        campaign: &CampaignId,
+        user_id: u64,
+        seq: u32,
+        limit: u32,
+    ) -> Result<Self, StoreError> {
+        let mut conn = store.conn().await?;
+        conn.query_drop("START TRANSACTION").await?;
+        conn.exec_drop(
+            "INSERT INTO coupon (campaign_id, user_id, seq, campaign_limit, issued_at, kafka_partition, kafka_offset) \
+             VALUES (?, ?, ?, ?, NOW(3), 0, 0)",
+            (campaign.as_str(), user_id, seq, limit),
+        )
+        .await?;
+        let connection_id = conn.id().into();
+        Ok(Self {
+            conn,
+            connection_id,
+        })
+    }
+
+    /// How many coupon inserts into this database have run for over 300 ms: the ones waiting
+    /// for this row's lock (an insert that waits for nothing takes a few ms). Read from
+    /// MariaDB's process list, which shows a user's own connections without the PROCESS
+    /// privilege; each test has a database of its own, so none of another test's count.
+    pub async fn waiters(&self, store: &Store) -> Result<u64, StoreError> {
+        store
+            .count(
+                "SELECT COUNT(*) FROM information_schema.processlist \
+                 WHERE db = DATABASE() AND id <> ? AND info LIKE 'INSERT INTO coupon%' \
+                 AND time_ms > 300",
+                (self.connection_id,),
+            )
+            .await
+    }
+
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        Ok(self.conn.query_drop("COMMIT").await?)
+    }
+}
+
 /// The user a planted row belongs to: far beyond any user id a run draws.
 pub const PLANTED_USER_ID: u64 = 4_242_424_242;
 

@@ -51,13 +51,35 @@ pub struct CouponRow {
     pub kafka_offset: i64,
 }
 
+/// How a refused insert looks for the coupon on file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFileRead {
+    /// `LOCK IN SHARE MODE`: reads the latest committed row, so a row another consumer
+    /// committed during a rebalance is recognised as this same coupon.
+    Locking,
+    /// A plain read from the transaction's snapshot, which can predate that row and miss it:
+    /// a redelivered coupon is then captured as a failed event. For the control test only.
+    Snapshot,
+}
+
 /// Writes a batch of coupons, and captures the events in `failures`, in one transaction.
 /// The caller stores the Kafka offsets only after this returns `Ok`: the transaction committed.
-#[tracing::instrument(skip_all, fields(coupons = coupons.len(), failures = failures.len()))]
 pub async fn write_batch(
     store: &Store,
     coupons: &[CouponToWrite],
     failures: &[NewFailedEvent],
+) -> Result<Vec<WriteOutcome>, StoreError> {
+    write_batch_reading(store, coupons, failures, OnFileRead::Locking).await
+}
+
+/// [`write_batch`], with the read of a refused coupon's row on file chosen: the control test
+/// alone passes [`OnFileRead::Snapshot`].
+#[tracing::instrument(skip_all, fields(coupons = coupons.len(), failures = failures.len()))]
+pub async fn write_batch_reading(
+    store: &Store,
+    coupons: &[CouponToWrite],
+    failures: &[NewFailedEvent],
+    read: OnFileRead,
 ) -> Result<Vec<WriteOutcome>, StoreError> {
     let mut conn = store.conn().await?;
     let mut tx = conn.start_transaction(TxOpts::default()).await?;
@@ -71,7 +93,7 @@ pub async fn write_batch(
             Err(e) if refusal_reason(&e).is_some() => {
                 let mut outcomes = Vec::with_capacity(coupons.len());
                 for coupon in coupons {
-                    outcomes.push(write_one(&mut tx, coupon).await?);
+                    outcomes.push(write_one(&mut tx, coupon, read).await?);
                 }
                 outcomes
             }
@@ -113,6 +135,7 @@ async fn insert_all(tx: &mut Transaction<'_>, coupons: &[CouponToWrite]) -> Resu
 async fn write_one(
     tx: &mut Transaction<'_>,
     coupon: &CouponToWrite,
+    read: OnFileRead,
 ) -> Result<WriteOutcome, StoreError> {
     let error = match insert_all(tx, std::slice::from_ref(coupon)).await {
         Ok(()) => return Ok(WriteOutcome::Written),
@@ -122,11 +145,14 @@ async fn write_one(
         return Err(error);
     };
     let event = &coupon.event;
+    let statement = match read {
+        OnFileRead::Locking => {
+            "SELECT seq FROM coupon WHERE campaign_id = ? AND user_id = ? LOCK IN SHARE MODE"
+        }
+        OnFileRead::Snapshot => "SELECT seq FROM coupon WHERE campaign_id = ? AND user_id = ?",
+    };
     let on_file: Option<u32> = tx
-        .exec_first(
-            "SELECT seq FROM coupon WHERE campaign_id = ? AND user_id = ?",
-            (event.campaign_id.as_str(), event.user_id.get()),
-        )
+        .exec_first(statement, (event.campaign_id.as_str(), event.user_id.get()))
         .await?;
     let reason = match on_file {
         Some(seq) if seq == event.seq.0 => return Ok(WriteOutcome::AlreadyWritten),

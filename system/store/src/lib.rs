@@ -29,7 +29,7 @@ use mysql_async::{
 
 pub use campaigns::StoredCampaign;
 pub use coupon_runtime::stack::redact;
-pub use coupons::{CouponRow, CouponToWrite, Source, WriteOutcome};
+pub use coupons::{CouponRow, CouponToWrite, OnFileRead, Source, WriteOutcome};
 pub use error::StoreError;
 pub use failed_events::{CapturedPayload, FailedEvent, FailureReason, NewFailedEvent};
 

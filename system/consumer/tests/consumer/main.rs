@@ -2,4 +2,5 @@
 //! stack, on stores of its own (`testkit`).
 
 mod poison;
+mod redelivery;
 mod sigkill;
