@@ -223,6 +223,24 @@ impl TestPipeline {
             .await?)
     }
 
+    /// The value of counter `name` (`coupon_api_..._total`) on the api at `base_url`.
+    pub async fn counter(&self, base_url: &str, name: &str) -> anyhow::Result<u64> {
+        let metrics = self
+            .client
+            .get(format!("{base_url}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let prefix = format!("{name} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .map(|value| value.trim().parse::<u64>())
+            .transpose()?
+            .ok_or_else(|| anyhow::anyhow!("no metric {name} at {base_url}"))
+    }
+
     /// The first api's `/metrics` text.
     pub async fn metrics(&self) -> anyhow::Result<String> {
         Ok(self.get("/metrics").await?.text().await?)

@@ -15,7 +15,7 @@ use crate::metrics::Metrics;
 pub async fn retry_open_events(store: &Store, metrics: &Metrics) -> anyhow::Result<usize> {
     let mut resolved = 0;
     for failed in failed_events::list_open(store, 100).await? {
-        let event = match CouponIssued::from_json(&failed.payload) {
+        let event = match CouponIssued::from_json(&failed.payload.kept) {
             Ok(event) => event,
             Err(error) => {
                 failed_events::record_attempt(
@@ -42,7 +42,7 @@ pub async fn retry_open_events(store: &Store, metrics: &Metrics) -> anyhow::Resu
                 partition: failed.kafka_partition,
                 offset: failed.kafka_offset,
             },
-            payload: failed.payload.clone(),
+            payload: failed.payload.kept.clone(),
             event,
         };
         match coupons::write_batch(store, std::slice::from_ref(&coupon), &[])

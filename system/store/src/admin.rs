@@ -9,21 +9,17 @@ use crate::{Store, StoreError, as_count};
 
 /// Creates an empty database on the store's server (a test's own).
 pub async fn create_database(store: &Store, name: &str) -> Result<(), StoreError> {
-    store
-        .conn()
-        .await?
-        .query_drop(format!("CREATE DATABASE `{}`", quoted(name)?))
-        .await?;
-    Ok(())
+    on_database(store, "CREATE DATABASE", name).await
 }
 
 pub async fn drop_database(store: &Store, name: &str) -> Result<(), StoreError> {
-    store
-        .conn()
-        .await?
-        .query_drop(format!("DROP DATABASE IF EXISTS `{}`", quoted(name)?))
-        .await?;
-    Ok(())
+    on_database(store, "DROP DATABASE IF EXISTS", name).await
+}
+
+/// `<statement> `<name>``: database names cannot be bound as parameters.
+async fn on_database(store: &Store, statement: &str, name: &str) -> Result<(), StoreError> {
+    let sql = format!("{statement} `{}`", quoted(name)?);
+    Ok(store.conn().await?.query_drop(sql).await?)
 }
 
 /// Whether a database of that name exists.

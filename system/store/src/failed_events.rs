@@ -124,11 +124,8 @@ pub struct FailedEvent {
     pub kafka_partition: i32,
     pub kafka_offset: i64,
     /// The payload as kept: whole for any real event, the first [`PAYLOAD_KEPT`] bytes of an
-    /// oversized record.
-    pub payload: Vec<u8>,
-    /// The whole record's size and SHA-256 (0 and empty for captures older than migration 4).
-    pub payload_bytes: u64,
-    pub payload_sha256: String,
+    /// oversized record (size 0 and no hash for captures older than migration 4).
+    pub payload: CapturedPayload,
     pub campaign_id: Option<String>,
     pub user_id: Option<u64>,
     pub reason: FailureReason,
@@ -171,9 +168,11 @@ fn from_row(row: Row) -> Result<FailedEvent, StoreError> {
         id,
         kafka_partition,
         kafka_offset,
-        payload,
-        payload_bytes,
-        payload_sha256,
+        payload: CapturedPayload {
+            kept: payload,
+            bytes: payload_bytes,
+            sha256: payload_sha256,
+        },
         campaign_id,
         user_id,
         reason: reason.parse()?,

@@ -173,22 +173,6 @@ async fn a_campaign_row_written_by_hand_that_is_no_campaign_does_not_stop_an_api
     pipeline.shutdown().await
 }
 
-/// The api's `coupon_api_campaign_reloads_total`.
-async fn campaign_reloads(pipeline: &TestPipeline, base_url: &str) -> anyhow::Result<u64> {
-    let metrics = pipeline
-        .client
-        .get(format!("{base_url}/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
-    Ok(metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("coupon_api_campaign_reloads_total "))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0))
-}
-
 /// 300 applies to random campaign ids that do not exist, 30 at a time, on the api at
 /// `base_url`: every one 404; returns how many times the api read the campaign table meanwhile,
 /// and how long the flood took.
@@ -197,7 +181,9 @@ async fn unknown_campaign_flood(
     base_url: &str,
 ) -> anyhow::Result<(u64, std::time::Duration)> {
     use futures::StreamExt;
-    let before = campaign_reloads(pipeline, base_url).await?;
+    let before = pipeline
+        .counter(base_url, "coupon_api_campaign_reloads_total")
+        .await?;
     let started = std::time::Instant::now();
     let statuses: Vec<u16> = futures::stream::iter(0..300u64)
         .map(|i| async move {
@@ -217,7 +203,13 @@ async fn unknown_campaign_flood(
         .collect::<anyhow::Result<_>>()?;
     let took = started.elapsed();
     assert!(statuses.iter().all(|status| *status == 404), "{statuses:?}");
-    Ok((campaign_reloads(pipeline, base_url).await? - before, took))
+    Ok((
+        pipeline
+            .counter(base_url, "coupon_api_campaign_reloads_total")
+            .await?
+            - before,
+        took,
+    ))
 }
 
 #[tokio::test]

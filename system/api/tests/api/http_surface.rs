@@ -90,34 +90,21 @@ async fn every_method_in_the_openapi_document_is_served() -> anyhow::Result<()> 
 async fn admin_endpoints_are_disabled_without_a_token_and_refuse_a_wrong_one() -> anyhow::Result<()>
 {
     let mut pipeline = TestPipeline::spawn().await?;
-    let url = format!("{}/admin/campaigns", pipeline.base_url);
-    let wrong = pipeline
-        .client
-        .get(&url)
-        .bearer_auth("not-the-token")
-        .send()
-        .await?;
-    assert_eq!(wrong.status(), 401);
-    let right = pipeline
-        .client
-        .get(&url)
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await?;
-    assert_eq!(right.status(), 200);
+    let client = pipeline.client.clone();
+    let list = |base_url: String, token: &'static str| {
+        client
+            .get(format!("{base_url}/admin/campaigns"))
+            .bearer_auth(token)
+            .send()
+    };
+    let base_url = pipeline.base_url.clone();
+    assert_eq!(list(base_url.clone(), "not-the-token").await?.status(), 401);
+    assert_eq!(list(base_url, ADMIN_TOKEN).await?.status(), 200);
 
     let mut settings = pipeline.api_settings.clone();
     settings.admin_token = None;
-    let url = format!(
-        "{}/admin/campaigns",
-        pipeline.start_api_with(settings).await?
-    );
-    let disabled = pipeline
-        .client
-        .get(&url)
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await?;
+    let without_token = pipeline.start_api_with(settings).await?;
+    let disabled = list(without_token, ADMIN_TOKEN).await?;
     let (status, body) = TestPipeline::error_of(disabled).await?;
     assert_eq!(status, 403);
     assert!(body.error.contains("disabled"), "{body:?}");
@@ -227,30 +214,16 @@ async fn readiness_names_each_store_cut_off_and_recovers_when_it_returns() -> an
     pipeline.shutdown().await
 }
 
-/// The api's `coupon_api_readiness_probes_total`.
-async fn readiness_probes(client: &reqwest::Client, base_url: &str) -> anyhow::Result<u64> {
-    let metrics = client
-        .get(format!("{base_url}/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("coupon_api_readiness_probes_total "))
-        .map(|value| value.trim().parse::<u64>())
-        .transpose()?
-        .context("no readiness_probes metric")
-}
-
 /// Sends `n` `GET /readyz` at once; returns how many probes the api made meanwhile, and how
 /// long the flood took.
 async fn readiness_flood(
-    client: &reqwest::Client,
+    pipeline: &TestPipeline,
     base_url: &str,
     n: usize,
 ) -> anyhow::Result<(u64, Duration)> {
-    let before = readiness_probes(client, base_url).await?;
+    const PROBES: &str = "coupon_api_readiness_probes_total";
+    let client = &pipeline.client;
+    let before = pipeline.counter(base_url, PROBES).await?;
     let started = std::time::Instant::now();
     let statuses = futures::future::try_join_all(
         (0..n).map(|_| async move { readiness(client, base_url).await.map(|(status, _)| status) }),
@@ -258,13 +231,13 @@ async fn readiness_flood(
     .await?;
     let took = started.elapsed();
     assert!(statuses.iter().all(|status| *status == 200), "{statuses:?}");
-    Ok((readiness_probes(client, base_url).await? - before, took))
+    Ok((pipeline.counter(base_url, PROBES).await? - before, took))
 }
 
 #[tokio::test]
 async fn a_flood_of_readiness_checks_probes_the_stores_about_once_a_second() -> anyhow::Result<()> {
     let mut pipeline = TestPipeline::spawn().await?;
-    let (probes, took) = readiness_flood(&pipeline.client, &pipeline.base_url, 50).await?;
+    let (probes, took) = readiness_flood(&pipeline, &pipeline.base_url, 50).await?;
     // One probe per second the flood lasted, and one for the second it started in.
     assert!(
         probes <= took.as_secs() + 2,
@@ -274,7 +247,7 @@ async fn a_flood_of_readiness_checks_probes_the_stores_about_once_a_second() -> 
     let mut settings = pipeline.api_settings.clone();
     settings.readiness_reuse = Duration::ZERO;
     let unshared = pipeline.start_api_with(settings).await?;
-    let (probes, _) = readiness_flood(&pipeline.client, &unshared, 50).await?;
+    let (probes, _) = readiness_flood(&pipeline, &unshared, 50).await?;
     assert_eq!(probes, 50);
     pipeline.shutdown().await
 }

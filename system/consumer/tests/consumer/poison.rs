@@ -68,9 +68,9 @@ async fn an_oversized_record_is_captured_and_the_partition_moves_on() -> anyhow:
     );
     for event in &captured {
         assert_eq!(event.reason, FailureReason::Oversized);
-        assert_eq!(event.payload, poison()[..PAYLOAD_KEPT]);
-        assert_eq!(event.payload_bytes, u64::try_from(POISON_BYTES)?);
-        assert_eq!(event.payload_sha256, digest);
+        assert_eq!(event.payload.kept, poison()[..PAYLOAD_KEPT]);
+        assert_eq!(event.payload.bytes, u64::try_from(POISON_BYTES)?);
+        assert_eq!(event.payload.sha256, digest);
         assert!(
             event.open,
             "an oversized record is never retried into a row"
