@@ -10,7 +10,8 @@ pub const EXIT_HOLDS: u8 = 0;
 /// An invariant is violated: over-issuance, a duplicate, a lost winner, a phantom row, or lag
 /// that never drained.
 pub const EXIT_VIOLATED: u8 = 1;
-/// Could not verify: a service unreachable, no run found, unreadable history.
+/// Could not verify: a service unreachable, no run found, a run that did not complete,
+/// unreadable history.
 pub const EXIT_CANNOT_VERIFY: u8 = 2;
 
 /// Drain the pipeline, reconcile MySQL rows, the Redis gate, Kafka offsets and events and the
@@ -20,7 +21,8 @@ pub const EXIT_CANNOT_VERIFY: u8 = 2;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "verifier", version, about, long_about = None)]
 pub struct Cli {
-    /// The loadgen run to verify (a directory under --report-dir). Default: `latest`.
+    /// The loadgen run to verify (a directory under --report-dir). Default: `latest`, the newest
+    /// run; one that did not complete (no summary.json) is refused with exit 2.
     #[arg(long, conflicts_with_all = ["campaign", "all_campaigns"])]
     pub run: Option<String>,
 

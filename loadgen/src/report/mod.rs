@@ -197,14 +197,21 @@ pub fn read_summary(run_dir: &Path) -> anyhow::Result<Summary> {
     serde_json::from_str(&text).with_context(|| format!("{} is not a run summary", path.display()))
 }
 
+/// Writes the run's reports, `summary.json` last and whole (to a temporary file, then renamed):
+/// the verifier takes a run without it as unfinished.
 pub fn write_all(run_dir: &Path, summary: &Summary) -> anyhow::Result<()> {
     let write = |name: &str, contents: String| {
         let path = run_dir.join(name);
         std::fs::write(&path, contents)
             .with_context(|| format!("failed to write {}", path.display()))
     };
-    write("summary.json", serde_json::to_string_pretty(summary)?)?;
     write("summary.md", markdown(summary))?;
     write("report.html", html::render(summary))?;
-    Ok(())
+    write(
+        "summary.json.partial",
+        serde_json::to_string_pretty(summary)?,
+    )?;
+    let done = run_dir.join("summary.json");
+    std::fs::rename(run_dir.join("summary.json.partial"), &done)
+        .with_context(|| format!("failed to write {}", done.display()))
 }

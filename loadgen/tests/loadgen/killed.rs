@@ -105,3 +105,38 @@ async fn a_killed_run_takes_its_children_with_it_and_the_verifier_refuses_it() -
     }
     isolated.cleanup().await
 }
+
+#[tokio::test]
+async fn a_pipeline_child_whose_loadgen_is_already_gone_stops_at_once() -> anyhow::Result<()> {
+    // The child is told its loadgen is pid 1, which is not its parent: as if loadgen died
+    // before the child could ask the kernel for a signal on its death. Without the check it
+    // would start an api and serve for good.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["__serve-pipeline", "api"])
+        .env("LOADGEN_PARENT_PID", "1")
+        .env("API_ADDR", "127.0.0.1:0")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let exited = eventually(
+        "the orphaned child to stop",
+        Duration::from_secs(30),
+        || {
+            let status = child.try_wait();
+            async move { Ok(status?) }
+        },
+    )
+    .await;
+    if exited.is_err() {
+        child.kill()?;
+    }
+    let status = exited?;
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        std::io::Read::read_to_string(&mut pipe, &mut stderr)?;
+    }
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("is gone"), "{stderr}");
+    Ok(())
+}

@@ -18,22 +18,22 @@ use prometheus_client::metrics::counter::Counter;
 pub struct CampaignCache {
     store: Store,
     cached: RwLock<HashMap<CampaignId, Campaign>>,
-    /// When every campaign was last read, for misses; held while a reload runs, so misses that
-    /// arrive meanwhile wait for it instead of starting their own.
-    listed_at: tokio::sync::Mutex<Option<Instant>>,
+    /// When every campaign was last read for a miss, and whether that read worked; held while
+    /// a reload runs, so misses that arrive meanwhile wait for it instead of starting their own.
+    listed_at: tokio::sync::Mutex<Option<(Instant, bool)>>,
     miss_window: Duration,
-    /// Whole-table reads made for misses (the `campaign_reloads` metric).
-    reloads: Counter,
+    /// Every read of MySQL this cache makes (the `campaign_reads` metric).
+    reads: Counter,
 }
 
 impl CampaignCache {
-    pub fn new(store: Store, miss_window: Duration, reloads: Counter) -> Self {
+    pub fn new(store: Store, miss_window: Duration, reads: Counter) -> Self {
         Self {
             store,
             cached: RwLock::default(),
             listed_at: tokio::sync::Mutex::new(None),
             miss_window,
-            reloads,
+            reads,
         }
     }
 
@@ -46,17 +46,26 @@ impl CampaignCache {
         if let Some(campaign) = self.cached(id) {
             return Ok(Some(campaign));
         }
-        if listed_at.is_none_or(|at| at.elapsed() >= self.miss_window) {
-            self.reloads.inc();
-            let all = campaigns::list(&self.store).await?;
-            if let Ok(mut cached) = self.cached.write() {
-                for stored in all {
-                    cached.insert(stored.campaign.id.clone(), stored.campaign);
-                }
+        match *listed_at {
+            Some((at, true)) if at.elapsed() < self.miss_window => Ok(self.cached(id)),
+            // The last reload failed (MySQL away): each miss asks for its own id, and fails
+            // on its own, rather than queueing behind one reload after another.
+            Some((at, false)) if at.elapsed() < self.miss_window => {
+                drop(listed_at);
+                Ok(self.fresh(id).await?.map(|stored| stored.campaign))
             }
-            *listed_at = Some(Instant::now());
+            _ => {
+                self.reads.inc();
+                let all = campaigns::list(&self.store).await;
+                *listed_at = Some((Instant::now(), all.is_ok()));
+                if let Ok(mut cached) = self.cached.write() {
+                    for stored in all? {
+                        cached.insert(stored.campaign.id.clone(), stored.campaign);
+                    }
+                }
+                Ok(self.cached(id))
+            }
         }
-        Ok(self.cached(id))
     }
 
     fn cached(&self, id: &CampaignId) -> Option<Campaign> {
@@ -65,6 +74,7 @@ impl CampaignCache {
 
     /// Reads MySQL, bypassing the cache (the gate-initialised flag does change).
     pub async fn fresh(&self, id: &CampaignId) -> Result<Option<StoredCampaign>, StoreError> {
+        self.reads.inc();
         let found = campaigns::find(&self.store, id).await?;
         if let (Some(stored), Ok(mut cached)) = (&found, self.cached.write()) {
             cached.insert(id.clone(), stored.campaign.clone());

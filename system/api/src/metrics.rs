@@ -24,7 +24,7 @@ pub struct Metrics {
     pub pending_resolved: Family<ResultLabel, Counter>,
     pub gate_rebuilds: Counter,
     pub readiness_probes: Counter,
-    pub campaign_reloads: Counter,
+    pub campaign_reads: Counter,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -44,7 +44,7 @@ impl Default for Metrics {
         let pending_resolved = Family::<ResultLabel, Counter>::default();
         let gate_rebuilds = Counter::default();
         let readiness_probes = Counter::default();
-        let campaign_reloads = Counter::default();
+        let campaign_reads = Counter::default();
         registry.register(
             "apply_requests",
             "Apply requests by result",
@@ -91,9 +91,9 @@ impl Default for Metrics {
             readiness_probes.clone(),
         );
         registry.register(
-            "campaign_reloads",
-            "Reads of every campaign made for applies to an id not in the cache (once a second at most)",
-            campaign_reloads.clone(),
+            "campaign_reads",
+            "Reads of MySQL by the campaign cache: one per new campaign, and for ids it does not know, one read of every campaign a second at most",
+            campaign_reads.clone(),
         );
         Self {
             registry,
@@ -106,7 +106,7 @@ impl Default for Metrics {
             pending_resolved,
             gate_rebuilds,
             readiness_probes,
-            campaign_reloads,
+            campaign_reads,
         }
     }
 }

@@ -79,7 +79,7 @@ impl Application {
         let campaigns = Arc::new(CampaignCache::new(
             store.clone(),
             settings.campaign_miss_window,
-            metrics.campaign_reloads.clone(),
+            metrics.campaign_reads.clone(),
         ));
         let reliable = Reliable::new(
             gate,

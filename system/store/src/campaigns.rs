@@ -24,9 +24,11 @@ fn from_row(row: Row) -> Result<StoredCampaign, StoreError> {
         Option<PrimitiveDateTime>,
         String,
     );
-    let decode = |e: &dyn std::fmt::Display| StoreError::Decode(format!("campaign row: {e}"));
     let (id, limit, opens_at, closes_at, gate_initialised_at, strategy): Columns =
-        mysql_async::from_row_opt(row).map_err(|e| decode(&e))?;
+        mysql_async::from_row_opt(row)
+            .map_err(|e| StoreError::Decode(format!("campaign row: {e}")))?;
+    let decode =
+        |e: &dyn std::fmt::Display| StoreError::Decode(format!("campaign row `{id}`: {e}"));
     let strategy: Strategy = strategy.parse().map_err(|e| decode(&e))?;
     let campaign = Campaign::new(
         CampaignId::parse(&id).map_err(|e| decode(&e))?,
@@ -53,17 +55,27 @@ pub async fn find(store: &Store, id: &CampaignId) -> Result<Option<StoredCampaig
     row.map(from_row).transpose()
 }
 
-/// Every campaign, oldest first. A row that is no valid campaign (written by hand: an id the
-/// api would refuse, say) is left out and logged, so that one bad row cannot stop an api from
-/// starting or hide every other campaign.
-pub async fn list(store: &Store) -> Result<Vec<StoredCampaign>, StoreError> {
-    let rows: Vec<Row> = store
+/// Every campaign, oldest first; a row that is no valid campaign is an error naming it (the
+/// verifier's read: a campaign it cannot read is one it cannot verify).
+pub async fn list_all_valid(store: &Store) -> Result<Vec<StoredCampaign>, StoreError> {
+    rows(store).await?.into_iter().map(from_row).collect()
+}
+
+async fn rows(store: &Store) -> Result<Vec<Row>, StoreError> {
+    store
         .all(
             format!("SELECT {COLUMNS} FROM campaign ORDER BY created_at, id"),
             (),
         )
-        .await?;
-    Ok(rows
+        .await
+}
+
+/// Every campaign, oldest first. A row that is no valid campaign (written by hand: an id the
+/// api would refuse, say) is left out and logged, so that one bad row cannot stop an api from
+/// starting or hide every other campaign from it.
+pub async fn list(store: &Store) -> Result<Vec<StoredCampaign>, StoreError> {
+    Ok(rows(store)
+        .await?
         .into_iter()
         .filter_map(|row| {
             let id: Option<String> = row.get(0);

@@ -18,7 +18,7 @@ pub async fn connect(database_url: &str) -> anyhow::Result<Store> {
 }
 
 pub async fn campaign_ids(store: &Store) -> anyhow::Result<Vec<String>> {
-    Ok(campaigns::list(store)
+    Ok(campaigns::list_all_valid(store)
         .await
         .context("failed to list campaigns")?
         .into_iter()
