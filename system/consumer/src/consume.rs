@@ -96,10 +96,22 @@ pub async fn classify(
                 continue;
             }
         };
-        let limit = campaigns
-            .get(store, &event.campaign_id)
-            .await?
-            .map(|campaign| campaign.limit);
+        let limit = match campaigns.get(store, &event.campaign_id).await {
+            Ok(campaign) => campaign.map(|campaign| campaign.limit),
+            // MySQL away: the batch pauses and retries.
+            Err(error) if error.is_transient() => return Err(error),
+            // The campaign's row is no valid campaign (written by hand): the event waits as a
+            // failed event, retried once the row is mended, and the partition moves on.
+            Err(error) => {
+                let detail = format!("campaign `{}`: {error}", event.campaign_id);
+                failures.push(failure(
+                    FailureReason::UnknownCampaign,
+                    detail,
+                    Some(&event),
+                ));
+                continue;
+            }
+        };
         match limit {
             None => failures.push(failure(
                 FailureReason::UnknownCampaign,

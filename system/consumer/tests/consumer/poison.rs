@@ -102,3 +102,50 @@ async fn control_a_consumer_that_keeps_the_whole_payload_stops_on_the_same_recor
     );
     pipeline.shutdown().await
 }
+
+#[tokio::test]
+async fn an_event_whose_campaign_row_is_no_campaign_waits_as_a_failed_event() -> anyhow::Result<()>
+{
+    let pipeline = TestPipeline::spawn().await?;
+    pipeline.create_campaign("mended", 10).await?;
+    // A hand-written row the api would refuse, which MySQL's case-insensitive collation matches
+    // for events of campaign `spring`.
+    coupon_store::admin::plant_campaign_row(&pipeline.db.store, "Spring").await?;
+    let producer: FutureProducer =
+        coupon_kafka::producer_config(&pipeline.stack.kafka_brokers, Duration::from_secs(10))
+            .create()?;
+    let event = coupon_domain::CouponIssued {
+        campaign_id: coupon_domain::CampaignId::parse("spring")?,
+        user_id: coupon_domain::UserId::parse(7)?,
+        seq: coupon_domain::Seq(1),
+        issued_at_ms: 0,
+    };
+    let (key, payload) = (event.key(), event.to_json());
+    for partition in 0..pipeline.topic.partitions {
+        producer
+            .send(
+                FutureRecord::to(&pipeline.topic.name)
+                    .partition(partition)
+                    .key(&key)
+                    .payload(&payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(error, _)| error)?;
+    }
+    // The coupons behind it, on every partition, are written; the consumer goes on.
+    for user in 1..=10 {
+        assert_eq!(pipeline.apply("mended", user).await?.0, 201);
+    }
+    assert_eq!(pipeline.drained_rows("mended", 10).await?.len(), 10);
+    assert!(pipeline.consumer_running(), "the consumer stopped");
+    let captured = coupon_store::failed_events::list_for(&pipeline.db.store, "spring").await?;
+    assert_eq!(captured.len(), usize::try_from(pipeline.topic.partitions)?);
+    assert!(
+        captured
+            .iter()
+            .all(|event| event.reason == FailureReason::UnknownCampaign && event.open),
+        "{captured:?}"
+    );
+    pipeline.shutdown().await
+}
