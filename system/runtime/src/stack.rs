@@ -127,6 +127,22 @@ impl StackArgs {
         url_socket_addr(&self.database_url, 3306).await
     }
 
+    /// Where Redis listens, resolved from REDIS_URL (port 6379 when it names none).
+    pub async fn redis_socket_addr(&self) -> anyhow::Result<SocketAddr> {
+        url_socket_addr(&self.redis_url, 6379).await
+    }
+
+    /// Where the first of KAFKA_BROKERS listens, resolved (port 9092 when it names none).
+    pub async fn kafka_socket_addr(&self) -> anyhow::Result<SocketAddr> {
+        let first = self
+            .kafka_brokers
+            .split(',')
+            .next()
+            .unwrap_or_default()
+            .trim();
+        url_socket_addr(&format!("kafka://{first}"), 9092).await
+    }
+
     /// DATABASE_URL with its `host:port` replaced by `addr` (a proxy's), and nothing else changed.
     pub fn database_url_via(&self, addr: SocketAddr) -> anyhow::Result<String> {
         url_via(&self.database_url, addr)

@@ -5,7 +5,7 @@ use std::{fmt, str::FromStr};
 
 use mysql_async::{Row, prelude::Queryable};
 
-use crate::{Store, StoreError, as_count};
+use crate::{Store, StoreError};
 
 /// Why an event is in `failed_event`. Stored as its [`FailureReason::as_str`] name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -261,12 +261,12 @@ async fn select(
 }
 
 pub async fn count_open(store: &Store) -> Result<u64, StoreError> {
-    let open: Option<i64> = store
-        .conn()
-        .await?
-        .query_first("SELECT COUNT(*) FROM failed_event WHERE status = 'open'")
-        .await?;
-    Ok(as_count(open))
+    store
+        .count(
+            "SELECT COUNT(*) FROM failed_event WHERE status = 'open'",
+            (),
+        )
+        .await
 }
 
 /// Open failed events of one campaign: admitted winners that will not become rows by themselves.

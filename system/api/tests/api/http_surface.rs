@@ -3,9 +3,8 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use coupon_domain::wire::{DependencyStatus, Readiness, ReadinessStatus};
-use coupon_runtime::stack::{url_socket_addr, url_via};
+use coupon_runtime::stack::url_via;
 use serde_json::json;
 use testkit::pipeline::{ADMIN_TOKEN, TestPipeline};
 use testkit::{eventually, proxy::TcpProxy};
@@ -171,16 +170,9 @@ async fn readiness_names_each_store_cut_off_and_recovers_when_it_returns() -> an
     // An api of its own that reaches every store through a proxy this test can cut.
     let mut settings = pipeline.api_settings.clone();
     let stack = &mut settings.stack;
-    let redis = TcpProxy::start(url_socket_addr(&stack.redis_url, 6379).await?).await?;
+    let redis = TcpProxy::start(stack.redis_socket_addr().await?).await?;
     let mysql = TcpProxy::start(stack.database_socket_addr().await?).await?;
-    let first_broker = stack.kafka_brokers.split(',').next().unwrap_or_default();
-    let kafka = TcpProxy::start(
-        tokio::net::lookup_host(first_broker)
-            .await?
-            .next()
-            .context("the kafka broker's address does not resolve")?,
-    )
-    .await?;
+    let kafka = TcpProxy::start(stack.kafka_socket_addr().await?).await?;
     stack.redis_url = url_via(&stack.redis_url, redis.addr)?;
     stack.database_url = stack.database_url_via(mysql.addr)?;
     stack.kafka_brokers = kafka.addr.to_string();
