@@ -82,6 +82,8 @@ impl TestPipeline {
             gate_epochs: coupon_api::issuance::EpochSource::Counter,
             readiness_reuse: parse_duration("1s"),
             campaign_miss_window: parse_duration("1s"),
+            clock_offset: time::Duration::ZERO,
+            window_check: coupon_api::configuration::WindowCheck::Gate,
         };
         let consumer_settings = ConsumerSettings {
             stack: stack_args,

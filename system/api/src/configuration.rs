@@ -68,9 +68,38 @@ pub struct Settings {
     #[arg(skip = Duration::from_secs(1))]
     pub readiness_reuse: Duration,
 
+    /// Test only, settable in code alone: added to this process's clock wherever the api reads
+    /// it (the course's stages' window check, a campaign's state, event times). A test skews
+    /// one api with it to show the gate's window check does not trust the api's clock.
+    #[arg(skip = time::Duration::ZERO)]
+    pub clock_offset: time::Duration,
+
+    /// Where the design checks a campaign's window: in the gate script against Redis `TIME`.
+    /// No flag: a test alone sets [`WindowCheck::ApiClock`], the control that shows a skewed
+    /// api issuing outside the window without the fix.
+    #[arg(skip)]
+    pub window_check: WindowCheck,
+
     /// Give up connecting to a dependency at startup after this long (retrying with backoff).
     #[arg(long, env = "STARTUP_TIMEOUT", default_value = "60s", value_parser = coupon_domain::duration::parse)]
     pub startup_timeout: Duration,
+}
+
+/// Where the design's apply checks the campaign's window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WindowCheck {
+    /// Inside the gate script, against Redis `TIME`: one clock for every api.
+    #[default]
+    Gate,
+    /// Test only: against this api's own clock, before the gate, as this project once did.
+    ApiClock,
+}
+
+impl Settings {
+    /// This process's clock, with the test-only offset.
+    pub fn now(&self) -> time::OffsetDateTime {
+        time::OffsetDateTime::now_utc() + self.clock_offset
+    }
 }
 
 /// Which gate the api runs. Only `atomic` is correct.
@@ -88,6 +117,8 @@ impl fmt::Debug for Settings {
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
             .field("gate_mode", &self.gate_mode)
             .field("gate_epochs", &self.gate_epochs)
+            .field("clock_offset", &self.clock_offset)
+            .field("window_check", &self.window_check)
             .finish_non_exhaustive()
     }
 }

@@ -4,13 +4,14 @@
 
 use std::time::Duration;
 
-use coupon_domain::{CampaignId, GateKeys, GateOutcome, Seq, UserId};
+use coupon_domain::{CampaignId, CampaignState, GateKeys, GateOutcome, Seq, UserId};
 use redis::{AsyncCommands, Script, aio::ConnectionManager, aio::ConnectionManagerConfig};
 
 use crate::configuration::GateMode;
 
-/// Admit a user: returns `{"issued", seq}`, `{"already", seq}`, `{"sold_out", 0}`, or
-/// `{"lost", 0}` when the campaign's marker is gone (Redis lost the gate's state).
+/// Admit a user: returns `{"issued", seq}`, `{"already", seq}`, `{"sold_out", 0}`,
+/// `{"not_open", 0}` or `{"closed", 0}` outside the window by Redis `TIME`, or `{"lost", 0}` when
+/// the campaign's marker is gone (Redis lost the gate's state).
 const ADMIT: &str = include_str!("gate/admit.lua");
 
 /// Undo an admission whose event could not be published: the user leaves the gate and the
@@ -36,7 +37,45 @@ pub enum GateError {
 pub enum Admission {
     /// Decided by the gate of this epoch (the marker's value: one value per gate life).
     Decided(GateOutcome, Epoch),
+    /// Outside the campaign's window by the gate's clock (Redis `TIME`): nothing was touched.
+    Outside(CampaignState),
     Lost,
+}
+
+/// A campaign's sale window in milliseconds since the Unix epoch, half-open; `None` ends are
+/// open. [`Window::ALWAYS`] leaves the check to the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Window {
+    pub opens_at_ms: Option<i64>,
+    pub closes_at_ms: Option<i64>,
+}
+
+impl Window {
+    pub const ALWAYS: Self = Self {
+        opens_at_ms: None,
+        closes_at_ms: None,
+    };
+
+    pub fn of(campaign: &coupon_domain::Campaign) -> Self {
+        let (opens_at_ms, closes_at_ms) = campaign.window_ms();
+        Self {
+            opens_at_ms,
+            closes_at_ms,
+        }
+    }
+
+    fn arg(end: Option<i64>) -> String {
+        end.map(|ms| ms.to_string()).unwrap_or_default()
+    }
+
+    /// Where `now_ms` falls, for the two-step gate that has no script to ask.
+    fn state_at(self, now_ms: i64) -> CampaignState {
+        match (self.opens_at_ms, self.closes_at_ms) {
+            (Some(opens), _) if now_ms < opens => CampaignState::NotOpen,
+            (_, Some(closes)) if now_ms >= closes => CampaignState::Closed,
+            _ => CampaignState::Open,
+        }
+    }
 }
 
 /// One life of a campaign's gate: the next value of the campaign's epoch counter in MySQL, set
@@ -139,9 +178,10 @@ impl Gate {
         campaign: &CampaignId,
         user: UserId,
         limit: u32,
+        window: Window,
     ) -> Result<Admission, GateError> {
         if self.mode == GateMode::TwoStep {
-            return self.admit_in_two_steps(campaign, user, limit).await;
+            return self.admit_in_two_steps(campaign, user, limit, window).await;
         }
         let keys = self.keys(campaign);
         let mut conn = self.conn.clone();
@@ -153,6 +193,8 @@ impl Gate {
             .key(&keys.released)
             .arg(user.get())
             .arg(limit)
+            .arg(Window::arg(window.opens_at_ms))
+            .arg(Window::arg(window.closes_at_ms))
             .invoke_async(&mut conn)
             .await?;
         let seq = || {
@@ -165,6 +207,8 @@ impl Gate {
             "issued" => Admission::Decided(GateOutcome::Issued(seq()?), epoch),
             "already" => Admission::Decided(GateOutcome::AlreadyApplied, epoch),
             "sold_out" => Admission::Decided(GateOutcome::SoldOut, epoch),
+            "not_open" => Admission::Outside(CampaignState::NotOpen),
+            "closed" => Admission::Outside(CampaignState::Closed),
             "lost" => Admission::Lost,
             other => return Err(GateError::Protocol(format!("unknown verdict {other:?}"))),
         })
@@ -180,15 +224,26 @@ impl Gate {
         campaign: &CampaignId,
         user: UserId,
         limit: u32,
+        window: Window,
     ) -> Result<Admission, GateError> {
         let keys = self.keys(campaign);
         let mut conn = self.conn.clone();
-        let (marker, held, taken): (Option<String>, Option<u32>, Option<u32>) = redis::pipe()
+        let (marker, held, taken, (seconds, micros)): (
+            Option<String>,
+            Option<u32>,
+            Option<u32>,
+            (i64, i64),
+        ) = redis::pipe()
             .get(&keys.marker)
             .hget(&keys.winners, user.get())
             .get(&keys.next_seq)
+            .cmd("TIME")
             .query_async(&mut conn)
             .await?;
+        match window.state_at(seconds * 1000 + micros / 1000) {
+            CampaignState::Open => {}
+            outside => return Ok(Admission::Outside(outside)),
+        }
         let Some(epoch) = marker.map(Epoch) else {
             return Ok(Admission::Lost);
         };

@@ -121,6 +121,15 @@ impl Campaign {
         Self { strategy, ..self }
     }
 
+    /// The window's ends in milliseconds since the Unix epoch, as the gate script compares
+    /// them with Redis `TIME`.
+    pub fn window_ms(&self) -> (Option<i64>, Option<i64>) {
+        let ms = |at: OffsetDateTime| {
+            i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+        };
+        (self.opens_at.map(ms), self.closes_at.map(ms))
+    }
+
     /// The window is half-open: `[opens_at, closes_at)`.
     pub fn state_at(&self, now: OffsetDateTime) -> CampaignState {
         match (self.opens_at, self.closes_at) {

@@ -1,8 +1,16 @@
 -- The gate: one atomic step for one (campaign, user) apply.
 -- KEYS: marker, winners (hash user -> seq), next_seq, released (list of free slots)
--- ARGV: user id, limit
+-- ARGV: user id, limit, opens_at_ms or '', closes_at_ms or '' (the sale window, half-open)
 -- Returns {verdict, seq, epoch}: {"issued", seq} | {"already", seq} | {"sold_out", 0}, with the
--- marker's value (the gate's epoch), or {"lost", 0, ""} when the marker is gone.
+-- marker's value (the gate's epoch); {"not_open", 0, ""} or {"closed", 0, ""} outside the window
+-- by Redis's own clock, so every api agrees on it whatever its clock says; {"lost", 0, ""} when
+-- the marker is gone.
+if ARGV[3] ~= '' or ARGV[4] ~= '' then
+  local time = redis.call('TIME')
+  local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  if ARGV[3] ~= '' and now_ms < tonumber(ARGV[3]) then return {'not_open', 0, ''} end
+  if ARGV[4] ~= '' and now_ms >= tonumber(ARGV[4]) then return {'closed', 0, ''} end
+end
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then return {'lost', 0, ''} end
 local held = redis.call('HGET', KEYS[2], ARGV[1])

@@ -13,7 +13,7 @@ pub mod course;
 pub mod rebuild;
 pub mod reliable;
 
-use coupon_domain::{Campaign, CampaignId, Seq, Strategy, UserId};
+use coupon_domain::{Campaign, CampaignId, CampaignState, Seq, Strategy, UserId};
 use coupon_store::{StoreError, StoredCampaign};
 use futures::future::BoxFuture;
 
@@ -31,6 +31,21 @@ pub enum Outcome {
     Pending(Seq),
     AlreadyApplied,
     SoldOut,
+    /// Before the campaign's window opens.
+    NotOpen,
+    /// After the campaign's window closed.
+    Closed,
+}
+
+impl Outcome {
+    /// The answer for a campaign outside its window at `now`, `None` inside it.
+    pub fn outside_window(campaign: &Campaign, now: time::OffsetDateTime) -> Option<Self> {
+        match campaign.state_at(now) {
+            CampaignState::NotOpen => Some(Self::NotOpen),
+            CampaignState::Closed => Some(Self::Closed),
+            CampaignState::Open => None,
+        }
+    }
 }
 
 /// A campaign's live numbers, for `GET /campaigns/{id}`.
@@ -89,11 +104,13 @@ impl IssuanceError {
 
 /// One way of issuing coupons.
 pub trait Issuance: Send + Sync + std::fmt::Debug {
-    /// One apply by `user` to the open `campaign`.
+    /// One apply by `user` to `campaign`, at `now` by this api's clock. The window is checked
+    /// here, by the strategy: the design asks the gate's clock, the course's stages this one.
     fn apply<'a>(
         &'a self,
         campaign: &'a Campaign,
         user: UserId,
+        now: time::OffsetDateTime,
     ) -> BoxFuture<'a, Result<Outcome, IssuanceError>>;
 
     /// The campaign's live numbers.

@@ -8,7 +8,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use coupon_domain::{Campaign, CampaignId, CouponIssued, GateOutcome, UserId, wire::GateReadiness};
+use coupon_domain::{
+    Campaign, CampaignId, CampaignState, CouponIssued, GateOutcome, UserId, wire::GateReadiness,
+};
 use coupon_runtime::Backoff;
 use coupon_store::{Store, StoredCampaign, coupons, failed_events};
 use futures::{FutureExt, future::BoxFuture};
@@ -20,8 +22,8 @@ use super::{
 };
 use crate::{
     campaigns::CampaignCache,
-    configuration::Settings,
-    gate::{Admission, Epoch, Gate},
+    configuration::{Settings, WindowCheck},
+    gate::{Admission, Epoch, Gate, Window},
     metrics::Metrics,
     publisher::{Published, Publisher, certainly_not_written},
 };
@@ -52,6 +54,8 @@ pub(crate) struct Parts {
     pub epochs: EpochSource,
     /// Campaigns whose gate rebuild runs in this process.
     pub rebuilds_running: Mutex<HashSet<CampaignId>>,
+    /// Where the window is checked (the gate, but for a test's control).
+    pub window_check: WindowCheck,
 }
 
 impl Reliable {
@@ -77,6 +81,7 @@ impl Reliable {
                 delivery_timeout: settings.delivery_timeout,
                 epochs: settings.gate_epochs,
                 rebuilds_running: Mutex::default(),
+                window_check: settings.window_check,
             }),
         }
     }
@@ -93,22 +98,33 @@ impl Reliable {
         &self,
         campaign: &Campaign,
         user: UserId,
+        now: time::OffsetDateTime,
     ) -> Result<Outcome, IssuanceError> {
-        match self.admit(campaign, user).await? {
-            (GateOutcome::Issued(seq), epoch) => {
+        let window = match self.parts.window_check {
+            WindowCheck::Gate => Window::of(campaign),
+            WindowCheck::ApiClock => {
+                if let Some(outside) = Outcome::outside_window(campaign, now) {
+                    return Ok(outside);
+                }
+                Window::ALWAYS
+            }
+        };
+        match self.admit(campaign, user, window).await? {
+            Decision::Outside(outcome) => Ok(outcome),
+            Decision::Gate(GateOutcome::Issued(seq), epoch) => {
                 // From here the admission must be published or undone even if the client hangs
                 // up (hyper drops the handler's future): the work runs in a task of its own.
                 let event = CouponIssued {
                     campaign_id: campaign.id.clone(),
                     user_id: user,
                     seq,
-                    issued_at_ms: now_ms(),
+                    issued_at_ms: unix_ms(now),
                 };
                 let win = tokio::spawn(self.clone().publish_win(event, epoch));
                 win.await?
             }
-            (GateOutcome::AlreadyApplied, _) => Ok(Outcome::AlreadyApplied),
-            (GateOutcome::SoldOut, _) => Ok(Outcome::SoldOut),
+            Decision::Gate(GateOutcome::AlreadyApplied, _) => Ok(Outcome::AlreadyApplied),
+            Decision::Gate(GateOutcome::SoldOut, _) => Ok(Outcome::SoldOut),
         }
     }
 
@@ -118,20 +134,27 @@ impl Reliable {
         &self,
         campaign: &Campaign,
         user: UserId,
-    ) -> Result<(GateOutcome, Epoch), IssuanceError> {
+        window: Window,
+    ) -> Result<Decision, IssuanceError> {
         let parts = &self.parts;
         for _ in 0..2 {
             let started = Instant::now();
             let admission = parts
                 .gate
-                .admit(&campaign.id, user, campaign.limit.get())
+                .admit(&campaign.id, user, campaign.limit.get(), window)
                 .await?;
             parts
                 .metrics
                 .gate_seconds
                 .observe(started.elapsed().as_secs_f64());
             match admission {
-                Admission::Decided(outcome, epoch) => return Ok((outcome, epoch)),
+                Admission::Decided(outcome, epoch) => {
+                    return Ok(Decision::Gate(outcome, epoch));
+                }
+                Admission::Outside(CampaignState::NotOpen) => {
+                    return Ok(Decision::Outside(Outcome::NotOpen));
+                }
+                Admission::Outside(_) => return Ok(Decision::Outside(Outcome::Closed)),
                 Admission::Lost => {
                     if rebuild::readiness_after_loss(self, &campaign.id).await?
                         == GateReadiness::Rebuilding
@@ -277,8 +300,9 @@ impl Issuance for Reliable {
         &'a self,
         campaign: &'a Campaign,
         user: UserId,
+        now: time::OffsetDateTime,
     ) -> BoxFuture<'a, Result<Outcome, IssuanceError>> {
-        self.apply_steps(campaign, user).boxed()
+        self.apply_steps(campaign, user, now).boxed()
     }
 
     fn counts<'a>(
@@ -303,7 +327,13 @@ impl Issuance for Reliable {
     }
 }
 
-fn now_ms() -> i64 {
-    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
-        .unwrap_or_default()
+/// What the gate step came to.
+enum Decision {
+    Gate(GateOutcome, Epoch),
+    /// Outside the window: the gate touched nothing.
+    Outside(Outcome),
+}
+
+fn unix_ms(at: time::OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or_default()
 }

@@ -1,5 +1,5 @@
-//! `POST /campaigns/{campaign_id}/apply`: parse, find the campaign, check its window, hand the
-//! apply to the campaign's strategy, and translate what it came to into HTTP.
+//! `POST /campaigns/{campaign_id}/apply`: parse, find the campaign, hand the apply to the
+//! campaign's strategy (which checks the window), and translate what it came to into HTTP.
 
 use std::time::Instant;
 
@@ -12,9 +12,7 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use coupon_domain::{
-    Campaign, CampaignId, CampaignState, UserId, history::ResultClass, wire::ApplyReply,
-};
+use coupon_domain::{Campaign, CampaignId, UserId, history::ResultClass, wire::ApplyReply};
 
 use crate::{error::ApiError, issuance::Outcome, state::SharedState};
 
@@ -48,6 +46,8 @@ impl Answer {
                 Self::bare(StatusCode::CONFLICT, ResultClass::AlreadyApplied)
             }
             Outcome::SoldOut => Self::bare(StatusCode::GONE, ResultClass::SoldOut),
+            Outcome::NotOpen => Self::bare(StatusCode::FORBIDDEN, ResultClass::NotOpen),
+            Outcome::Closed => Self::bare(StatusCode::GONE, ResultClass::Closed),
         }
     }
 
@@ -208,17 +208,10 @@ async fn apply_steps(
         .get(&campaign_id)
         .await?
         .ok_or_else(|| ApiError::CampaignNotFound(campaign_id.to_string()))?;
-    match campaign.state_at(time::OffsetDateTime::now_utc()) {
-        CampaignState::NotOpen => {
-            return Ok(Answer::bare(StatusCode::FORBIDDEN, ResultClass::NotOpen));
-        }
-        CampaignState::Closed => return Ok(Answer::bare(StatusCode::GONE, ResultClass::Closed)),
-        CampaignState::Open => {}
-    }
     let outcome = state
         .issuers
         .for_campaign(&campaign)
-        .apply(&campaign, user_id)
+        .apply(&campaign, user_id, state.settings.now())
         .await?;
     Ok(Answer::new(&campaign, user_id, outcome))
 }

@@ -50,7 +50,7 @@ pub async fn describe(state: &SharedState, campaign: &Campaign) -> Result<Campai
         remaining: limit.saturating_sub(counts.issued),
         opens_at: campaign.opens_at,
         closes_at: campaign.closes_at,
-        state: campaign.state_at(time::OffsetDateTime::now_utc()),
+        state: campaign.state_at(state.settings.now()),
         strategy: campaign.strategy,
         gate: counts.gate_ready.map(|ready| {
             if ready {

@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use coupon_api::{
     configuration::GateMode,
-    gate::{Admission, Gate, Installed},
+    gate::{Admission, Gate, Installed, Window},
     issuance::EpochSource,
 };
 use coupon_domain::{CampaignId, GateOutcome, Seq, UserId};
@@ -35,7 +35,7 @@ async fn a_rebuild_never_overwrites_a_live_gate_and_needs_its_own_lock() -> anyh
     // A gate that admits: user 1 holds slot 1.
     gate.initialise_empty(&campaign, 1).await?;
     assert!(matches!(
-        gate.admit(&campaign, user(1)?, 10).await?,
+        gate.admit(&campaign, user(1)?, 10, Window::ALWAYS).await?,
         Admission::Decided(GateOutcome::Issued(Seq(1)), _)
     ));
     let token = gate
@@ -55,7 +55,7 @@ async fn a_rebuild_never_overwrites_a_live_gate_and_needs_its_own_lock() -> anyh
         .await?;
     assert_eq!(stale, Installed::LiveGateExists);
     assert!(matches!(
-        gate.admit(&campaign, user(1)?, 10).await?,
+        gate.admit(&campaign, user(1)?, 10, Window::ALWAYS).await?,
         Admission::Decided(GateOutcome::AlreadyApplied, _)
     ));
 
@@ -87,7 +87,7 @@ async fn a_rebuild_never_overwrites_a_live_gate_and_needs_its_own_lock() -> anyh
     assert_eq!((stats.winners, stats.next_seq, stats.released), (2, 3, 1));
     // The freed slot 2 goes out first.
     assert!(matches!(
-        gate.admit(&campaign, user(4)?, 10).await?,
+        gate.admit(&campaign, user(4)?, 10, Window::ALWAYS).await?,
         Admission::Decided(GateOutcome::Issued(Seq(2)), _)
     ));
     assert!(

@@ -2,6 +2,7 @@
 //! it needs against the real stack, on stores of its own (`testkit`).
 
 mod bad_input;
+mod clock;
 mod faults;
 mod gate;
 mod http_surface;
