@@ -84,6 +84,7 @@ impl TestPipeline {
             campaign_miss_window: parse_duration("1s"),
             clock_offset: time::Duration::ZERO,
             window_check: coupon_api::configuration::WindowCheck::Gate,
+            unknown_outcomes: true,
         };
         let consumer_settings = ConsumerSettings {
             stack: stack_args,

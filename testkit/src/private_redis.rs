@@ -62,8 +62,28 @@ impl PrivateRedis {
     }
 }
 
+impl PrivateRedis {
+    /// SIGSTOP: the server stops answering but keeps every connection and every command sent,
+    /// and runs them once resumed (a stall, as under a long fork or a frozen VM).
+    pub fn pause(&self) -> anyhow::Result<()> {
+        self.signal(nix::sys::signal::Signal::SIGSTOP)
+    }
+
+    /// SIGCONT: the stalled server runs what it was sent meanwhile.
+    pub fn resume(&self) -> anyhow::Result<()> {
+        self.signal(nix::sys::signal::Signal::SIGCONT)
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) -> anyhow::Result<()> {
+        let pid = i32::try_from(self.child.id())?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
+            .with_context(|| format!("failed to send {signal} to the private redis"))
+    }
+}
+
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
+        let _ = self.resume();
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);

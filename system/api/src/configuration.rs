@@ -80,6 +80,12 @@ pub struct Settings {
     #[arg(skip)]
     pub window_check: WindowCheck,
 
+    /// Whether an apply whose gate call may have run without an answer (a response timeout)
+    /// is answered 504 `unknown`. No flag: a test alone sets `false`, the control that answers
+    /// 503 (a definite refusal) as this project once did, although the slot may be taken.
+    #[arg(skip = true)]
+    pub unknown_outcomes: bool,
+
     /// Give up connecting to a dependency at startup after this long (retrying with backoff).
     #[arg(long, env = "STARTUP_TIMEOUT", default_value = "60s", value_parser = coupon_domain::duration::parse)]
     pub startup_timeout: Duration,

@@ -37,6 +37,15 @@ pub enum ApiError {
         #[source]
         source: anyhow::Error,
     },
+    /// The apply reached a dependency that did not answer in time: it may have taken effect.
+    #[error(
+        "{dependency} did not answer in time, so whether this apply took a slot is unknown; an admission no event follows is released within a minute, and applying again tells the outcome"
+    )]
+    OutcomeUnknown {
+        dependency: &'static str,
+        #[source]
+        source: anyhow::Error,
+    },
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -68,6 +77,10 @@ impl IntoResponse for ApiError {
                     Some(ResultClass::Unavailable),
                 )
             }
+            Self::OutcomeUnknown { dependency, source } => {
+                tracing::warn!(dependency, error = %coupon_runtime::chain(&**source), "apply outcome unknown");
+                (StatusCode::GATEWAY_TIMEOUT, Some(ResultClass::Unknown))
+            }
             Self::Internal(source) => {
                 tracing::error!(error = %coupon_runtime::chain(&**source), "internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, None)
@@ -84,6 +97,12 @@ impl IntoResponse for ApiError {
 impl From<IssuanceError> for ApiError {
     fn from(error: IssuanceError) -> Self {
         match error.dependency() {
+            Some(dependency) if matches!(error, IssuanceError::AdmitInDoubt(_)) => {
+                Self::OutcomeUnknown {
+                    dependency,
+                    source: error.into(),
+                }
+            }
             Some(dependency) => Self::unavailable(dependency, error),
             None if matches!(error, IssuanceError::NoGate { .. }) => {
                 Self::Unprocessable(error.to_string())

@@ -32,6 +32,28 @@ pub enum GateError {
     Protocol(String),
 }
 
+impl GateError {
+    /// Whether the command may have run although no answer came: a response timeout, or the
+    /// connection lost after the command was sent. Only a refused connection, a client-side
+    /// error or Redis's own error reply says for certain that nothing was changed.
+    pub fn outcome_unknown(&self) -> bool {
+        use redis::ErrorKind;
+        let Self::Command(error) = self else {
+            return false;
+        };
+        if error.is_connection_refusal() {
+            return false;
+        }
+        !matches!(
+            error.kind(),
+            ErrorKind::Server(_)
+                | ErrorKind::Extension
+                | ErrorKind::InvalidClientConfig
+                | ErrorKind::AuthenticationFailed
+        )
+    }
+}
+
 /// What the gate decided, or that it cannot decide because its state is gone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {

@@ -25,6 +25,10 @@ pub enum ResultClass {
     Invalid,
     /// 503: a dependency was down and the request had no effect.
     Unavailable,
+    /// 504: the gate did not answer in time after the apply reached it, so nobody knows yet
+    /// whether it took a slot. An admission that no event follows is released by the
+    /// reconciler; applying again answers the outcome.
+    Unknown,
     /// No reply within the client's timeout: outcome unknown.
     Timeout,
     /// The connection failed or was reset: outcome unknown.
@@ -46,6 +50,7 @@ impl ResultClass {
             (404, _) => Self::NotFound,
             (400 | 413 | 415 | 422, _) => Self::Invalid,
             (503, _) => Self::Unavailable,
+            (504, Some(Self::Unknown)) => Self::Unknown,
             _ => Self::Unexpected,
         }
     }
@@ -67,7 +72,7 @@ impl ResultClass {
     pub fn is_unknown(self) -> bool {
         matches!(
             self,
-            Self::Pending | Self::Timeout | Self::TransportError | Self::Unexpected
+            Self::Pending | Self::Unknown | Self::Timeout | Self::TransportError | Self::Unexpected
         )
     }
 
@@ -82,13 +87,14 @@ impl ResultClass {
             Self::NotFound => "not_found",
             Self::Invalid => "invalid",
             Self::Unavailable => "unavailable",
+            Self::Unknown => "unknown",
             Self::Timeout => "timeout",
             Self::TransportError => "transport_error",
             Self::Unexpected => "unexpected",
         }
     }
 
-    pub const ALL: [ResultClass; 12] = [
+    pub const ALL: [ResultClass; 13] = [
         Self::Issued,
         Self::Pending,
         Self::AlreadyApplied,
@@ -98,6 +104,7 @@ impl ResultClass {
         Self::NotFound,
         Self::Invalid,
         Self::Unavailable,
+        Self::Unknown,
         Self::Timeout,
         Self::TransportError,
         Self::Unexpected,
@@ -168,6 +175,11 @@ mod tests {
         );
         assert_eq!(ResultClass::from_reply(422, None), ResultClass::Invalid);
         assert_eq!(ResultClass::from_reply(500, None), ResultClass::Unexpected);
+        assert_eq!(
+            ResultClass::from_reply(504, Some(ResultClass::Unknown)),
+            ResultClass::Unknown
+        );
+        assert!(ResultClass::Unknown.is_unknown() && !ResultClass::Unknown.is_definite_refusal());
         assert!(ResultClass::Unavailable.is_definite_refusal());
         assert!(!ResultClass::AlreadyApplied.is_definite_refusal());
         assert!(ResultClass::Timeout.is_unknown() && !ResultClass::Issued.is_unknown());

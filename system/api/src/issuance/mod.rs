@@ -67,6 +67,9 @@ pub struct Counts {
 pub enum IssuanceError {
     #[error("redis is unavailable")]
     Gate(#[from] GateError),
+    /// The gate script was sent but no answer came: it may have taken a slot. Never a refusal.
+    #[error("redis did not answer the gate in time")]
+    AdmitInDoubt(#[source] GateError),
     #[error("redis is unavailable")]
     Redis(#[from] redis::RedisError),
     #[error("mysql is unavailable")]
@@ -94,7 +97,9 @@ impl IssuanceError {
     /// The dependency to name in a 503, when one failed.
     pub fn dependency(&self) -> Option<&'static str> {
         match self {
-            Self::Gate(_) | Self::Redis(_) | Self::GateRebuilding(_) => Some("redis"),
+            Self::Gate(_) | Self::AdmitInDoubt(_) | Self::Redis(_) | Self::GateRebuilding(_) => {
+                Some("redis")
+            }
             Self::Store(_) => Some("mysql"),
             Self::Kafka(_) | Self::Scan(_) => Some("kafka"),
             Self::NoGate { .. } | Self::Internal(_) => None,

@@ -56,6 +56,8 @@ pub(crate) struct Parts {
     pub rebuilds_running: Mutex<HashSet<CampaignId>>,
     /// Where the window is checked (the gate, but for a test's control).
     pub window_check: WindowCheck,
+    /// Whether a gate call that may have run answers `unknown` (always, but for a test's control).
+    pub unknown_outcomes: bool,
 }
 
 impl Reliable {
@@ -82,6 +84,7 @@ impl Reliable {
                 epochs: settings.gate_epochs,
                 rebuilds_running: Mutex::default(),
                 window_check: settings.window_check,
+                unknown_outcomes: settings.unknown_outcomes,
             }),
         }
     }
@@ -142,7 +145,14 @@ impl Reliable {
             let admission = parts
                 .gate
                 .admit(&campaign.id, user, campaign.limit.get(), window)
-                .await?;
+                .await
+                .map_err(|error| {
+                    if parts.unknown_outcomes && error.outcome_unknown() {
+                        IssuanceError::AdmitInDoubt(error)
+                    } else {
+                        IssuanceError::Gate(error)
+                    }
+                })?;
             parts
                 .metrics
                 .gate_seconds

@@ -182,6 +182,7 @@ pub async fn apply(
     let result = match &reply {
         Ok(answer) => answer.1.result.as_str(),
         Err(ApiError::Unavailable { .. }) => "unavailable",
+        Err(ApiError::OutcomeUnknown { .. }) => "unknown",
         Err(ApiError::CampaignNotFound(_)) => "not_found",
         Err(ApiError::Internal(_)) => "error",
         Err(_) => "invalid",

@@ -6,5 +6,6 @@ mod clock;
 mod faults;
 mod gate;
 mod http_surface;
+mod in_doubt;
 mod pipeline;
 mod stages;
