@@ -85,6 +85,7 @@ impl TestPipeline {
             clock_offset: time::Duration::ZERO,
             window_check: coupon_api::configuration::WindowCheck::Gate,
             unknown_outcomes: true,
+            shutdown_grace: parse_duration("25s"),
         };
         let consumer_settings = ConsumerSettings {
             stack: stack_args,

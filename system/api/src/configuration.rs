@@ -33,6 +33,12 @@ pub struct Settings {
     #[arg(long, env = "DELIVERY_TIMEOUT", default_value = "10s", value_parser = coupon_domain::duration::parse)]
     pub delivery_timeout: Duration,
 
+    /// On SIGTERM, how long to wait for admissions still in doubt (being published,
+    /// republished or undone) before exiting. One dropped leaves its slot held until the
+    /// reconciler releases it.
+    #[arg(long, env = "SHUTDOWN_GRACE", default_value = "25s", value_parser = coupon_domain::duration::parse)]
+    pub shutdown_grace: Duration,
+
     /// Redis response timeout; above a burst's queueing time (the redis crate's default is 500ms).
     #[arg(long, env = "REDIS_RESPONSE_TIMEOUT", default_value = "10s", value_parser = coupon_domain::duration::parse)]
     pub redis_response_timeout: Duration,

@@ -21,6 +21,7 @@ pub struct Metrics {
     pub publish_seconds: Histogram,
     pub releases: Counter,
     pub release_failures: Counter,
+    pub republish_failures: Counter,
     pub pending_resolved: Family<ResultLabel, Counter>,
     pub gate_rebuilds: Counter,
     pub readiness_probes: Counter,
@@ -41,6 +42,7 @@ impl Default for Metrics {
         let publish_seconds = Histogram::new(latency_buckets());
         let releases = Counter::default();
         let release_failures = Counter::default();
+        let republish_failures = Counter::default();
         let pending_resolved = Family::<ResultLabel, Counter>::default();
         let gate_rebuilds = Counter::default();
         let readiness_probes = Counter::default();
@@ -76,6 +78,11 @@ impl Default for Metrics {
             release_failures.clone(),
         );
         registry.register(
+            "republish_failures",
+            "Attempts to republish an event in doubt that failed (retried)",
+            republish_failures.clone(),
+        );
+        registry.register(
             "pending_resolved",
             "Pending applies resolved later, by final result",
             pending_resolved.clone(),
@@ -103,6 +110,7 @@ impl Default for Metrics {
             publish_seconds,
             releases,
             release_failures,
+            republish_failures,
             pending_resolved,
             gate_rebuilds,
             readiness_probes,

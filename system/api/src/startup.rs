@@ -1,7 +1,7 @@
 //! Build the application (connect, migrate, create the topic, initialise gates, bind) and run it
 //! until a shutdown future resolves.
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
 use coupon_store::{Store, campaigns};
@@ -111,8 +111,8 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting, finishes in-flight requests and
-    /// flushes the producer.
+    /// Serves until `shutdown` resolves, then stops accepting, finishes in-flight requests,
+    /// waits up to `SHUTDOWN_GRACE` for the admissions still in doubt, and flushes the producers.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -123,7 +123,10 @@ impl Application {
             .with_graceful_shutdown(shutdown)
             .await
             .context("api server failed")?;
-        self.state.issuers.flush(Duration::from_secs(10)).await;
+        self.state
+            .issuers
+            .finish(self.state.settings.shutdown_grace)
+            .await;
         tracing::info!("api stopped");
         Ok(())
     }

@@ -162,7 +162,17 @@ impl Issuers {
         }
     }
 
-    /// Waits for every queued event of every producer (graceful shutdown).
+    /// A graceful stop's last steps: waits up to `grace` for the admissions in doubt, then for
+    /// every queued event of every producer.
+    pub async fn finish(&self, grace: std::time::Duration) {
+        let left = self.reliable.finish_in_doubt(grace).await;
+        if left > 0 {
+            tracing::error!(left, grace = ?grace, "stopping with admissions still in doubt; their slots stay held until the reconciler releases them");
+        }
+        self.flush(std::time::Duration::from_secs(10)).await;
+    }
+
+    /// Waits for every queued event of every producer.
     pub async fn flush(&self, timeout: std::time::Duration) {
         self.reliable.flush(timeout).await;
         self.course.flush(timeout).await;

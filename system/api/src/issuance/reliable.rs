@@ -15,6 +15,7 @@ use coupon_runtime::Backoff;
 use coupon_store::{Store, StoredCampaign, coupons, failed_events};
 use futures::{FutureExt, future::BoxFuture};
 use rdkafka::producer::DeliveryFuture;
+use tokio_util::task::TaskTracker;
 
 use super::{
     Counts, Issuance, IssuanceError, Outcome,
@@ -58,6 +59,9 @@ pub(crate) struct Parts {
     pub window_check: WindowCheck,
     /// Whether a gate call that may have run answers `unknown` (always, but for a test's control).
     pub unknown_outcomes: bool,
+    /// Every task that publishes, resolves or undoes an admission: a graceful stop waits for
+    /// them ([`Reliable::finish_in_doubt`]), since a dropped one leaves its slot held.
+    pub in_doubt: TaskTracker,
 }
 
 impl Reliable {
@@ -85,6 +89,7 @@ impl Reliable {
                 rebuilds_running: Mutex::default(),
                 window_check: settings.window_check,
                 unknown_outcomes: settings.unknown_outcomes,
+                in_doubt: TaskTracker::new(),
             }),
         }
     }
@@ -95,6 +100,19 @@ impl Reliable {
 
     pub async fn flush(&self, timeout: Duration) {
         self.parts.publisher.flush(timeout).await;
+    }
+
+    /// A graceful stop: waits up to `grace` for every admission still being published,
+    /// resolved or undone. Returns how many were left unfinished (their slots stay held until
+    /// the reconciler releases them).
+    pub async fn finish_in_doubt(&self, grace: Duration) -> usize {
+        let tasks = &self.parts.in_doubt;
+        tasks.close();
+        if !tasks.is_empty() {
+            tracing::info!(tasks = tasks.len(), grace = ?grace, "waiting for admissions in doubt before stopping");
+        }
+        let _ = tokio::time::timeout(grace, tasks.wait()).await;
+        tasks.len()
     }
 
     async fn apply_steps(
@@ -123,7 +141,10 @@ impl Reliable {
                     seq,
                     issued_at_ms: unix_ms(now),
                 };
-                let win = tokio::spawn(self.clone().publish_win(event, epoch));
+                let win = self
+                    .parts
+                    .in_doubt
+                    .spawn(self.clone().publish_win(event, epoch));
                 win.await?
             }
             Decision::Gate(GateOutcome::AlreadyApplied, _) => Ok(Outcome::AlreadyApplied),
@@ -197,7 +218,9 @@ impl Reliable {
             }
             Published::InDoubt(delivery) => {
                 let seq = event.seq;
-                tokio::spawn(self.clone().resolve_in_doubt(event, epoch, delivery));
+                self.parts
+                    .in_doubt
+                    .spawn(self.clone().resolve_in_doubt(event, epoch, delivery));
                 Ok(Outcome::Pending(seq))
             }
         }
@@ -245,6 +268,7 @@ impl Reliable {
                     match parts.publisher.send_and_wait(event).await {
                         Ok(()) => return "issued",
                         Err(error) => {
+                            parts.metrics.republish_failures.inc();
                             tracing::warn!(campaign_id = %event.campaign_id, user_id = %event.user_id, error = %coupon_runtime::chain(&error), retry_in = ?backoff.peek(), "republishing an event in doubt");
                         }
                     }

@@ -61,3 +61,137 @@ async fn a_redis_stall_past_the_timeout_answers_unknown_never_refused() -> anyho
     }
     pipeline.shutdown().await
 }
+
+/// The api binary, run as its own process on the pipeline's stores, so that a SIGTERM ends it
+/// (and with it every task it has not finished) as in production. Killed when dropped.
+struct ApiProcess {
+    child: std::process::Child,
+    url: String,
+}
+
+impl ApiProcess {
+    async fn start(pipeline: &TestPipeline, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_coupon-api"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(pipeline.api_settings.stack.to_env())
+            .env("API_ADDR", format!("127.0.0.1:{port}"))
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let api = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        testkit::eventually(
+            "the api process to answer",
+            Duration::from_secs(60),
+            || async {
+                let answer = pipeline
+                    .client
+                    .get(format!("{}/healthz", api.url))
+                    .send()
+                    .await;
+                Ok(answer.ok().filter(|r| r.status() == 200).map(drop))
+            },
+        )
+        .await?;
+        Ok(api)
+    }
+
+    fn terminate(&self) -> anyhow::Result<()> {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id())?);
+        Ok(nix::sys::signal::kill(
+            pid,
+            nix::sys::signal::Signal::SIGTERM,
+        )?)
+    }
+
+    async fn exited_within(&mut self, limit: Duration) -> anyhow::Result<()> {
+        let child = &mut self.child;
+        let deadline = tokio::time::Instant::now() + limit;
+        while child.try_wait()?.is_none() {
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "the api process did not exit within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ApiProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_graceful_stop_publishes_the_admissions_in_doubt_before_exiting() -> anyhow::Result<()> {
+    let mut broker = testkit::private_kafka::PrivateKafka::start().await?;
+    let stack = testkit::Stack {
+        kafka_brokers: broker.brokers.clone(),
+        ..testkit::Stack::from_env()
+    };
+    let pipeline = TestPipeline::spawn_on(stack).await?;
+    pipeline.create_campaign("waits", 10).await?;
+    pipeline.create_campaign("drops", 10).await?;
+    // Short delivery timeouts, so the first delivery of each event fails while the broker is
+    // down and only the republishing task can still publish it. The control stops at once.
+    let quick = [("PUBLISH_WAIT", "1s"), ("DELIVERY_TIMEOUT", "2s")];
+    let patient =
+        ApiProcess::start(&pipeline, &[quick[0], quick[1], ("SHUTDOWN_GRACE", "60s")]).await?;
+    let mut control =
+        ApiProcess::start(&pipeline, &[quick[0], quick[1], ("SHUTDOWN_GRACE", "0s")]).await?;
+    let mut patient = patient;
+
+    broker.kill()?;
+    for user in 1..=3 {
+        assert_eq!(
+            pipeline.apply_via(&patient.url, "waits", user).await?.0,
+            202
+        );
+        assert_eq!(
+            pipeline.apply_via(&control.url, "drops", user).await?.0,
+            202
+        );
+    }
+    // Every first delivery has failed (they were sent together) once three republishes have.
+    for api in [&patient, &control] {
+        testkit::eventually(
+            "the first deliveries to fail",
+            Duration::from_secs(60),
+            || async {
+                let failures = pipeline
+                    .counter(&api.url, "coupon_api_republish_failures_total")
+                    .await?;
+                Ok((failures >= 3).then_some(()))
+            },
+        )
+        .await?;
+    }
+    patient.terminate()?;
+    control.terminate()?;
+    control.exited_within(Duration::from_secs(30)).await?;
+    broker.restart().await?;
+    patient.exited_within(Duration::from_secs(60)).await?;
+
+    // The patient api published its three before exiting: each becomes a coupon.
+    let rows = pipeline.drained_rows("waits", 3).await?;
+    assert_eq!(rows.len(), 3);
+    // The control dropped them: once the consumer has read everything, its three winners hold
+    // slots with no event and no row, and nobody is left to publish them.
+    testkit::eventually("the consumer to drain", Duration::from_secs(60), || async {
+        Ok((pipeline.lag().await? == 0).then_some(()))
+    })
+    .await?;
+    let dropped = pipeline.campaign("drops").await?;
+    assert_eq!((dropped.issued, dropped.persisted), (3, 0), "{dropped:?}");
+    pipeline.shutdown().await
+}
