@@ -51,6 +51,14 @@ impl TestPipeline {
 
     /// A pipeline on `stack`, e.g. with a private Kafka broker the test may kill.
     pub async fn spawn_on(stack: Stack) -> anyhow::Result<Self> {
+        Self::spawn_configured(stack, |_| {}).await
+    }
+
+    /// A pipeline on `stack` whose apis start with the settings `configure` leaves.
+    pub async fn spawn_configured(
+        stack: Stack,
+        configure: impl FnOnce(&mut ApiSettings),
+    ) -> anyhow::Result<Self> {
         init_test_log();
         let db = TestDatabase::create(&stack).await?;
         let topic = TestTopic::create(&stack, 4).await?;
@@ -68,7 +76,7 @@ impl TestPipeline {
             ("course-group", &course_group),
             ("redis-key-prefix", redis.prefix.trim_end_matches(':')),
         ]);
-        let api_settings = ApiSettings {
+        let mut api_settings = ApiSettings {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             stack: stack_args.clone(),
             admin_token: Some(ADMIN_TOKEN.to_owned()),
@@ -86,7 +94,13 @@ impl TestPipeline {
             window_check: coupon_api::configuration::WindowCheck::Gate,
             unknown_outcomes: true,
             shutdown_grace: parse_duration("25s"),
+            publish_delay: Duration::ZERO,
+            recheck_after_ack: true,
+            reconcile_every: parse_duration("5s"),
+            reconcile_after: parse_duration("30s"),
+            reconcile: true,
         };
+        configure(&mut api_settings);
         let consumer_settings = ConsumerSettings {
             stack: stack_args,
             crash_after_rows: None,

@@ -39,6 +39,21 @@ pub struct Settings {
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "25s", value_parser = coupon_domain::duration::parse)]
     pub shutdown_grace: Duration,
 
+    /// How often the reconciler looks for admissions no event followed (one api at a time
+    /// leads it, by a lease in Redis).
+    #[arg(long, env = "RECONCILE_EVERY", default_value = "5s", value_parser = coupon_domain::duration::parse)]
+    pub reconcile_every: Duration,
+
+    /// How long an admission must have had no event, row or failed event before the reconciler
+    /// releases its slot. Keep it well above PUBLISH_WAIT + DELIVERY_TIMEOUT.
+    #[arg(long, env = "RECONCILE_AFTER", default_value = "30s", value_parser = coupon_domain::duration::parse)]
+    pub reconcile_after: Duration,
+
+    /// Whether this api runs the reconciler. No flag: a test alone turns it off, to watch
+    /// slots stay held without it.
+    #[arg(skip = true)]
+    pub reconcile: bool,
+
     /// Redis response timeout; above a burst's queueing time (the redis crate's default is 500ms).
     #[arg(long, env = "REDIS_RESPONSE_TIMEOUT", default_value = "10s", value_parser = coupon_domain::duration::parse)]
     pub redis_response_timeout: Duration,
@@ -91,6 +106,17 @@ pub struct Settings {
     /// 503 (a definite refusal) as this project once did, although the slot may be taken.
     #[arg(skip = true)]
     pub unknown_outcomes: bool,
+
+    /// Test only, settable in code alone: a pause between an admission and its publish, as an
+    /// api stalled by a GC pause or a frozen VM would make.
+    #[arg(skip = Duration::ZERO)]
+    pub publish_delay: Duration,
+
+    /// Whether an acknowledged event is answered `issued` only while the gate is still in the
+    /// life that admitted it. No flag: a test alone sets `false`, the control that answers
+    /// `issued` for an event a rebuild has fenced.
+    #[arg(skip = true)]
+    pub recheck_after_ack: bool,
 
     /// Give up connecting to a dependency at startup after this long (retrying with backoff).
     #[arg(long, env = "STARTUP_TIMEOUT", default_value = "60s", value_parser = coupon_domain::duration::parse)]

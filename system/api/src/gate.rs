@@ -103,8 +103,18 @@ impl Window {
 /// One life of a campaign's gate: the next value of the campaign's epoch counter in MySQL, set
 /// when the gate is initialised or rebuilt. An admission in doubt is republished only while the
 /// epoch it was made in is still the live one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Epoch(pub String);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Epoch(pub u64);
+
+impl Epoch {
+    /// The marker's value, which only this project writes (a decimal number).
+    fn parse(marker: &str) -> Result<Self, GateError> {
+        marker
+            .parse()
+            .map(Self)
+            .map_err(|_| GateError::Protocol(format!("gate marker {marker:?} is no epoch")))
+    }
+}
 
 /// The gate's state for one campaign, for stats and the verifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -129,6 +139,9 @@ pub struct Gate {
     release: Script,
     install: Script,
     unlock: Script,
+    advance: Script,
+    release_revoked: Script,
+    lead: Script,
 }
 
 impl std::fmt::Debug for Gate {
@@ -172,6 +185,9 @@ impl Gate {
             release: Script::new(RELEASE),
             install: Script::new(include_str!("gate/install.lua")),
             unlock: Script::new(include_str!("gate/unlock.lua")),
+            advance: Script::new(include_str!("gate/advance.lua")),
+            release_revoked: Script::new(include_str!("gate/release_revoked.lua")),
+            lead: Script::new(include_str!("gate/lead.lua")),
         })
     }
 
@@ -224,11 +240,11 @@ impl Gate {
                 .map(Seq)
                 .map_err(|_| GateError::Protocol(format!("seq {seq} out of range")))
         };
-        let epoch = Epoch(epoch);
+        let epoch = || Epoch::parse(&epoch);
         Ok(match verdict.as_str() {
-            "issued" => Admission::Decided(GateOutcome::Issued(seq()?), epoch),
-            "already" => Admission::Decided(GateOutcome::AlreadyApplied, epoch),
-            "sold_out" => Admission::Decided(GateOutcome::SoldOut, epoch),
+            "issued" => Admission::Decided(GateOutcome::Issued(seq()?), epoch()?),
+            "already" => Admission::Decided(GateOutcome::AlreadyApplied, epoch()?),
+            "sold_out" => Admission::Decided(GateOutcome::SoldOut, epoch()?),
             "not_open" => Admission::Outside(CampaignState::NotOpen),
             "closed" => Admission::Outside(CampaignState::Closed),
             "lost" => Admission::Lost,
@@ -266,7 +282,7 @@ impl Gate {
             CampaignState::Open => {}
             outside => return Ok(Admission::Outside(outside)),
         }
-        let Some(epoch) = marker.map(Epoch) else {
+        let Some(epoch) = marker.as_deref().map(Epoch::parse).transpose()? else {
             return Ok(Admission::Lost);
         };
         if held.is_some() {
@@ -281,22 +297,26 @@ impl Gate {
         Ok(Admission::Decided(GateOutcome::Issued(Seq(seq)), epoch))
     }
 
-    /// Undoes one admission; `Ok(false)` when the user no longer holds that slot.
+    /// Undoes one admission of life `epoch`; `Ok(false)` when the user no longer holds that
+    /// slot or the gate moved to another life (the reconciler then decides).
     #[tracing::instrument(skip_all, fields(campaign_id = %campaign, user_id = %user, seq = seq.0))]
     pub async fn release(
         &self,
         campaign: &CampaignId,
         user: UserId,
         seq: Seq,
+        epoch: Epoch,
     ) -> Result<bool, GateError> {
         let keys = self.keys(campaign);
         let mut conn = self.conn.clone();
         let released: i64 = self
             .release
+            .key(&keys.marker)
             .key(&keys.winners)
             .key(&keys.released)
             .arg(user.get())
             .arg(seq.0)
+            .arg(epoch.0)
             .invoke_async(&mut conn)
             .await?;
         Ok(released == 1)
@@ -352,7 +372,92 @@ impl Gate {
         let keys = self.keys(campaign);
         let mut conn = self.conn.clone();
         let marker: Option<String> = conn.get(&keys.marker).await?;
-        Ok(marker.map(Epoch))
+        marker.as_deref().map(Epoch::parse).transpose()
+    }
+
+    /// Whether `user` still holds slot `seq` in the campaign's gate.
+    pub async fn holds(
+        &self,
+        campaign: &CampaignId,
+        user: UserId,
+        seq: Seq,
+    ) -> Result<bool, GateError> {
+        let keys = self.keys(campaign);
+        let mut conn = self.conn.clone();
+        let held: Option<u32> = conn.hget(&keys.winners, user.get()).await?;
+        Ok(held == Some(seq.0))
+    }
+
+    /// Every winner of the campaign's gate with its slot.
+    pub async fn winners(&self, campaign: &CampaignId) -> Result<Vec<(UserId, Seq)>, GateError> {
+        let keys = self.keys(campaign);
+        let mut conn = self.conn.clone();
+        let all: Vec<(u64, u32)> = conn.hgetall(&keys.winners).await?;
+        all.into_iter()
+            .map(|(user, seq)| {
+                UserId::parse(user)
+                    .map(|user| (user, Seq(seq)))
+                    .map_err(|_| GateError::Protocol(format!("winner {user} is no user id")))
+            })
+            .collect()
+    }
+
+    /// Moves the gate to a new life `next` if it is still in life `live`: from then on an
+    /// event of an earlier life that is acknowledged is answered `pending`. `false` when the
+    /// gate had moved on (or was lost) meanwhile.
+    pub async fn advance_epoch(
+        &self,
+        campaign: &CampaignId,
+        live: Epoch,
+        next: Epoch,
+    ) -> Result<bool, GateError> {
+        let keys = self.keys(campaign);
+        let mut conn = self.conn.clone();
+        let advanced: i64 = self
+            .advance
+            .key(&keys.marker)
+            .arg(live.0)
+            .arg(next.0)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(advanced == 1)
+    }
+
+    /// Releases the slots the reconciler revoked, each only if its user still holds it and the
+    /// gate is still in life `epoch`. Returns how many were released.
+    pub async fn release_revoked(
+        &self,
+        campaign: &CampaignId,
+        epoch: Epoch,
+        revoked: &[(UserId, Seq)],
+    ) -> Result<u64, GateError> {
+        let keys = self.keys(campaign);
+        let mut conn = self.conn.clone();
+        let mut invocation = self.release_revoked.prepare_invoke();
+        invocation
+            .key(&keys.marker)
+            .key(&keys.winners)
+            .key(&keys.released)
+            .arg(epoch.0);
+        for (user, seq) in revoked {
+            invocation.arg(user.get()).arg(seq.0);
+        }
+        let released: i64 = invocation.invoke_async(&mut conn).await?;
+        Ok(u64::try_from(released).unwrap_or_default())
+    }
+
+    /// Takes or renews the reconciler's lease for `ttl`: `true` while this process (`lease`)
+    /// leads, so that one api at a time reconciles.
+    pub async fn lead_reconciler(&self, lease: &str, ttl: Duration) -> Result<bool, GateError> {
+        let mut conn = self.conn.clone();
+        let leads: i64 = self
+            .lead
+            .key(format!("{}:reconciler", self.prefix))
+            .arg(lease)
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(leads == 1)
     }
 
     /// Takes the campaign's rebuild lock for `ttl`; `None` when another process holds it,
@@ -442,7 +547,7 @@ pub enum Installed {
     LockLost,
 }
 
-fn rand_token() -> u64 {
+pub(crate) fn rand_token() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(std::time::SystemTime::now())
 }

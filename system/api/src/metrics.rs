@@ -22,6 +22,7 @@ pub struct Metrics {
     pub releases: Counter,
     pub release_failures: Counter,
     pub republish_failures: Counter,
+    pub reconciled_releases: Counter,
     pub pending_resolved: Family<ResultLabel, Counter>,
     pub gate_rebuilds: Counter,
     pub readiness_probes: Counter,
@@ -43,6 +44,7 @@ impl Default for Metrics {
         let releases = Counter::default();
         let release_failures = Counter::default();
         let republish_failures = Counter::default();
+        let reconciled_releases = Counter::default();
         let pending_resolved = Family::<ResultLabel, Counter>::default();
         let gate_rebuilds = Counter::default();
         let readiness_probes = Counter::default();
@@ -83,6 +85,11 @@ impl Default for Metrics {
             republish_failures.clone(),
         );
         registry.register(
+            "reconciled_releases",
+            "Slots the reconciler released: admissions with no event, row or failed event past the deadline",
+            reconciled_releases.clone(),
+        );
+        registry.register(
             "pending_resolved",
             "Pending applies resolved later, by final result",
             pending_resolved.clone(),
@@ -111,6 +118,7 @@ impl Default for Metrics {
             releases,
             release_failures,
             republish_failures,
+            reconciled_releases,
             pending_resolved,
             gate_rebuilds,
             readiness_probes,

@@ -13,7 +13,7 @@ use crate::{
     campaigns::CampaignCache,
     configuration::Settings,
     gate::Gate,
-    issuance::{Issuers, Reliable, course},
+    issuance::{Issuers, Reliable, course, reconcile},
     metrics::Metrics,
     publisher::Publisher,
     routes,
@@ -119,10 +119,28 @@ impl Application {
     ) -> anyhow::Result<()> {
         let app = routes::router(self.state.clone());
         tracing::info!(addr = %self.local_addr(), "api listening");
-        axum::serve(self.listener, app)
+        let settings = &self.state.settings;
+        let stop_reconciling = tokio_util::sync::CancellationToken::new();
+        let reconciler = settings.reconcile.then(|| {
+            let schedule = reconcile::Schedule {
+                every: settings.reconcile_every,
+                after: settings.reconcile_after,
+            };
+            tokio::spawn(reconcile::run(
+                self.state.issuers.reliable.clone(),
+                schedule,
+                stop_reconciling.clone(),
+            ))
+        });
+        let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await
-            .context("api server failed")?;
+            .context("api server failed");
+        stop_reconciling.cancel();
+        if let Some(reconciler) = reconciler {
+            let _ = reconciler.await;
+        }
+        served?;
         self.state
             .issuers
             .finish(self.state.settings.shutdown_grace)

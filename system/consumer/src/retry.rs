@@ -59,6 +59,14 @@ pub async fn retry_open_events(store: &Store, metrics: &Metrics) -> anyhow::Resu
                 metrics.failed_events_resolved.inc();
                 resolved += 1;
             }
+            Some(WriteOutcome::Refused { reason }) if reason.is_settled() => {
+                failed_events::mark_resolved(
+                    store,
+                    failed.id,
+                    &format!("settled by the retry worker: {reason}"),
+                )
+                .await?;
+            }
             Some(WriteOutcome::Refused { reason }) => {
                 failed_events::record_attempt(
                     store,

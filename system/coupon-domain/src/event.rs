@@ -17,6 +17,11 @@ pub struct CouponIssued {
     pub seq: Seq,
     /// Milliseconds since the Unix epoch, when the gate admitted the user.
     pub issued_at_ms: i64,
+    /// The life of the gate that admitted the user (its epoch). A rebuild or a reconcile that
+    /// took the slot back fences the older epochs, and the consumer refuses a fenced event.
+    /// 0 for events written before epochs were carried: older than every fence.
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +56,7 @@ mod tests {
             user_id: UserId::parse(7).expect("valid id"),
             seq: Seq(3),
             issued_at_ms: 1_700_000_000_000,
+            epoch: 2,
         };
         assert_eq!(
             CouponIssued::from_json(&event.to_json()).ok(),
@@ -58,6 +64,12 @@ mod tests {
         );
         assert_eq!(event.key(), "spring:7");
         assert!(CouponIssued::from_json(b"not json").is_err());
+        let before_epochs =
+            br#"{"campaign_id":"spring","user_id":7,"seq":3,"issued_at_ms":1700000000000}"#;
+        assert_eq!(
+            CouponIssued::from_json(before_epochs).map(|e| e.epoch).ok(),
+            Some(0)
+        );
         assert!(
             CouponIssued::from_json(
                 br#"{"campaign_id":"spring","user_id":0,"seq":1,"issued_at_ms":0}"#

@@ -4,6 +4,7 @@
 //! - [`ids`]: `UserId` and `CampaignId`, parsed once at the edge and trusted after.
 //! - [`campaign`]: a campaign, its coupon limit and its optional window.
 //! - [`event`]: `CouponIssued`, the one Kafka event the api produces and the consumer reads.
+//! - [`fence`]: what a gate rebuild or the reconciler took back, and whether an event counts.
 //! - [`gate`]: what the Redis gate decides for one apply, and its Redis keys.
 //! - [`history`]: the loadgen's per-request record, which the verifier reads.
 //! - [`duration`]: durations as typed on a command line (`250ms`, `5s`, `2m`).
@@ -14,6 +15,7 @@
 pub mod campaign;
 pub mod duration;
 pub mod event;
+pub mod fence;
 pub mod gate;
 pub mod history;
 pub mod ids;

@@ -4,13 +4,13 @@
 //! (same user, same slot). Anything else the database refuses is captured as a failed event
 //! with its reason. Nothing is ignored: there is no `INSERT IGNORE` here.
 
-use coupon_domain::{CampaignId, CouponIssued, CouponLimit};
+use coupon_domain::{CampaignId, CouponIssued, CouponLimit, fence::Standing};
 use mysql_async::{Transaction, TxOpts, Value, prelude::Queryable};
 
 use crate::{
     Store, StoreError,
     failed_events::{self, CapturedPayload, FailureReason, NewFailedEvent},
-    to_utc_datetime,
+    fences, to_utc_datetime,
 };
 
 /// Where an event came from in Kafka.
@@ -83,31 +83,84 @@ pub async fn write_batch_reading(
 ) -> Result<Vec<WriteOutcome>, StoreError> {
     let mut conn = store.conn().await?;
     let mut tx = conn.start_transaction(TxOpts::default()).await?;
-    let outcomes = if coupons.is_empty() {
-        Vec::new()
-    } else {
-        match insert_all(&mut tx, coupons).await {
-            Ok(()) => vec![WriteOutcome::Written; coupons.len()],
+    // Events the gate took back are settled as failed events; the rest are written.
+    let standings = fences::screen(&mut tx, coupons).await?;
+    let mut outcomes: Vec<Option<WriteOutcome>> = vec![None; coupons.len()];
+    let mut writable = Vec::with_capacity(coupons.len());
+    for ((coupon, standing), outcome) in coupons.iter().zip(&standings).zip(&mut outcomes) {
+        let (reason, detail) = match *standing {
+            Standing::Counts => {
+                writable.push(coupon);
+                continue;
+            }
+            Standing::FencePending { epoch } => {
+                return Err(StoreError::FencePending {
+                    campaign: coupon.event.campaign_id.to_string(),
+                    epoch,
+                });
+            }
+            Standing::Superseded { epoch } => (
+                FailureReason::Superseded,
+                format!(
+                    "admitted in epoch {}, past what the gate rebuild of epoch {epoch} read",
+                    coupon.event.epoch
+                ),
+            ),
+            Standing::Revoked { below_epoch } => (
+                FailureReason::Revoked,
+                format!(
+                    "admitted in epoch {}; the reconciler took slot {} back below epoch {below_epoch}",
+                    coupon.event.epoch, coupon.event.seq.0
+                ),
+            ),
+        };
+        failed_events::insert(&mut tx, &captured(coupon, reason, detail)).await?;
+        *outcome = Some(WriteOutcome::Refused { reason });
+    }
+    if !writable.is_empty() {
+        let written = match insert_all(&mut tx, &writable).await {
+            Ok(()) => vec![WriteOutcome::Written; writable.len()],
             // The failed statement was rolled back alone; the transaction goes on row by row to
             // tell redeliveries from real conflicts.
             Err(e) if refusal_reason(&e).is_some() => {
-                let mut outcomes = Vec::with_capacity(coupons.len());
-                for coupon in coupons {
-                    outcomes.push(write_one(&mut tx, coupon, read).await?);
+                let mut written = Vec::with_capacity(writable.len());
+                for coupon in &writable {
+                    written.push(write_one(&mut tx, coupon, read).await?);
                 }
-                outcomes
+                written
             }
             Err(e) => return Err(e),
+        };
+        let mut written = written.into_iter();
+        for outcome in outcomes.iter_mut().filter(|o| o.is_none()) {
+            *outcome = written.next();
         }
-    };
+    }
     for failure in failures {
         failed_events::insert(&mut tx, failure).await?;
     }
     tx.commit().await?;
-    Ok(outcomes)
+    Ok(outcomes.into_iter().flatten().collect())
 }
 
-async fn insert_all(tx: &mut Transaction<'_>, coupons: &[CouponToWrite]) -> Result<(), StoreError> {
+/// A coupon captured as a failed event, with its whole identity.
+fn captured(coupon: &CouponToWrite, reason: FailureReason, detail: String) -> NewFailedEvent {
+    let event = &coupon.event;
+    NewFailedEvent {
+        partition: coupon.source.partition,
+        offset: coupon.source.offset,
+        payload: CapturedPayload::of(&coupon.payload, failed_events::PAYLOAD_KEPT),
+        campaign_id: Some(event.campaign_id.to_string()),
+        user_id: Some(event.user_id.get()),
+        reason,
+        detail,
+    }
+}
+
+async fn insert_all(
+    tx: &mut Transaction<'_>,
+    coupons: &[&CouponToWrite],
+) -> Result<(), StoreError> {
     let rows = vec!["(?, ?, ?, ?, ?, ?, ?)"; coupons.len()].join(", ");
     let mut params: Vec<Value> = Vec::with_capacity(coupons.len() * 7);
     for coupon in coupons {
@@ -137,7 +190,7 @@ async fn write_one(
     coupon: &CouponToWrite,
     read: OnFileRead,
 ) -> Result<WriteOutcome, StoreError> {
-    let error = match insert_all(tx, std::slice::from_ref(coupon)).await {
+    let error = match insert_all(tx, &[coupon]).await {
         Ok(()) => return Ok(WriteOutcome::Written),
         Err(error) => error,
     };
@@ -159,16 +212,7 @@ async fn write_one(
         Some(_) => FailureReason::UserHasAnotherSlot,
         None => refusal,
     };
-    let failure = NewFailedEvent {
-        partition: coupon.source.partition,
-        offset: coupon.source.offset,
-        payload: CapturedPayload::of(&coupon.payload, failed_events::PAYLOAD_KEPT),
-        campaign_id: Some(event.campaign_id.to_string()),
-        user_id: Some(event.user_id.get()),
-        reason,
-        detail: server_message(&error),
-    };
-    failed_events::insert(tx, &failure).await?;
+    failed_events::insert(tx, &captured(coupon, reason, server_message(&error))).await?;
     Ok(WriteOutcome::Refused { reason })
 }
 

@@ -50,6 +50,10 @@ pub enum StoreError {
     Query(#[from] mysql_async::Error),
     #[error("unexpected value in mysql: {0}")]
     Decode(String),
+    /// A gate rebuild of life {epoch} of campaign {campaign} is still reading where its fence
+    /// ends; events of older lives wait for it.
+    #[error("campaign {campaign}'s gate rebuild (epoch {epoch}) is still setting its fence")]
+    FencePending { campaign: String, epoch: u64 },
 }
 
 impl StoreError {
@@ -58,7 +62,7 @@ impl StoreError {
     /// about the data (or the schema) and is not.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Connect { .. } | Self::PoolExhausted { .. } => true,
+            Self::Connect { .. } | Self::PoolExhausted { .. } | Self::FencePending { .. } => true,
             Self::Query(error) | Self::MigrationFailed { source: error, .. } => {
                 driver_is_transient(error)
             }

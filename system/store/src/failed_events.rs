@@ -24,10 +24,16 @@ pub enum FailureReason {
     UserHasAnotherSlot,
     /// The database refused it for a reason not classified above.
     Refused,
+    /// Admitted by an older life of the gate and past what the rebuild that replaced it read:
+    /// the slot may be someone else's now. Settled when captured.
+    Superseded,
+    /// The reconciler took its slot back (no event had come by the delivery deadline). Settled
+    /// when captured.
+    Revoked,
 }
 
 impl FailureReason {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 9] = [
         Self::Malformed,
         Self::Oversized,
         Self::UnknownCampaign,
@@ -35,6 +41,8 @@ impl FailureReason {
         Self::SlotTaken,
         Self::UserHasAnotherSlot,
         Self::Refused,
+        Self::Superseded,
+        Self::Revoked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +54,8 @@ impl FailureReason {
             Self::SlotTaken => "slot_taken",
             Self::UserHasAnotherSlot => "user_has_another_slot",
             Self::Refused => "refused",
+            Self::Superseded => "superseded",
+            Self::Revoked => "revoked",
         }
     }
 
@@ -55,6 +65,12 @@ impl FailureReason {
     /// operator and for the verifier, and are not retried.
     pub fn is_retryable(self) -> bool {
         matches!(self, Self::UnknownCampaign | Self::Refused)
+    }
+
+    /// Whether the system itself decided the event must not become a coupon: captured as
+    /// resolved, since nothing is left for an operator to do.
+    pub fn is_settled(self) -> bool {
+        matches!(self, Self::Superseded | Self::Revoked)
     }
 }
 
@@ -189,8 +205,8 @@ pub(crate) async fn insert<Q: Queryable>(
     let result = conn
         .exec_drop(
             "INSERT INTO failed_event (kafka_partition, kafka_offset, payload, payload_bytes, \
-             payload_sha256, campaign_id, user_id, reason, detail) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             payload_sha256, campaign_id, user_id, reason, detail, status) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 event.partition,
                 event.offset,
@@ -201,6 +217,11 @@ pub(crate) async fn insert<Q: Queryable>(
                 event.user_id,
                 event.reason.as_str(),
                 &event.detail,
+                if event.reason.is_settled() {
+                    "resolved"
+                } else {
+                    "open"
+                },
             ),
         )
         .await

@@ -18,6 +18,7 @@ pub mod coupons;
 pub mod course;
 pub mod error;
 pub mod failed_events;
+pub mod fences;
 pub mod migrate;
 
 use std::time::Duration;

@@ -149,6 +149,7 @@ mod tests {
             user_id: UserId::parse(user).expect("a valid user id"),
             seq: Seq(seq),
             issued_at_ms: 0,
+            epoch: 0,
         };
         CouponToWrite {
             payload: event.to_json(),

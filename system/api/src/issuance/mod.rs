@@ -7,11 +7,15 @@
 //! - [`reliable`]: this project's design: admit in the Redis gate, publish and wait for the
 //!   broker's ack, resolve what is in doubt, undo what certainly failed.
 //! - [`rebuild`]: the reliable design's gate lifecycle: initialise, and rebuild after a loss.
+//! - [`reconcile`]: releases admissions no event followed (the api died, Redis stalled).
+//! - [`traces`]: what the stores hold of a campaign's admissions, for the two above.
 //! - [`course`]: the original course's stages, flaws included.
 
 pub mod course;
 pub mod rebuild;
+pub mod reconcile;
 pub mod reliable;
+pub mod traces;
 
 use coupon_domain::{Campaign, CampaignId, CampaignState, Seq, Strategy, UserId};
 use coupon_store::{StoreError, StoredCampaign};

@@ -7,8 +7,9 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use coupon_domain::{Campaign, CampaignId, CouponIssued, Seq, UserId, wire::GateReadiness};
-use coupon_store::{Store, StoreError, StoredCampaign, campaigns, coupons};
+use coupon_domain::{Campaign, CampaignId, Seq, UserId, wire::GateReadiness};
+use coupon_kafka::scan::Range;
+use coupon_store::{Store, StoreError, StoredCampaign, campaigns, fences};
 
 use super::{IssuanceError, Reliable};
 use crate::gate::{GateError, Installed};
@@ -134,8 +135,11 @@ async fn rebuild_holding_lock(
     }
     tracing::warn!(campaign_id = %campaign.id, grace = ?grace, "gate state lost in redis; rebuilding");
     tokio::time::sleep(grace).await;
-    let plan = plan_from_stores(reliable, &campaign.id).await?;
     let epoch = parts.epochs.next(&parts.store, &campaign.id).await?;
+    // The fence goes up before the read: an event of an earlier life that lands past where the
+    // read ends is refused by the consumer, since this gate never saw it.
+    let ranges = fenced_ranges(reliable, &campaign.id, epoch).await?;
+    let plan = plan_from_stores(reliable, &campaign.id, ranges).await?;
     match parts
         .gate
         .install(
@@ -160,31 +164,38 @@ async fn rebuild_holding_lock(
     }
 }
 
-/// Every winner MySQL and Kafka know of, for one campaign.
+/// Raises the fence of life `epoch` and returns what the rebuild must read: each partition from
+/// the consumer group's committed offset (earlier events are rows or failed events) to the high
+/// watermark, which is where the fence ends.
+async fn fenced_ranges(
+    reliable: &Reliable,
+    id: &CampaignId,
+    epoch: u64,
+) -> Result<Vec<Range>, IssuanceError> {
+    let parts = &reliable.parts;
+    let partitions = coupon_kafka::partition_count(&parts.kafka_brokers, &parts.topic)
+        .await
+        .map_err(|error| reliable.kafka_error(error))?;
+    fences::open_rebuild_fence(&parts.store, id, epoch, partitions).await?;
+    let ranges = reliable.unconsumed_ranges().await?;
+    let ends: Vec<(i32, i64)> = ranges.iter().map(|r| (r.partition, r.end)).collect();
+    fences::close_rebuild_fence(&parts.store, id, epoch, &ends).await?;
+    Ok(ranges)
+}
+
+/// Every winner MySQL and Kafka know of, for one campaign: its rows, its open failed events
+/// that a retry may still write, and its events in `ranges` that still count under the
+/// campaign's fences.
 async fn plan_from_stores(
     reliable: &Reliable,
     id: &CampaignId,
+    ranges: Vec<Range>,
 ) -> Result<RebuildPlan, IssuanceError> {
-    let parts = &reliable.parts;
-    let rows = coupons::list(&parts.store, id).await?;
-    let events =
-        coupon_kafka::scan::all_events(&parts.kafka_brokers, &parts.topic, Duration::from_secs(60))
-            .await
-            .map_err(|error| {
-                IssuanceError::Scan(anyhow::Error::new(error).context(format!(
-                    "failed to read topic {} from kafka at {}",
-                    parts.topic, parts.kafka_brokers
-                )))
-            })?;
-    let from_rows = rows
-        .iter()
-        .filter_map(|row| Some((UserId::parse(row.user_id).ok()?, Seq(row.seq))));
-    let from_events = events
-        .iter()
-        .filter_map(|raw| CouponIssued::from_json(&raw.payload).ok())
-        .filter(|event| &event.campaign_id == id)
-        .map(|event| (event.user_id, event.seq));
-    Ok(plan_rebuild(from_rows, from_events))
+    let traces = reliable.traces(id, ranges).await?;
+    Ok(plan_rebuild(
+        traces.rows,
+        traces.failed.into_iter().chain(traces.events),
+    ))
 }
 
 /// Forces a rebuild of a live gate (the admin endpoint): admissions stop at once, then the

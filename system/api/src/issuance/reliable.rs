@@ -49,6 +49,9 @@ pub(crate) struct Parts {
     /// Where the gate rebuild reads every event from.
     pub kafka_brokers: String,
     pub topic: String,
+    /// The consumer group whose committed offsets bound what a rebuild or the reconciler reads:
+    /// every earlier event is a row or a failed event already.
+    pub group: String,
     /// The producer's delivery timeout: how long a rebuild waits for events still in flight.
     pub delivery_timeout: Duration,
     /// Where each new life of a gate gets its epoch.
@@ -59,6 +62,11 @@ pub(crate) struct Parts {
     pub window_check: WindowCheck,
     /// Whether a gate call that may have run answers `unknown` (always, but for a test's control).
     pub unknown_outcomes: bool,
+    /// Test only: a pause between an admission and its publish (zero but in one test).
+    pub publish_delay: Duration,
+    /// Whether an acknowledged event is confirmed against the gate's epoch (always, but for a
+    /// test's control).
+    pub recheck_after_ack: bool,
     /// Every task that publishes, resolves or undoes an admission: a graceful stop waits for
     /// them ([`Reliable::finish_in_doubt`]), since a dropped one leaves its slot held.
     pub in_doubt: TaskTracker,
@@ -84,12 +92,15 @@ impl Reliable {
                 metrics,
                 kafka_brokers: settings.stack.kafka_brokers.clone(),
                 topic: settings.stack.topic.clone(),
+                group: settings.stack.group.clone(),
                 delivery_timeout: settings.delivery_timeout,
                 epochs: settings.gate_epochs,
                 rebuilds_running: Mutex::default(),
                 window_check: settings.window_check,
                 unknown_outcomes: settings.unknown_outcomes,
                 in_doubt: TaskTracker::new(),
+                publish_delay: settings.publish_delay,
+                recheck_after_ack: settings.recheck_after_ack,
             }),
         }
     }
@@ -140,6 +151,7 @@ impl Reliable {
                     user_id: user,
                     seq,
                     issued_at_ms: unix_ms(now),
+                    epoch: epoch.0,
                 };
                 let win = self
                     .parts
@@ -204,6 +216,10 @@ impl Reliable {
         epoch: Epoch,
     ) -> Result<Outcome, IssuanceError> {
         let parts = &self.parts;
+        if !parts.publish_delay.is_zero() {
+            // Test only: an api that stalls between its admission and its publish.
+            tokio::time::sleep(parts.publish_delay).await;
+        }
         let started = Instant::now();
         let published = parts.publisher.publish(&event).await;
         parts
@@ -211,9 +227,9 @@ impl Reliable {
             .publish_seconds
             .observe(started.elapsed().as_secs_f64());
         match published {
-            Published::Acked { .. } => Ok(Outcome::Issued(event.seq)),
+            Published::Acked { .. } => Ok(self.confirm_acked(&event, epoch).await),
             Published::Refused(error) => {
-                self.undo_admission(&event).await;
+                self.undo_admission(&event, epoch).await;
                 Err(IssuanceError::Kafka(error))
             }
             Published::InDoubt(delivery) => {
@@ -222,6 +238,26 @@ impl Reliable {
                     .in_doubt
                     .spawn(self.clone().resolve_in_doubt(event, epoch, delivery));
                 Ok(Outcome::Pending(seq))
+            }
+        }
+    }
+
+    /// An acknowledged event is `issued` only while the gate is still in the life that admitted
+    /// it. If a rebuild or the reconciler moved it on meanwhile, the event may be past their
+    /// fence and refused by the consumer: the apply is `pending`, and the consumer decides.
+    async fn confirm_acked(&self, event: &CouponIssued, epoch: Epoch) -> Outcome {
+        let parts = &self.parts;
+        if !parts.recheck_after_ack {
+            return Outcome::Issued(event.seq);
+        }
+        match parts.gate.epoch(&event.campaign_id).await {
+            Ok(Some(live)) if live == epoch => Outcome::Issued(event.seq),
+            live => {
+                tracing::warn!(campaign_id = %event.campaign_id, user_id = %event.user_id, seq = event.seq.0, admitted_in = epoch.0, live = ?live.as_ref().ok(), "acknowledged after the gate moved to another life; answering pending");
+                parts
+                    .metrics
+                    .count_pending_resolved("acked_after_epoch_moved");
+                Outcome::Pending(event.seq)
             }
         }
     }
@@ -241,20 +277,21 @@ impl Reliable {
                 Ok(Ok(_)) => return metrics.count_pending_resolved("issued"),
                 Ok(Err((error, _))) if certainly_not_written(&error) => {
                     tracing::warn!(campaign_id = %event.campaign_id, user_id = %event.user_id, error = %coupon_runtime::chain(&error), "pending event refused; releasing its slot");
-                    self.undo_admission(&event).await;
+                    self.undo_admission(&event, epoch).await;
                     return metrics.count_pending_resolved("released");
                 }
                 Ok(Err(_)) | Err(_) => {}
             }
         }
-        let result = self.republish_while_epoch_lives(&event, &epoch).await;
+        let result = self.republish_while_held(&event, &epoch).await;
         metrics.count_pending_resolved(result);
     }
 
-    /// Publishes an event in doubt again until the broker acknowledges it. Only while the gate
-    /// that admitted it is still live: once a rebuild replaced it, the rebuild decided from what
-    /// Kafka held, and a late event could collide with a slot it handed out again.
-    async fn republish_while_epoch_lives(
+    /// Publishes an event in doubt again until the broker acknowledges it, as long as its user
+    /// still holds its slot in the gate. Once a rebuild that did not see the event, or the
+    /// reconciler, took the slot back, the event is not published again (and if an earlier copy
+    /// lands, the consumer refuses it as past their fence).
+    async fn republish_while_held(
         &self,
         event: &CouponIssued,
         epoch: &Epoch,
@@ -263,26 +300,28 @@ impl Reliable {
         let give_up = tokio::time::Instant::now() + IN_DOUBT_DEADLINE;
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         loop {
-            match parts.gate.epoch(&event.campaign_id).await {
-                Ok(Some(live)) if &live == epoch => {
-                    match parts.publisher.send_and_wait(event).await {
-                        Ok(()) => return "issued",
-                        Err(error) => {
-                            parts.metrics.republish_failures.inc();
-                            tracing::warn!(campaign_id = %event.campaign_id, user_id = %event.user_id, error = %coupon_runtime::chain(&error), retry_in = ?backoff.peek(), "republishing an event in doubt");
-                        }
+            match parts
+                .gate
+                .holds(&event.campaign_id, event.user_id, event.seq)
+                .await
+            {
+                Ok(true) => match parts.publisher.send_and_wait(event).await {
+                    Ok(()) => return "issued",
+                    Err(error) => {
+                        parts.metrics.republish_failures.inc();
+                        tracing::warn!(campaign_id = %event.campaign_id, user_id = %event.user_id, error = %coupon_runtime::chain(&error), retry_in = ?backoff.peek(), "republishing an event in doubt");
                     }
-                }
-                Ok(_) => {
-                    tracing::warn!(campaign_id = %event.campaign_id, user_id = %event.user_id, seq = event.seq.0, "the gate was rebuilt; its rebuild decided this admission from kafka");
+                },
+                Ok(false) => {
+                    tracing::warn!(campaign_id = %event.campaign_id, user_id = %event.user_id, seq = event.seq.0, admitted_in = epoch.0, "the slot was taken back (a rebuild or the reconciler); not republishing");
                     return "superseded_by_rebuild";
                 }
                 Err(error) => {
-                    tracing::warn!(error = %coupon_runtime::chain(&error), "cannot read the gate's epoch; retrying")
+                    tracing::warn!(error = %coupon_runtime::chain(&error), "cannot read the gate; retrying")
                 }
             }
             if tokio::time::Instant::now() + backoff.peek() >= give_up {
-                tracing::error!(campaign_id = %event.campaign_id, user_id = %event.user_id, seq = event.seq.0, "gave up republishing an event in doubt; its slot stays held");
+                tracing::error!(campaign_id = %event.campaign_id, user_id = %event.user_id, seq = event.seq.0, "gave up republishing an event in doubt; the reconciler releases its slot");
                 return "unresolved";
             }
             backoff.wait().await;
@@ -291,13 +330,13 @@ impl Reliable {
 
     /// Takes the user back out of the gate and frees the slot. Retried with backoff while Redis
     /// is unreachable, so a failed publish never leaves a burnt slot behind for long.
-    async fn undo_admission(&self, event: &CouponIssued) {
+    async fn undo_admission(&self, event: &CouponIssued, epoch: Epoch) {
         let parts = &self.parts;
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         for _ in 0..20 {
             match parts
                 .gate
-                .release(&event.campaign_id, event.user_id, event.seq)
+                .release(&event.campaign_id, event.user_id, event.seq, epoch)
                 .await
             {
                 Ok(_) => {

@@ -79,10 +79,7 @@ async fn a_rebuild_never_overwrites_a_live_gate_and_needs_its_own_lock() -> anyh
         .await?;
     assert_eq!(installed, Installed::Yes);
     assert_ne!(gate.epoch(&campaign).await?, old_epoch);
-    assert_eq!(
-        gate.epoch(&campaign).await?.map(|e| e.0),
-        Some("2".to_owned())
-    );
+    assert_eq!(gate.epoch(&campaign).await?.map(|e| e.0), Some(2));
     let stats = gate.stats(&campaign).await?;
     assert_eq!((stats.winners, stats.next_seq, stats.released), (2, 3, 1));
     // The freed slot 2 goes out first.

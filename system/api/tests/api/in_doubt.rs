@@ -1,6 +1,7 @@
-//! Admissions whose outcome the api cannot know (issue 11, item 2): a Redis stall past the
-//! client's response timeout runs the gate scripts already sent once Redis resumes, so the api
-//! must not call such an apply refused.
+//! Admissions whose outcome the api cannot know, and slots nobody holds (issue 11, item 2): a
+//! Redis stall past the client's response timeout runs the gate scripts already sent once Redis
+//! resumes, so the api must not call such an apply refused; an api that stops with admissions
+//! in doubt must publish them first; and what no event followed, the reconciler releases.
 
 use std::time::Duration;
 
@@ -19,14 +20,40 @@ async fn impatient_api(
     pipeline.start_api_with(settings).await
 }
 
+/// Pipeline settings with no reconciler, so that a test sees slots stay held until it starts
+/// one ([`start_reconciler`]).
+fn without_reconciler(settings: &mut coupon_api::Settings) {
+    settings.reconcile = false;
+}
+
+/// Starts an api that reconciles quickly; returns its url.
+async fn start_reconciler(pipeline: &mut TestPipeline) -> anyhow::Result<String> {
+    let mut settings = pipeline.api_settings.clone();
+    settings.reconcile = true;
+    settings.reconcile_every = Duration::from_millis(500);
+    settings.reconcile_after = Duration::from_secs(2);
+    pipeline.start_api_with(settings).await
+}
+
+/// Waits until the campaign's gate holds exactly `winners`.
+async fn gate_holds(pipeline: &TestPipeline, campaign: &str, winners: u64) -> anyhow::Result<()> {
+    testkit::eventually(
+        &format!("campaign {campaign}'s gate to hold {winners} winners"),
+        Duration::from_secs(60),
+        || async { Ok((pipeline.campaign(campaign).await?.issued == winners).then_some(())) },
+    )
+    .await
+}
+
 #[tokio::test]
-async fn a_redis_stall_past_the_timeout_answers_unknown_never_refused() -> anyhow::Result<()> {
+async fn a_redis_stall_past_the_timeout_answers_unknown_and_the_reconciler_frees_its_slots()
+-> anyhow::Result<()> {
     let redis = PrivateRedis::start().await?;
     let stack = testkit::Stack {
         redis_url: redis.url.clone(),
         ..testkit::Stack::from_env()
     };
-    let mut pipeline = TestPipeline::spawn_on(stack).await?;
+    let mut pipeline = TestPipeline::spawn_configured(stack, without_reconciler).await?;
     pipeline.create_campaign("stall", 10).await?;
     let api = impatient_api(&mut pipeline, true).await?;
     let control = impatient_api(&mut pipeline, false).await?;
@@ -59,6 +86,24 @@ async fn a_redis_stall_past_the_timeout_answers_unknown_never_refused() -> anyho
         let (status, reply) = pipeline.apply("stall", user).await?;
         assert_eq!(status, 409, "user {user} holds a slot: {reply:?}");
     }
+    // Without a reconciler those six slots stay held with no event, even once the consumer
+    // has read everything: only user 100 has a row.
+    assert_eq!(pipeline.drained_rows("stall", 1).await?.len(), 1);
+    assert_eq!(pipeline.campaign("stall").await?.issued, 7);
+
+    // The reconciler releases them (it never publishes), and the campaign sells its ten.
+    start_reconciler(&mut pipeline).await?;
+    gate_holds(&pipeline, "stall", 1).await?;
+    for user in 1..=12 {
+        pipeline.apply("stall", user).await?;
+    }
+    let rows = pipeline.drained_rows("stall", 10).await?;
+    assert_eq!(rows.len(), 10);
+    let revoked = coupon_store::failed_events::list_for(&pipeline.db.store, "stall").await?;
+    assert!(
+        revoked.is_empty(),
+        "no event was ever published for them: {revoked:?}"
+    );
     pipeline.shutdown().await
 }
 
@@ -139,7 +184,7 @@ async fn a_graceful_stop_publishes_the_admissions_in_doubt_before_exiting() -> a
         kafka_brokers: broker.brokers.clone(),
         ..testkit::Stack::from_env()
     };
-    let pipeline = TestPipeline::spawn_on(stack).await?;
+    let mut pipeline = TestPipeline::spawn_configured(stack, without_reconciler).await?;
     pipeline.create_campaign("waits", 10).await?;
     pipeline.create_campaign("drops", 10).await?;
     // Short delivery timeouts, so the first delivery of each event fails while the broker is
@@ -193,5 +238,8 @@ async fn a_graceful_stop_publishes_the_admissions_in_doubt_before_exiting() -> a
     .await?;
     let dropped = pipeline.campaign("drops").await?;
     assert_eq!((dropped.issued, dropped.persisted), (3, 0), "{dropped:?}");
+    // An api gone with its admissions in doubt: the reconciler releases their slots.
+    start_reconciler(&mut pipeline).await?;
+    gate_holds(&pipeline, "drops", 0).await?;
     pipeline.shutdown().await
 }

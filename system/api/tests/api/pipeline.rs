@@ -188,6 +188,7 @@ async fn a_failed_event_is_retried_until_its_coupon_is_written() -> anyhow::Resu
             user_id: coupon_domain::UserId::parse(user)?,
             seq: coupon_domain::Seq(seq),
             issued_at_ms: 0,
+            epoch: 0,
         };
         let (key, payload) = (event.key(), event.to_json());
         producer

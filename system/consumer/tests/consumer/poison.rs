@@ -119,6 +119,7 @@ async fn an_event_whose_campaign_row_is_no_campaign_waits_as_a_failed_event() ->
         user_id: coupon_domain::UserId::parse(7)?,
         seq: coupon_domain::Seq(1),
         issued_at_ms: 0,
+        epoch: 0,
     };
     let (key, payload) = (event.key(), event.to_json());
     for partition in 0..pipeline.topic.partitions {

@@ -19,6 +19,7 @@ fn coupon(campaign: &CampaignId, user: u64, seq: u32) -> anyhow::Result<CouponTo
         user_id: UserId::parse(user)?,
         seq: Seq(seq),
         issued_at_ms: 0,
+        epoch: 0,
     };
     Ok(CouponToWrite {
         payload: event.to_json(),

@@ -62,6 +62,7 @@ async fn consumer_sigkilled_mid_stream_and_restarted_writes_each_event_once() ->
                 user_id: UserId::parse(u64::from(seq) + 1000)?,
                 seq: Seq(seq),
                 issued_at_ms: 1_700_000_000_000,
+                epoch: 0,
             })
         })
         .collect::<anyhow::Result<_>>()?;

@@ -1,0 +1,161 @@
+//! The reconciler: releases admissions that no event followed. An api that died between its
+//! admission and the broker's ack, a graceful stop that ran out of time, or a Redis stall that
+//! ran gate scripts after their callers had given up each leave a winner in the gate with no
+//! event, no row and no failed event: a slot held by nobody, for good.
+//!
+//! Every api runs the loop; one at a time leads, by a lease in Redis. Each pass looks at every
+//! campaign of the design whose gate holds more winners than MySQL has rows, and reads its
+//! [`Traces`](super::traces::Traces). A winner without a trace is a suspect; one that is still a
+//! suspect a full `after` later (well past the delivery deadline) is released, fenced:
+//!
+//! 1. under the campaign's rebuild lock, the gate moves to its next life (winners kept), so an
+//!    api that gets the broker's ack for an older life from now on answers `pending`;
+//! 2. the traces are read again (an event acknowledged before step 1 is on the broker now);
+//! 3. MySQL records the revocation of each admission still without a trace, unless its row
+//!    exists (one transaction, locking reads against the consumer's);
+//! 4. the gate releases those slots, if each user still holds its slot in that life.
+//!
+//! A revoked admission's event, should it land later, is refused by the consumer; the reconciler
+//! never publishes anything, so nobody told "refused" ever gets a coupon through it.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use coupon_domain::{CampaignId, Seq, Strategy, UserId};
+use coupon_store::{campaigns, coupons, fences};
+use tokio_util::sync::CancellationToken;
+
+use super::{IssuanceError, Reliable};
+use crate::gate::Epoch;
+
+/// How long the reconciler holds a campaign's rebuild lock at most.
+const LOCK_TTL: Duration = Duration::from_secs(120);
+
+/// When and how the reconciler runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    /// Between two passes.
+    pub every: Duration,
+    /// How long a winner must have had no trace before it is released.
+    pub after: Duration,
+}
+
+type Suspect = (CampaignId, UserId, Seq);
+
+/// Runs passes every `schedule.every` until `stop` is cancelled.
+pub async fn run(reliable: Reliable, schedule: Schedule, stop: CancellationToken) {
+    let lease = format!("{:016x}", crate::gate::rand_token());
+    let mut suspects: HashMap<Suspect, Instant> = HashMap::new();
+    let mut ticks = tokio::time::interval(schedule.every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        match reliable
+            .parts
+            .gate
+            .lead_reconciler(&lease, schedule.every * 3)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                suspects.clear();
+                continue;
+            }
+            Err(error) => {
+                tracing::warn!(error = %coupon_runtime::chain(&error), "reconciler: cannot reach redis; next pass later");
+                continue;
+            }
+        }
+        if let Err(error) = pass(&reliable, schedule.after, &mut suspects).await {
+            tracing::warn!(error = %coupon_runtime::chain(&error), "reconciler pass failed; next pass later");
+        }
+    }
+}
+
+/// One pass over every campaign of the design.
+async fn pass(
+    reliable: &Reliable,
+    after: Duration,
+    suspects: &mut HashMap<Suspect, Instant>,
+) -> Result<(), IssuanceError> {
+    let parts = &reliable.parts;
+    let now = Instant::now();
+    let mut seen: HashMap<Suspect, Instant> = HashMap::new();
+    let mut ranges = None;
+    for stored in campaigns::list(&parts.store).await? {
+        let id = &stored.campaign.id;
+        if stored.campaign.strategy != Strategy::Reliable {
+            continue;
+        }
+        let Some(epoch) = parts.gate.epoch(id).await? else {
+            continue; // lost: the rebuild decides
+        };
+        if parts.gate.stats(id).await?.winners <= coupons::count(&parts.store, id).await? {
+            continue; // every winner has its row
+        }
+        let ranges = match &ranges {
+            Some(ranges) => Vec::clone(ranges),
+            None => ranges.insert(reliable.unconsumed_ranges().await?).clone(),
+        };
+        let traces = reliable.traces(id, ranges).await?;
+        let mut due = Vec::new();
+        for (user, seq) in parts.gate.winners(id).await? {
+            if traces.has(user) {
+                continue;
+            }
+            let suspect = (id.clone(), user, seq);
+            let since = suspects.get(&suspect).copied().unwrap_or(now);
+            if now.duration_since(since) >= after {
+                due.push((user, seq));
+            }
+            seen.insert(suspect, since);
+        }
+        if !due.is_empty() {
+            release(reliable, id, epoch, &due).await?;
+        }
+    }
+    *suspects = seen;
+    Ok(())
+}
+
+/// Releases `due`, fenced (steps 1-4 of the module's description).
+async fn release(
+    reliable: &Reliable,
+    id: &CampaignId,
+    live: Epoch,
+    due: &[(UserId, Seq)],
+) -> Result<(), IssuanceError> {
+    let parts = &reliable.parts;
+    let Some(token) = parts.gate.try_lock_rebuild(id, LOCK_TTL).await? else {
+        return Ok(()); // a rebuild runs: it decides from the stores itself
+    };
+    let released = async {
+        let next = Epoch(parts.epochs.next(&parts.store, id).await?);
+        if !parts.gate.advance_epoch(id, live, next).await? {
+            return Ok(0);
+        }
+        let traces = reliable
+            .traces(id, reliable.unconsumed_ranges().await?)
+            .await?;
+        let still: Vec<(UserId, Seq)> = due
+            .iter()
+            .copied()
+            .filter(|(user, _)| !traces.has(*user))
+            .collect();
+        let revoked = fences::revoke(&parts.store, id, next.0, &still).await?;
+        let released = parts.gate.release_revoked(id, next, &revoked).await?;
+        for (user, seq) in &revoked {
+            tracing::warn!(campaign_id = %id, user_id = %user, seq = seq.0, epoch = next.0, "reconciler: released a slot no event followed");
+        }
+        Ok::<_, IssuanceError>(released)
+    }
+    .await;
+    let _ = parts.gate.unlock_rebuild(id, &token).await;
+    parts.metrics.reconciled_releases.inc_by(released?);
+    Ok(())
+}

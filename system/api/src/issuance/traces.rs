@@ -1,0 +1,105 @@
+//! What the stores hold of a campaign's admissions: coupon rows, failed events a retry may
+//! still write, and the events the consumer group has not committed past. The gate's rebuild
+//! installs their union; the reconciler releases the admissions that have none of them.
+
+use std::time::Duration;
+
+use coupon_domain::{CampaignId, CouponIssued, Seq, UserId, fence};
+use coupon_kafka::{BrokerError, scan::Range};
+use coupon_store::{coupons, failed_events, fences};
+
+use super::{IssuanceError, Reliable};
+
+/// How long one bounded read of the topic may take before it is abandoned and retried.
+const SCAN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A campaign's admissions as the stores show them, each as (user, slot).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Traces {
+    pub rows: Vec<(UserId, Seq)>,
+    /// Open failed events of a kind a retry may still write.
+    pub failed: Vec<(UserId, Seq)>,
+    /// Events past the group's committed offsets that still count under the fences.
+    pub events: Vec<(UserId, Seq)>,
+}
+
+impl Traces {
+    /// Whether `user` has any trace at all.
+    pub fn has(&self, user: UserId) -> bool {
+        [&self.rows, &self.failed, &self.events]
+            .into_iter()
+            .flatten()
+            .any(|(u, _)| *u == user)
+    }
+}
+
+impl Reliable {
+    pub(crate) fn kafka_error(&self, error: BrokerError) -> IssuanceError {
+        let parts = &self.parts;
+        IssuanceError::Scan(anyhow::Error::new(error).context(format!(
+            "failed to read topic {} from kafka at {}",
+            parts.topic, parts.kafka_brokers
+        )))
+    }
+
+    /// Each partition from the consumer group's committed offset to its high watermark.
+    pub(crate) async fn unconsumed_ranges(&self) -> Result<Vec<Range>, IssuanceError> {
+        let parts = &self.parts;
+        let offsets = coupon_kafka::offsets::read(&parts.kafka_brokers, &parts.topic, &parts.group)
+            .await
+            .map_err(|error| self.kafka_error(error))?;
+        Ok(offsets
+            .iter()
+            .map(|o| Range {
+                partition: o.partition,
+                start: o.committed.unwrap_or(o.low).max(o.low),
+                end: o.high,
+            })
+            .collect())
+    }
+
+    /// The campaign's traces, reading the topic in `ranges`.
+    pub(crate) async fn traces(
+        &self,
+        id: &CampaignId,
+        ranges: Vec<Range>,
+    ) -> Result<Traces, IssuanceError> {
+        let parts = &self.parts;
+        let unread: u64 = ranges.iter().map(Range::len).sum();
+        if unread > 10_000 {
+            tracing::info!(campaign_id = %id, events = unread, "reading the events the consumer has not committed past");
+        }
+        let raw =
+            coupon_kafka::scan::between(&parts.kafka_brokers, &parts.topic, ranges, SCAN_TIMEOUT)
+                .await
+                .map_err(|error| self.kafka_error(error))?;
+        let (rebuilds, revocations) = fences::of_campaign(&parts.store, id).await?;
+        let events = raw
+            .iter()
+            .filter_map(|raw| Some((raw, CouponIssued::from_json(&raw.payload).ok()?)))
+            .filter(|(_, event)| &event.campaign_id == id)
+            .filter(|(raw, event)| {
+                fence::standing(event, raw.partition, raw.offset, &rebuilds, &revocations)
+                    == fence::Standing::Counts
+            })
+            .map(|(_, event)| (event.user_id, event.seq))
+            .collect();
+        let rows = coupons::list(&parts.store, id)
+            .await?
+            .into_iter()
+            .filter_map(|row| Some((UserId::parse(row.user_id).ok()?, Seq(row.seq))))
+            .collect();
+        let failed = failed_events::list_for(&parts.store, id.as_str())
+            .await?
+            .into_iter()
+            .filter(|failed| failed.open && failed.reason.is_retryable())
+            .filter_map(|failed| CouponIssued::from_json(&failed.payload.kept).ok())
+            .map(|event| (event.user_id, event.seq))
+            .collect();
+        Ok(Traces {
+            rows,
+            failed,
+            events,
+        })
+    }
+}
