@@ -94,7 +94,7 @@ impl TestPipeline {
             window_check: coupon_api::configuration::WindowCheck::Gate,
             unknown_outcomes: true,
             shutdown_grace: parse_duration("25s"),
-            publish_delay: Duration::ZERO,
+            publish_hold: None,
             recheck_after_ack: true,
             reconcile_every: parse_duration("5s"),
             reconcile_after: parse_duration("30s"),

@@ -107,10 +107,10 @@ pub struct Settings {
     #[arg(skip = true)]
     pub unknown_outcomes: bool,
 
-    /// Test only, settable in code alone: a pause between an admission and its publish, as an
-    /// api stalled by a GC pause or a frozen VM would make.
-    #[arg(skip = Duration::ZERO)]
-    pub publish_delay: Duration,
+    /// Test only, settable in code alone: each admission waits for one notification on it
+    /// before its event is published, as an api stalled by a pause or a frozen VM would.
+    #[arg(skip)]
+    pub publish_hold: Option<std::sync::Arc<tokio::sync::Notify>>,
 
     /// Whether an acknowledged event is answered `issued` only while the gate is still in the
     /// life that admitted it. No flag: a test alone sets `false`, the control that answers

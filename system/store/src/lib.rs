@@ -30,7 +30,7 @@ use mysql_async::{
 
 pub use campaigns::StoredCampaign;
 pub use coupon_runtime::stack::redact;
-pub use coupons::{CouponRow, CouponToWrite, OnFileRead, Source, WriteOutcome};
+pub use coupons::{CouponRow, CouponToWrite, Fences, OnFileRead, Source, WriteOutcome};
 pub use error::StoreError;
 pub use failed_events::{CapturedPayload, FailedEvent, FailureReason, NewFailedEvent};
 

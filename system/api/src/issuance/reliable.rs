@@ -62,8 +62,8 @@ pub(crate) struct Parts {
     pub window_check: WindowCheck,
     /// Whether a gate call that may have run answers `unknown` (always, but for a test's control).
     pub unknown_outcomes: bool,
-    /// Test only: a pause between an admission and its publish (zero but in one test).
-    pub publish_delay: Duration,
+    /// Test only: a pause between an admission and its publish (none but in one test).
+    pub publish_hold: Option<Arc<tokio::sync::Notify>>,
     /// Whether an acknowledged event is confirmed against the gate's epoch (always, but for a
     /// test's control).
     pub recheck_after_ack: bool,
@@ -99,7 +99,7 @@ impl Reliable {
                 window_check: settings.window_check,
                 unknown_outcomes: settings.unknown_outcomes,
                 in_doubt: TaskTracker::new(),
-                publish_delay: settings.publish_delay,
+                publish_hold: settings.publish_hold.clone(),
                 recheck_after_ack: settings.recheck_after_ack,
             }),
         }
@@ -216,9 +216,9 @@ impl Reliable {
         epoch: Epoch,
     ) -> Result<Outcome, IssuanceError> {
         let parts = &self.parts;
-        if !parts.publish_delay.is_zero() {
+        if let Some(hold) = &parts.publish_hold {
             // Test only: an api that stalls between its admission and its publish.
-            tokio::time::sleep(parts.publish_delay).await;
+            hold.notified().await;
         }
         let started = Instant::now();
         let published = parts.publisher.publish(&event).await;
@@ -291,11 +291,7 @@ impl Reliable {
     /// still holds its slot in the gate. Once a rebuild that did not see the event, or the
     /// reconciler, took the slot back, the event is not published again (and if an earlier copy
     /// lands, the consumer refuses it as past their fence).
-    async fn republish_while_held(
-        &self,
-        event: &CouponIssued,
-        epoch: &Epoch,
-    ) -> &'static str {
+    async fn republish_while_held(&self, event: &CouponIssued, epoch: &Epoch) -> &'static str {
         let parts = &self.parts;
         let give_up = tokio::time::Instant::now() + IN_DOUBT_DEADLINE;
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));

@@ -4,6 +4,7 @@
 mod bad_input;
 mod clock;
 mod faults;
+mod fencing;
 mod gate;
 mod http_surface;
 mod in_doubt;

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use coupon_domain::{Campaign, CampaignId, CouponIssued, CouponLimit, Seq, UserId};
 use coupon_store::{
-    CouponToWrite, FailureReason, OnFileRead, Source, WriteOutcome, admin::PendingRow, campaigns,
-    coupons,
+    CouponToWrite, FailureReason, Fences, OnFileRead, Source, WriteOutcome, admin::PendingRow,
+    campaigns, coupons,
 };
 use testkit::{Stack, TestDatabase, eventually};
 
@@ -50,7 +50,10 @@ async fn rebalance_race(read: OnFileRead) -> anyhow::Result<Vec<WriteOutcome>> {
     let other_consumer = PendingRow::insert(&store, &campaign, 2, 2, 10).await?;
     let batch = tokio::spawn({
         let store = store.clone();
-        async move { coupons::write_batch_reading(&store, &[first, second], &[], read).await }
+        async move {
+            coupons::write_batch_reading(&store, &[first, second], &[], read, Fences::Enforced)
+                .await
+        }
     });
     eventually(
         "the batch to wait for the other consumer's row",
