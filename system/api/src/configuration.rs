@@ -49,6 +49,12 @@ pub struct Settings {
     #[arg(long, env = "RECONCILE_AFTER", default_value = "30s", value_parser = coupon_domain::duration::parse)]
     pub reconcile_after: Duration,
 
+    /// Where a gate rebuild and the reconciler start reading each partition: the consumer
+    /// group's committed offset. No flag: a test alone sets [`ReadFrom::Beginning`], the control
+    /// that reads the whole topic as this project once did.
+    #[arg(skip)]
+    pub read_from: ReadFrom,
+
     /// Whether this api runs the reconciler. No flag: a test alone turns it off, to watch
     /// slots stay held without it.
     #[arg(skip = true)]
@@ -121,6 +127,16 @@ pub struct Settings {
     /// Give up connecting to a dependency at startup after this long (retrying with backoff).
     #[arg(long, env = "STARTUP_TIMEOUT", default_value = "60s", value_parser = coupon_domain::duration::parse)]
     pub startup_timeout: Duration,
+}
+
+/// Where a rebuild's read of the topic starts, per partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadFrom {
+    /// The consumer group's committed offset: earlier events are rows or failed events.
+    #[default]
+    Committed,
+    /// Test only: the first offset on the broker.
+    Beginning,
 }
 
 /// Where the design's apply checks the campaign's window.

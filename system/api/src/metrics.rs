@@ -23,6 +23,7 @@ pub struct Metrics {
     pub release_failures: Counter,
     pub republish_failures: Counter,
     pub reconciled_releases: Counter,
+    pub events_scanned: Counter,
     pub pending_resolved: Family<ResultLabel, Counter>,
     pub gate_rebuilds: Counter,
     pub readiness_probes: Counter,
@@ -45,6 +46,7 @@ impl Default for Metrics {
         let release_failures = Counter::default();
         let republish_failures = Counter::default();
         let reconciled_releases = Counter::default();
+        let events_scanned = Counter::default();
         let pending_resolved = Family::<ResultLabel, Counter>::default();
         let gate_rebuilds = Counter::default();
         let readiness_probes = Counter::default();
@@ -90,6 +92,11 @@ impl Default for Metrics {
             reconciled_releases.clone(),
         );
         registry.register(
+            "events_scanned",
+            "Events read from the topic by gate rebuilds and the reconciler (only what the consumer group has not committed past)",
+            events_scanned.clone(),
+        );
+        registry.register(
             "pending_resolved",
             "Pending applies resolved later, by final result",
             pending_resolved.clone(),
@@ -119,6 +126,7 @@ impl Default for Metrics {
             release_failures,
             republish_failures,
             reconciled_releases,
+            events_scanned,
             pending_resolved,
             gate_rebuilds,
             readiness_probes,

@@ -23,7 +23,7 @@ use super::{
 };
 use crate::{
     campaigns::CampaignCache,
-    configuration::{Settings, WindowCheck},
+    configuration::{ReadFrom, Settings, WindowCheck},
     gate::{Admission, Epoch, Gate, Window},
     metrics::Metrics,
     publisher::{Published, Publisher, certainly_not_written},
@@ -52,6 +52,8 @@ pub(crate) struct Parts {
     /// The consumer group whose committed offsets bound what a rebuild or the reconciler reads:
     /// every earlier event is a row or a failed event already.
     pub group: String,
+    /// Where those reads start (the committed offsets, but for a test's control).
+    pub read_from: ReadFrom,
     /// The producer's delivery timeout: how long a rebuild waits for events still in flight.
     pub delivery_timeout: Duration,
     /// Where each new life of a gate gets its epoch.
@@ -93,6 +95,7 @@ impl Reliable {
                 kafka_brokers: settings.stack.kafka_brokers.clone(),
                 topic: settings.stack.topic.clone(),
                 group: settings.stack.group.clone(),
+                read_from: settings.read_from,
                 delivery_timeout: settings.delivery_timeout,
                 epochs: settings.gate_epochs,
                 rebuilds_running: Mutex::default(),

@@ -9,6 +9,7 @@ use coupon_kafka::{BrokerError, scan::Range};
 use coupon_store::{coupons, failed_events, fences};
 
 use super::{IssuanceError, Reliable};
+use crate::configuration::ReadFrom;
 
 /// How long one bounded read of the topic may take before it is abandoned and retried.
 const SCAN_TIMEOUT: Duration = Duration::from_secs(120);
@@ -52,7 +53,10 @@ impl Reliable {
             .iter()
             .map(|o| Range {
                 partition: o.partition,
-                start: o.committed.unwrap_or(o.low).max(o.low),
+                start: match parts.read_from {
+                    ReadFrom::Committed => o.committed.unwrap_or(o.low).max(o.low),
+                    ReadFrom::Beginning => o.low,
+                },
                 end: o.high,
             })
             .collect())
@@ -73,6 +77,10 @@ impl Reliable {
             coupon_kafka::scan::between(&parts.kafka_brokers, &parts.topic, ranges, SCAN_TIMEOUT)
                 .await
                 .map_err(|error| self.kafka_error(error))?;
+        parts
+            .metrics
+            .events_scanned
+            .inc_by(u64::try_from(raw.len()).unwrap_or(u64::MAX));
         let (rebuilds, revocations) = fences::of_campaign(&parts.store, id).await?;
         let events = raw
             .iter()

@@ -226,3 +226,72 @@ async fn flushall_mid_campaign_never_over_issues_nor_issues_twice() -> anyhow::R
     assert_eq!((rows.len(), users.len()), (50, 50));
     pipeline.shutdown().await
 }
+
+/// Forces a rebuild of `campaign`'s gate through the api at `base_url`, waits until it is back
+/// with `winners`, and returns how many events that api read from the topic meanwhile.
+async fn rebuild_through(
+    pipeline: &TestPipeline,
+    base_url: &str,
+    campaign: &str,
+    winners: u64,
+) -> anyhow::Result<u64> {
+    const SCANNED: &str = "coupon_api_events_scanned_total";
+    let before = pipeline.counter(base_url, SCANNED).await?;
+    let rebuild = pipeline
+        .client
+        .post(format!(
+            "{base_url}/admin/campaigns/{campaign}/rebuild-gate"
+        ))
+        .bearer_auth(testkit::pipeline::ADMIN_TOKEN)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        rebuild.status() == 202,
+        "rebuild refused: {}",
+        rebuild.status()
+    );
+    eventually(
+        "the gate to be rebuilt",
+        Duration::from_secs(60),
+        || async {
+            let view = pipeline.campaign(campaign).await?;
+            Ok(
+                (view.gate == Some(coupon_domain::wire::GateReadiness::Ready)
+                    && view.issued == winners)
+                    .then_some(()),
+            )
+        },
+    )
+    .await?;
+    Ok(pipeline.counter(base_url, SCANNED).await? - before)
+}
+
+#[tokio::test]
+async fn a_rebuild_reads_only_what_the_consumer_has_not_committed_past() -> anyhow::Result<()> {
+    let mut pipeline = TestPipeline::spawn().await?;
+    pipeline.create_campaign("bounded", 300).await?;
+    for user in 1..=200 {
+        assert_eq!(pipeline.apply("bounded", user).await?.0, 201);
+    }
+    pipeline.drained_rows("bounded", 200).await?;
+    eventually(
+        "the group to commit past every event",
+        Duration::from_secs(30),
+        || async { Ok((pipeline.lag().await? == 0).then_some(())) },
+    )
+    .await?;
+    // Every event is a row already: the rebuild reads none of them, and still knows all 200.
+    let base_url = pipeline.base_url.clone();
+    assert_eq!(
+        rebuild_through(&pipeline, &base_url, "bounded", 200).await?,
+        0
+    );
+    assert_eq!(pipeline.apply("bounded", 7).await?.0, 409);
+
+    // The control reads the topic from its beginning, as the rebuild once did.
+    let mut settings = pipeline.api_settings.clone();
+    settings.read_from = coupon_api::configuration::ReadFrom::Beginning;
+    let everything = pipeline.start_api_with(settings).await?;
+    assert!(rebuild_through(&pipeline, &everything, "bounded", 200).await? >= 200);
+    pipeline.shutdown().await
+}
