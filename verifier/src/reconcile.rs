@@ -50,6 +50,8 @@ pub struct EventFact {
     /// The slot the gate gave. `None` for a course stage's events, which carry no slot.
     pub seq: Option<u32>,
     pub source: KafkaSource,
+    /// The gate's life that admitted it (`None` for a course stage's events).
+    pub epoch: Option<u64>,
 }
 
 /// A captured failure. A course stage's failed events are never retried (`open` is false: nothing

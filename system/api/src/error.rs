@@ -39,7 +39,7 @@ pub enum ApiError {
     },
     /// The apply reached a dependency that did not answer in time: it may have taken effect.
     #[error(
-        "{dependency} did not answer in time, so whether this apply took a slot is unknown; an admission no event follows is released within a minute, and applying again tells the outcome"
+        "{dependency} did not answer in time, so whether this apply took a slot is unknown; a slot taken with no event to follow is released by the reconciler within about a minute, after which applying again competes afresh (before that it answers 409 already_applied)"
     )]
     OutcomeUnknown {
         dependency: &'static str,

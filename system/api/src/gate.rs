@@ -33,13 +33,17 @@ pub enum GateError {
 }
 
 impl GateError {
-    /// Whether the command may have run although no answer came: a response timeout, or the
-    /// connection lost after the command was sent. Only a refused connection, a client-side
-    /// error or Redis's own error reply says for certain that nothing was changed.
+    /// Whether the command may have run although no usable answer came: a response timeout,
+    /// the connection lost after the command was sent, or a reply that could not be read. Only
+    /// a refused connection, a client-side error or Redis's own error reply says for certain
+    /// that nothing was changed.
     pub fn outcome_unknown(&self) -> bool {
         use redis::ErrorKind;
-        let Self::Command(error) = self else {
-            return false;
+        let error = match self {
+            Self::Command(error) => error,
+            // A reply came, so the script ran, but it could not be read: it may have admitted.
+            Self::Protocol(_) => return true,
+            Self::Unreachable { .. } => return false,
         };
         if error.is_connection_refusal() {
             return false;

@@ -1,6 +1,6 @@
 //! Fences: what a gate rebuild or the reconciler took back, and whether an event still counts.
-//! One rule, used by the consumer (which refuses a fenced event), the rebuild (which leaves it
-//! out of the gate it installs) and the verifier.
+//! One rule, used by the consumer (which refuses a fenced event), the rebuild and the reconciler
+//! (which leave it out of what they count) and the verifier (which does not count it either).
 //!
 //! - A **rebuild** that installed life `epoch` of a gate read Kafka up to an end offset on each
 //!   partition. An event of an older life at or past that offset was not seen: the new gate may
@@ -45,6 +45,13 @@ pub enum Standing {
     },
 }
 
+/// Where an event sits: its partition and offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct At {
+    pub partition: i32,
+    pub offset: i64,
+}
+
 /// The standing of `event`, found at `partition`/`offset`, under one campaign's fences.
 pub fn standing(
     event: &CouponIssued,
@@ -53,9 +60,24 @@ pub fn standing(
     fences: &[RebuildFence],
     revocations: &[Revocation],
 ) -> Standing {
+    standing_of(
+        (event.user_id, event.seq, event.epoch),
+        At { partition, offset },
+        fences,
+        revocations,
+    )
+}
+
+/// [`standing`] of the admission `(user, seq, epoch)` an event carries, found `at`.
+pub fn standing_of(
+    (user, seq, epoch): (UserId, Seq, u64),
+    At { partition, offset }: At,
+    fences: &[RebuildFence],
+    revocations: &[Revocation],
+) -> Standing {
     if let Some(revocation) = revocations
         .iter()
-        .find(|r| r.user == event.user_id && r.seq == event.seq && event.epoch < r.below_epoch)
+        .find(|r| r.user == user && r.seq == seq && epoch < r.below_epoch)
     {
         return Standing::Revoked {
             below_epoch: revocation.below_epoch,
@@ -64,7 +86,7 @@ pub fn standing(
     // The first rebuild after the event's life is the one that could have missed it.
     let Some(first) = fences
         .iter()
-        .filter(|f| f.epoch > event.epoch)
+        .filter(|f| f.epoch > epoch)
         .map(|f| f.epoch)
         .min()
     else {

@@ -26,8 +26,8 @@ pub enum ResultClass {
     /// 503: a dependency was down and the request had no effect.
     Unavailable,
     /// 504: the gate did not answer in time after the apply reached it, so nobody knows yet
-    /// whether it took a slot. An admission that no event follows is released by the
-    /// reconciler; applying again answers the outcome.
+    /// whether it took a slot. A slot taken with no event to follow is released by the
+    /// reconciler.
     Unknown,
     /// No reply within the client's timeout: outcome unknown.
     Timeout,

@@ -5,7 +5,7 @@
 //! with its reason. Nothing is ignored: there is no `INSERT IGNORE` here.
 
 use coupon_domain::{CampaignId, CouponIssued, CouponLimit, fence::Standing};
-use mysql_async::{Transaction, TxOpts, Value, prelude::Queryable};
+use mysql_async::{Transaction, Value, prelude::Queryable};
 
 use crate::{
     Store, StoreError,
@@ -99,7 +99,7 @@ pub async fn write_batch_reading(
     check: Fences,
 ) -> Result<Vec<WriteOutcome>, StoreError> {
     let mut conn = store.conn().await?;
-    let mut tx = conn.start_transaction(TxOpts::default()).await?;
+    let mut tx = conn.start_transaction(crate::serializing_tx()).await?;
     // Events the gate took back are settled as failed events; the rest are written.
     let standings = match check {
         Fences::Enforced => fences::screen(&mut tx, coupons).await?,

@@ -38,6 +38,19 @@ pub async fn open_rebuild_fence(
         .await
 }
 
+/// Drops the fences of `campaign` whose ends were never set: a rebuild that failed or died
+/// between [`open_rebuild_fence`] and [`close_rebuild_fence`] installed nothing, so its fence
+/// guards nothing, and left as it is it would keep older events waiting for ever. Only the
+/// holder of the campaign's rebuild lock may call this (it alone writes fences).
+pub async fn drop_unset_fences(store: &Store, campaign: &CampaignId) -> Result<(), StoreError> {
+    store
+        .run(
+            "DELETE FROM gate_fence WHERE campaign_id = ? AND end_offset IS NULL",
+            (campaign.as_str(),),
+        )
+        .await
+}
+
 /// Sets where the rebuild of life `epoch` read each partition to (its high watermarks).
 pub async fn close_rebuild_fence(
     store: &Store,
@@ -68,7 +81,10 @@ pub async fn close_rebuild_fence(
 
 /// Takes back each admission that has no coupon row, in one transaction: records its revocation
 /// below `below_epoch`. A row already on file (or committed meanwhile: the read locks) keeps its
-/// admission. Returns the admissions revoked, which the caller then releases in the gate.
+/// admission. Under REPEATABLE READ the locking read of an absent row locks its gap, as the
+/// consumer's read of an absent revocation does: of a revocation and a row for the same user,
+/// one transaction waits for the other (or a deadlock aborts one, which is retried), never both
+/// commit unseen. Returns the admissions revoked, which the caller then releases in the gate.
 pub async fn revoke(
     store: &Store,
     campaign: &CampaignId,
@@ -76,7 +92,7 @@ pub async fn revoke(
     admissions: &[(UserId, Seq)],
 ) -> Result<Vec<(UserId, Seq)>, StoreError> {
     let mut conn = store.conn().await?;
-    let mut tx = conn.start_transaction(TxOpts::default()).await?;
+    let mut tx = conn.start_transaction(crate::serializing_tx()).await?;
     let mut revoked = Vec::with_capacity(admissions.len());
     for (user, seq) in admissions {
         let on_file: Option<u32> = tx

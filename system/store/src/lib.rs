@@ -165,6 +165,15 @@ impl Store {
 }
 
 /// A time for a `DATETIME(3)` column: the schema stores UTC.
+/// Transaction options for writes whose locking reads must lock the gaps where a row is absent
+/// (the consumer's batch and the reconciler's revocation): REPEATABLE READ, set explicitly so
+/// a server configured for READ COMMITTED cannot weaken them.
+pub(crate) fn serializing_tx() -> mysql_async::TxOpts {
+    let mut opts = mysql_async::TxOpts::default();
+    opts.with_isolation_level(mysql_async::IsolationLevel::RepeatableRead);
+    opts
+}
+
 pub fn to_utc_datetime(at: time::OffsetDateTime) -> time::PrimitiveDateTime {
     let utc = at.to_offset(time::UtcOffset::UTC);
     time::PrimitiveDateTime::new(utc.date(), utc.time())

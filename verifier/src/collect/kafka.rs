@@ -48,12 +48,12 @@ pub async fn topic(
         let decoded = match payload {
             Payload::Pipeline => CouponIssued::from_json(&raw.payload)
                 .ok()
-                .map(|e| (e.campaign_id, e.user_id, Some(e.seq.0))),
+                .map(|e| (e.campaign_id, e.user_id, Some(e.seq.0), Some(e.epoch))),
             Payload::Course => CourseEvent::from_json(&raw.payload)
                 .ok()
-                .map(|e| (e.campaign_id, e.user_id, None)),
+                .map(|e| (e.campaign_id, e.user_id, None, None)),
         };
-        if let Some((campaign_id, user_id, seq)) = decoded {
+        if let Some((campaign_id, user_id, seq, epoch)) = decoded {
             events
                 .entry(campaign_id.to_string())
                 .or_default()
@@ -64,6 +64,7 @@ pub async fn topic(
                         partition: raw.partition,
                         offset: raw.offset,
                     },
+                    epoch,
                 });
         }
     }

@@ -8,6 +8,11 @@ pub mod redis;
 
 use coupon_domain::Strategy;
 
+use coupon_domain::{
+    Seq, UserId,
+    fence::{self, At, RebuildFence, Revocation},
+};
+
 use crate::reconcile::{EventFact, Facts, FailedFact, GateFact, RowFact};
 
 /// One topic's facts, shared by every campaign of one verification: read once.
@@ -45,18 +50,22 @@ pub struct CampaignFacts {
     pub rows: Vec<RowFact>,
     pub failed: Vec<FailedFact>,
     pub gate: Option<GateFact>,
+    /// The gate's fences: an event they cover does not count (the consumer settled it).
+    pub rebuild_fences: Vec<RebuildFence>,
+    pub revocations: Vec<Revocation>,
 }
 
 impl CampaignFacts {
     pub fn into_facts(self, shared: &Shared, history: Option<history::RunHistory>) -> Facts {
         let campaign_created_by_run = history.as_ref().is_some_and(|h| h.campaign_created);
         let topic = shared.for_strategy(self.strategy);
+        let events = topic
+            .events
+            .get(&self.campaign_id)
+            .map(|events| counting(events, &self.rebuild_fences, &self.revocations))
+            .unwrap_or_default();
         Facts {
-            events: topic
-                .events
-                .get(&self.campaign_id)
-                .cloned()
-                .unwrap_or_default(),
+            events,
             campaign_id: self.campaign_id,
             strategy: self.strategy,
             limit: self.limit,
@@ -72,5 +81,73 @@ impl CampaignFacts {
             history: history.map(|h| h.records),
             campaign_created_by_run,
         }
+    }
+}
+
+/// The events that count: those no rebuild's fence and no revocation covers. A covered event
+/// was settled by the consumer as a failed event (`superseded`, `revoked`) and holds no slot.
+fn counting(
+    events: &[EventFact],
+    fences: &[RebuildFence],
+    revocations: &[Revocation],
+) -> Vec<EventFact> {
+    events
+        .iter()
+        .filter(|event| {
+            let (Some(seq), Some(epoch)) = (event.seq, event.epoch) else {
+                return true; // a course stage's event: no gate, no fence
+            };
+            let Ok(user) = UserId::parse(event.user_id) else {
+                return true;
+            };
+            let at = At {
+                partition: event.source.partition,
+                offset: event.source.offset,
+            };
+            fence::standing_of((user, Seq(seq), epoch), at, fences, revocations)
+                == fence::Standing::Counts
+        })
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::KafkaSource;
+
+    #[test]
+    fn events_a_fence_covers_do_not_count() {
+        let event = |user_id, seq, epoch, offset| EventFact {
+            user_id,
+            seq: Some(seq),
+            source: KafkaSource {
+                partition: 0,
+                offset,
+            },
+            epoch: Some(epoch),
+        };
+        let events = [
+            event(1, 1, 1, 0),
+            event(2, 1, 1, 5),
+            event(3, 2, 1, 6),
+            event(4, 1, 2, 7),
+        ];
+        let fences = [RebuildFence {
+            epoch: 2,
+            partition: 0,
+            end_offset: Some(5),
+        }];
+        let revocations = [Revocation {
+            user: UserId::parse(3).expect("valid id"),
+            seq: Seq(2),
+            below_epoch: 2,
+        }];
+        let users: Vec<u64> = counting(&events, &fences, &revocations)
+            .iter()
+            .map(|e| e.user_id)
+            .collect();
+        assert_eq!(users, vec![1, 4]);
+        assert_eq!(counting(&events, &[], &[]).len(), 4);
     }
 }

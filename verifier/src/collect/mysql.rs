@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use coupon_domain::{CampaignId, Strategy};
-use coupon_store::{Store, campaigns, coupons, course, failed_events};
+use coupon_store::{Store, campaigns, coupons, course, failed_events, fences};
 
 use super::CampaignFacts;
 use crate::reconcile::{FailedFact, KafkaSource, RowFact};
@@ -57,6 +57,7 @@ pub async fn campaign(store: &Store, id: &str) -> anyhow::Result<CampaignFacts> 
             source: kafka_source(f.kafka_partition, f.kafka_offset),
         })
         .collect();
+    let (rebuild_fences, revocations) = fences::of_campaign(store, &campaign_id).await?;
     Ok(CampaignFacts {
         campaign_id: id.to_owned(),
         strategy,
@@ -64,6 +65,8 @@ pub async fn campaign(store: &Store, id: &str) -> anyhow::Result<CampaignFacts> 
         rows,
         failed,
         gate: None,
+        rebuild_fences,
+        revocations,
     })
 }
 
@@ -108,6 +111,8 @@ async fn course_stage(
         rows,
         failed,
         gate: None,
+        rebuild_fences: Vec::new(),
+        revocations: Vec::new(),
     })
 }
 

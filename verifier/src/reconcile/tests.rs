@@ -35,6 +35,7 @@ fn event(user_id: u64, seq: u32) -> EventFact {
         user_id,
         seq: Some(seq),
         source: at(0, i64::from(seq) - 1),
+        epoch: Some(1),
     }
 }
 
@@ -150,6 +151,7 @@ fn i2_catches_two_slots_for_one_user_in_kafka() {
         user_id: 2,
         seq: Some(3),
         source: at(1, 0),
+        epoch: Some(1),
     });
     assert!(failing(&facts).contains(&CheckId::I2));
 }
@@ -316,6 +318,7 @@ fn course_stage(strategy: Strategy, row_users: &[u64], event_users: &[u64]) -> F
             user_id: *user_id,
             seq: None,
             source: at(0, offset),
+            epoch: None,
         })
         .collect();
     Facts {

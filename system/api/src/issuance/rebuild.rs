@@ -109,7 +109,7 @@ async fn rebuild(
     let grace = parts.delivery_timeout + Duration::from_secs(1);
     let Some(token) = parts
         .gate
-        .try_lock_rebuild(&campaign.id, grace + Duration::from_secs(120))
+        .try_lock_rebuild(&campaign.id, grace + super::traces::LOCKED_READ)
         .await?
     else {
         return Ok(None);
@@ -135,6 +135,8 @@ async fn rebuild_holding_lock(
     }
     tracing::warn!(campaign_id = %campaign.id, grace = ?grace, "gate state lost in redis; rebuilding");
     tokio::time::sleep(grace).await;
+    // A fence an earlier rebuild raised but never finished guards nothing (we hold the lock).
+    fences::drop_unset_fences(&parts.store, &campaign.id).await?;
     let epoch = parts.epochs.next(&parts.store, &campaign.id).await?;
     // The fence goes up before the read: an event of an earlier life that lands past where the
     // read ends is refused by the consumer, since this gate never saw it.
@@ -177,10 +179,18 @@ async fn fenced_ranges(
         .await
         .map_err(|error| reliable.kafka_error(error))?;
     fences::open_rebuild_fence(&parts.store, id, epoch, partitions).await?;
-    let ranges = reliable.unconsumed_ranges().await?;
-    let ends: Vec<(i32, i64)> = ranges.iter().map(|r| (r.partition, r.end)).collect();
-    fences::close_rebuild_fence(&parts.store, id, epoch, &ends).await?;
-    Ok(ranges)
+    let closed = async {
+        let ranges = reliable.unconsumed_ranges().await?;
+        let ends: Vec<(i32, i64)> = ranges.iter().map(|r| (r.partition, r.end)).collect();
+        fences::close_rebuild_fence(&parts.store, id, epoch, &ends).await?;
+        Ok::<_, IssuanceError>(ranges)
+    }
+    .await;
+    if closed.is_err() {
+        // Nothing will be installed in this life: its unset fence must not hold events back.
+        let _ = fences::drop_unset_fences(&parts.store, id).await;
+    }
+    closed
 }
 
 /// Every winner MySQL and Kafka know of, for one campaign: its rows, its open failed events

@@ -30,8 +30,8 @@ use tokio_util::sync::CancellationToken;
 use super::{IssuanceError, Reliable};
 use crate::gate::Epoch;
 
-/// How long the reconciler holds a campaign's rebuild lock at most.
-const LOCK_TTL: Duration = Duration::from_secs(120);
+/// The shortest pause between two passes.
+const MIN_EVERY: Duration = Duration::from_millis(100);
 
 /// When and how the reconciler runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,19 +48,15 @@ type Suspect = (CampaignId, UserId, Seq);
 pub async fn run(reliable: Reliable, schedule: Schedule, stop: CancellationToken) {
     let lease = format!("{:016x}", crate::gate::rand_token());
     let mut suspects: HashMap<Suspect, Instant> = HashMap::new();
-    let mut ticks = tokio::time::interval(schedule.every);
+    let every = schedule.every.max(MIN_EVERY);
+    let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        match reliable
-            .parts
-            .gate
-            .lead_reconciler(&lease, schedule.every * 3)
-            .await
-        {
+        match reliable.parts.gate.lead_reconciler(&lease, every * 3).await {
             Ok(true) => {}
             Ok(false) => {
                 suspects.clear();
@@ -71,7 +67,12 @@ pub async fn run(reliable: Reliable, schedule: Schedule, stop: CancellationToken
                 continue;
             }
         }
-        if let Err(error) = pass(&reliable, schedule.after, &mut suspects).await {
+        // A stop does not wait for a pass: each of its steps is fenced and safe to cut short.
+        let passed = tokio::select! {
+            () = stop.cancelled() => return,
+            passed = pass(&reliable, schedule.after, &mut suspects) => passed,
+        };
+        if let Err(error) = passed {
             tracing::warn!(error = %coupon_runtime::chain(&error), "reconciler pass failed; next pass later");
         }
     }
@@ -111,9 +112,12 @@ async fn pass(
             let suspect = (id.clone(), user, seq);
             let since = suspects.get(&suspect).copied().unwrap_or(now);
             if now.duration_since(since) >= after {
+                // Released now, or a suspect afresh: a later admission of the same user and
+                // slot must wait its own full `after`.
                 due.push((user, seq));
+            } else {
+                seen.insert(suspect, since);
             }
-            seen.insert(suspect, since);
         }
         if !due.is_empty() {
             release(reliable, id, epoch, &due).await?;
@@ -131,7 +135,11 @@ async fn release(
     due: &[(UserId, Seq)],
 ) -> Result<(), IssuanceError> {
     let parts = &reliable.parts;
-    let Some(token) = parts.gate.try_lock_rebuild(id, LOCK_TTL).await? else {
+    let Some(token) = parts
+        .gate
+        .try_lock_rebuild(id, super::traces::LOCKED_READ)
+        .await?
+    else {
         return Ok(()); // a rebuild runs: it decides from the stores itself
     };
     let released = async {

@@ -338,8 +338,10 @@ impl Reliable {
                 .release(&event.campaign_id, event.user_id, event.seq, epoch)
                 .await
             {
-                Ok(_) => {
-                    parts.metrics.releases.inc();
+                Ok(released) => {
+                    if released {
+                        parts.metrics.releases.inc();
+                    }
                     return;
                 }
                 Err(error) => {

@@ -6,13 +6,17 @@ use std::time::Duration;
 
 use coupon_domain::{CampaignId, CouponIssued, Seq, UserId, fence};
 use coupon_kafka::{BrokerError, scan::Range};
-use coupon_store::{coupons, failed_events, fences};
+use coupon_store::{StoreError, coupons, failed_events, fences};
 
 use super::{IssuanceError, Reliable};
 use crate::configuration::ReadFrom;
 
 /// How long one bounded read of the topic may take before it is abandoned and retried.
 const SCAN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long a lock must last that covers reading the traces: two reads of the topic (the
+/// reconciler reads twice), with room for the stores' own round trips.
+pub const LOCKED_READ: Duration = Duration::from_secs(2 * 120 + 60);
 
 /// A campaign's admissions as the stores show them, each as (user, slot).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -22,15 +26,19 @@ pub struct Traces {
     pub failed: Vec<(UserId, Seq)>,
     /// Events past the group's committed offsets that still count under the fences.
     pub events: Vec<(UserId, Seq)>,
+    /// Users with any failed event the system did not settle itself (open or resolved, any
+    /// reason): something happened to their admission that an operator may need to see.
+    pub failed_users: Vec<UserId>,
 }
 
 impl Traces {
-    /// Whether `user` has any trace at all.
+    /// Whether `user` has any trace at all: the reconciler leaves such a user alone.
     pub fn has(&self, user: UserId) -> bool {
         [&self.rows, &self.failed, &self.events]
             .into_iter()
             .flatten()
             .any(|(u, _)| *u == user)
+            || self.failed_users.contains(&user)
     }
 }
 
@@ -82,32 +90,48 @@ impl Reliable {
             .events_scanned
             .inc_by(u64::try_from(raw.len()).unwrap_or(u64::MAX));
         let (rebuilds, revocations) = fences::of_campaign(&parts.store, id).await?;
-        let events = raw
+        let mut events = Vec::new();
+        for (raw, event) in raw
             .iter()
             .filter_map(|raw| Some((raw, CouponIssued::from_json(&raw.payload).ok()?)))
             .filter(|(_, event)| &event.campaign_id == id)
-            .filter(|(raw, event)| {
-                fence::standing(event, raw.partition, raw.offset, &rebuilds, &revocations)
-                    == fence::Standing::Counts
-            })
-            .map(|(_, event)| (event.user_id, event.seq))
-            .collect();
+        {
+            match fence::standing(&event, raw.partition, raw.offset, &rebuilds, &revocations) {
+                fence::Standing::Counts => events.push((event.user_id, event.seq)),
+                // Another rebuild is setting its fence: whether this event counts is not known
+                // yet, and guessing "no" would hand its slot out again.
+                fence::Standing::FencePending { epoch } => {
+                    return Err(StoreError::FencePending {
+                        campaign: id.to_string(),
+                        epoch,
+                    }
+                    .into());
+                }
+                fence::Standing::Superseded { .. } | fence::Standing::Revoked { .. } => {}
+            }
+        }
         let rows = coupons::list(&parts.store, id)
             .await?
             .into_iter()
             .filter_map(|row| Some((UserId::parse(row.user_id).ok()?, Seq(row.seq))))
             .collect();
-        let failed = failed_events::list_for(&parts.store, id.as_str())
-            .await?
-            .into_iter()
+        let captured = failed_events::list_for(&parts.store, id.as_str()).await?;
+        let failed = captured
+            .iter()
             .filter(|failed| failed.open && failed.reason.is_retryable())
             .filter_map(|failed| CouponIssued::from_json(&failed.payload.kept).ok())
             .map(|event| (event.user_id, event.seq))
+            .collect();
+        let failed_users = captured
+            .iter()
+            .filter(|failed| !failed.reason.is_settled())
+            .filter_map(|failed| UserId::parse(failed.user_id?).ok())
             .collect();
         Ok(Traces {
             rows,
             failed,
             events,
+            failed_users,
         })
     }
 }

@@ -124,6 +124,8 @@ impl ApiProcess {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(pipeline.api_settings.stack.to_env())
             .env("API_ADDR", format!("127.0.0.1:{port}"))
+            // No reconciling here: the test starts its own reconciler when it wants one.
+            .env("RECONCILE_AFTER", "3600s")
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -207,7 +209,8 @@ async fn a_graceful_stop_publishes_the_admissions_in_doubt_before_exiting() -> a
             202
         );
     }
-    // Every first delivery has failed (they were sent together) once three republishes have.
+    // The first deliveries have failed once republishes have (each apply waited 1 s and each
+    // delivery times out after 2 s, so all three have expired by the third failure).
     for api in [&patient, &control] {
         testkit::eventually(
             "the first deliveries to fail",
