@@ -5,11 +5,12 @@
 -- marker's value (the gate's epoch); {"not_open", 0, ""} or {"closed", 0, ""} outside the window
 -- by Redis's own clock, so every api agrees on it whatever its clock says; {"lost", 0, ""} when
 -- the marker is gone.
-if ARGV[3] ~= '' or ARGV[4] ~= '' then
+local opens, closes = ARGV[3] or '', ARGV[4] or ''
+if opens ~= '' or closes ~= '' then
   local time = redis.call('TIME')
   local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-  if ARGV[3] ~= '' and now_ms < tonumber(ARGV[3]) then return {'not_open', 0, ''} end
-  if ARGV[4] ~= '' and now_ms >= tonumber(ARGV[4]) then return {'closed', 0, ''} end
+  if opens ~= '' and now_ms < tonumber(opens) then return {'not_open', 0, ''} end
+  if closes ~= '' and now_ms >= tonumber(closes) then return {'closed', 0, ''} end
 end
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then return {'lost', 0, ''} end
