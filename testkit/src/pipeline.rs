@@ -99,6 +99,7 @@ impl TestPipeline {
             reconcile_every: parse_duration("5s"),
             reconcile_after: parse_duration("30s"),
             reconcile: true,
+            restart_check: true,
             read_from: coupon_api::configuration::ReadFrom::Committed,
         };
         configure(&mut api_settings);

@@ -17,30 +17,31 @@ pub struct PrivateRedis {
 }
 
 impl PrivateRedis {
-    /// Starts `redis-server` (installed by `scripts/stack up`) without persistence, and waits
-    /// until it answers PING.
+    /// Starts `redis-server` (installed by `scripts/stack up`) without automatic persistence,
+    /// and waits until it answers PING.
     pub async fn start() -> anyhow::Result<Self> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let dir = std::env::temp_dir().join(crate::unique_name("fcfs-test-redis"));
         std::fs::create_dir_all(&dir)?;
-        let child = Command::new("redis-server")
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("failed to start redis-server (run scripts/stack up first)")?;
         let url = format!("redis://127.0.0.1:{port}");
+        let child = spawn(port, &dir)?;
+        let redis = Self { url, child, dir };
+        redis.wait_answering().await?;
+        Ok(redis)
+    }
+
+    /// SIGKILL, then a new server on the same port and directory: it loads whatever snapshot
+    /// (`SAVE`) is there, and nothing written after it.
+    pub async fn kill_and_restart(&mut self) -> anyhow::Result<()> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let port = url_port(&self.url)?;
+        self.child = spawn(port, &self.dir)?;
+        self.wait_answering().await
+    }
+
+    async fn wait_answering(&self) -> anyhow::Result<()> {
+        let url = &self.url;
         let client = redis::Client::open(url.as_str())?;
         crate::eventually(
             &format!("the private redis at {url} to answer"),
@@ -57,9 +58,37 @@ impl PrivateRedis {
                 }
             },
         )
-        .await?;
-        Ok(Self { url, child, dir })
+        .await
     }
+}
+
+/// `redis-server` (installed by `scripts/stack up`) on `port`, keeping its files in `dir`, with
+/// no automatic persistence: only a `SAVE` writes a snapshot, which a restart loads.
+fn spawn(port: u16, dir: &std::path::Path) -> anyhow::Result<Child> {
+    Command::new("redis-server")
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("failed to start redis-server (run scripts/stack up first)")
+}
+
+fn url_port(url: &str) -> anyhow::Result<u16> {
+    url.rsplit(':')
+        .next()
+        .and_then(|port| port.parse().ok())
+        .with_context(|| format!("no port in {url}"))
 }
 
 impl PrivateRedis {

@@ -55,6 +55,12 @@ pub struct Settings {
     #[arg(skip)]
     pub read_from: ReadFrom,
 
+    /// Whether an admission checks that Redis has not restarted since its gate was built. No
+    /// flag: a test alone turns it off, the control that hands out again the slots a Redis
+    /// restarted from an older snapshot forgot.
+    #[arg(skip = true)]
+    pub restart_check: bool,
+
     /// Whether this api runs the reconciler. No flag: a test alone turns it off, to watch
     /// slots stay held without it.
     #[arg(skip = true)]

@@ -11,7 +11,8 @@ use crate::configuration::GateMode;
 
 /// Admit a user: returns `{"issued", seq}`, `{"already", seq}`, `{"sold_out", 0}`,
 /// `{"not_open", 0}` or `{"closed", 0}` outside the window by Redis `TIME`, or `{"lost", 0}` when
-/// the campaign's marker is gone (Redis lost the gate's state).
+/// the campaign's marker is gone (Redis lost the gate's state) or Redis restarted since the gate
+/// was built (it may have lost the last admissions; the script drops the marker).
 const ADMIT: &str = include_str!("gate/admit.lua");
 
 /// Undo an admission whose event could not be published: the user leaves the gate and the
@@ -137,6 +138,9 @@ const TWO_STEP_GAP: Duration = Duration::from_millis(30);
 pub struct Gate {
     conn: ConnectionManager,
     mode: GateMode,
+    /// Whether an admission that would hand out a slot first checks Redis has not restarted
+    /// since the gate was built (always, but for a test's control).
+    pub check_restarts: bool,
     prefix: String,
     address: String,
     admit: Script,
@@ -146,6 +150,7 @@ pub struct Gate {
     advance: Script,
     release_revoked: Script,
     lead: Script,
+    initialise: Script,
 }
 
 impl std::fmt::Debug for Gate {
@@ -183,6 +188,7 @@ impl Gate {
         Ok(Self {
             conn,
             mode,
+            check_restarts: true,
             prefix: prefix.to_owned(),
             address: coupon_runtime::stack::redact(url),
             admit: Script::new(ADMIT),
@@ -192,6 +198,7 @@ impl Gate {
             advance: Script::new(include_str!("gate/advance.lua")),
             release_revoked: Script::new(include_str!("gate/release_revoked.lua")),
             lead: Script::new(include_str!("gate/lead.lua")),
+            initialise: Script::new(include_str!("gate/initialise.lua")),
         })
     }
 
@@ -233,10 +240,12 @@ impl Gate {
             .key(&keys.winners)
             .key(&keys.next_seq)
             .key(&keys.released)
+            .key(&keys.redis_run)
             .arg(user.get())
             .arg(limit)
             .arg(Window::arg(window.opens_at_ms))
             .arg(Window::arg(window.closes_at_ms))
+            .arg(if self.check_restarts { "1" } else { "" })
             .invoke_async(&mut conn)
             .await?;
         let seq = || {
@@ -335,11 +344,12 @@ impl Gate {
     ) -> Result<(), GateError> {
         let keys = self.keys(campaign);
         let mut conn = self.conn.clone();
-        let _: Option<String> = redis::cmd("SET")
-            .arg(&keys.marker)
+        let _: i64 = self
+            .initialise
+            .key(&keys.marker)
+            .key(&keys.redis_run)
             .arg(epoch)
-            .arg("NX")
-            .query_async(&mut conn)
+            .invoke_async(&mut conn)
             .await?;
         Ok(())
     }
@@ -524,6 +534,7 @@ impl Gate {
             .key(&keys.next_seq)
             .key(&keys.released)
             .key(&keys.rebuild_lock)
+            .key(&keys.redis_run)
             .arg(token)
             .arg(epoch)
             .arg(next_seq)

@@ -30,7 +30,7 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let deadline = settings.startup_timeout;
         let stack = settings.stack.clone();
-        let gate = retry_startup("redis", &stack.redis_address(), deadline, || {
+        let mut gate = retry_startup("redis", &stack.redis_address(), deadline, || {
             Gate::connect(
                 &stack.redis_url,
                 &stack.redis_key_prefix,
@@ -39,6 +39,7 @@ impl Application {
             )
         })
         .await?;
+        gate.check_restarts = settings.restart_check;
         let store = retry_startup("mysql", &stack.database_address(), deadline, || {
             Store::connect(&stack.database_url, 32)
         })

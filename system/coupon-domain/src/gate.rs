@@ -32,6 +32,10 @@ pub struct GateKeys {
     pub released: String,
     /// Held while one process rebuilds the gate.
     pub rebuild_lock: String,
+    /// The `run_id` of the Redis server the gate was last built on. A server that restarted
+    /// (from an older snapshot, a truncated AOF, or as a promoted replica) has another run_id,
+    /// and may have lost the last admissions: the gate must be rebuilt before it admits again.
+    pub redis_run: String,
 }
 
 impl GateKeys {
@@ -44,6 +48,7 @@ impl GateKeys {
             next_seq: format!("{base}:next_seq"),
             released: format!("{base}:released"),
             rebuild_lock: format!("{base}:rebuild_lock"),
+            redis_run: format!("{base}:redis_run"),
         }
     }
 }
@@ -62,6 +67,7 @@ mod tests {
             &keys.next_seq,
             &keys.released,
             &keys.rebuild_lock,
+            &keys.redis_run,
         ] {
             assert!(key.starts_with("coupon:{spring}:"), "{key}");
         }

@@ -1,5 +1,5 @@
 -- Install a rebuilt gate, atomically, and only if no gate is live.
--- KEYS: marker, winners, next_seq, released, rebuild_lock
+-- KEYS: marker, winners, next_seq, released, rebuild_lock, redis_run
 -- ARGV: lock token, new epoch, next_seq, n (winner count), user1, seq1, ..., userN, seqN,
 --       then the free slots
 -- Returns 1 installed, 0 a live gate exists (nothing touched), -1 the lock is not ours.
@@ -14,6 +14,7 @@ redis.call('SET', KEYS[3], ARGV[3])
 for i = 5 + 2 * n, #ARGV do
   redis.call('RPUSH', KEYS[4], ARGV[i])
 end
+redis.call('SET', KEYS[6], string.match(redis.call('INFO', 'server'), 'run_id:(%x+)'))
 redis.call('SET', KEYS[1], ARGV[2])
 redis.call('DEL', KEYS[5])
 return 1

@@ -295,3 +295,68 @@ async fn a_rebuild_reads_only_what_the_consumer_has_not_committed_past() -> anyh
     assert!(rebuild_through(&pipeline, &everything, "bounded", 200).await? >= 200);
     pipeline.shutdown().await
 }
+
+/// Users 1..=5 win, Redis snapshots, users 6..=8 win, then Redis is SIGKILLed and restarts from
+/// the snapshot: its gate has forgotten users 6..=8, whose events are in Kafka. Returns user 9's
+/// first decided answer after the restart, and then user 6's (with the pipeline and its Redis,
+/// which must outlive it).
+async fn restart_from_an_older_snapshot(
+    restart_check: bool,
+) -> anyhow::Result<(
+    (u16, Option<u32>),
+    u16,
+    TestPipeline,
+    testkit::private_redis::PrivateRedis,
+)> {
+    let mut redis = testkit::private_redis::PrivateRedis::start().await?;
+    let stack = testkit::Stack {
+        redis_url: redis.url.clone(),
+        ..testkit::Stack::from_env()
+    };
+    let pipeline = TestPipeline::spawn_configured(stack, |settings| {
+        settings.restart_check = restart_check;
+    })
+    .await?;
+    pipeline.create_campaign("rollback", 20).await?;
+    for user in 1..=5 {
+        assert_eq!(pipeline.apply("rollback", user).await?.0, 201);
+    }
+    let client = redis::Client::open(redis.url.as_str())?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let _: () = redis::cmd("SAVE").query_async(&mut conn).await?;
+    for user in 6..=8 {
+        assert_eq!(pipeline.apply("rollback", user).await?.0, 201);
+    }
+    redis.kill_and_restart().await?;
+    // The first applies meet the dropped connection (504 unknown) or the rebuild (503).
+    let (status, reply) = eventually(
+        "user 9's apply to be decided",
+        Duration::from_secs(60),
+        || async {
+            let (status, reply) = pipeline.apply("rollback", 9).await?;
+            Ok((!matches!(status, 503 | 504)).then_some((status, reply)))
+        },
+    )
+    .await?;
+    let again = pipeline.apply("rollback", 6).await?.0;
+    Ok(((status, reply.seq), again, pipeline, redis))
+}
+
+#[tokio::test]
+async fn redis_restarted_from_an_older_snapshot_is_rebuilt_not_trusted() -> anyhow::Result<()> {
+    let ((status, seq), again, pipeline, _redis) = restart_from_an_older_snapshot(true).await?;
+    // The restart was noticed, the gate rebuilt from MySQL and Kafka: it knows users 6..=8.
+    assert_eq!((status, seq), (201, Some(9)));
+    assert_eq!(again, 409, "user 6 won before the restart");
+    let rows = pipeline.drained_rows("rollback", 9).await?;
+    let users: std::collections::HashSet<u64> = rows.iter().map(|(u, _)| *u).collect();
+    let slots: std::collections::HashSet<u32> = rows.iter().map(|(_, s)| *s).collect();
+    assert_eq!((rows.len(), users.len(), slots.len()), (9, 9, 9));
+    pipeline.shutdown().await?;
+
+    // The control trusts the restarted gate: it hands user 6's slot to user 9, and user 6 wins
+    // a second slot.
+    let ((status, seq), again, pipeline, _redis) = restart_from_an_older_snapshot(false).await?;
+    assert_eq!((status, seq, again), (201, Some(6), 201));
+    pipeline.shutdown().await
+}
