@@ -147,3 +147,45 @@ pub async fn next_gate_epoch(store: &Store, id: &CampaignId) -> Result<u64, Stor
     tx.commit().await?;
     epoch.ok_or_else(|| StoreError::Decode(format!("campaign `{id}` does not exist")))
 }
+
+/// What MySQL still holds under campaign id `id` from an earlier campaign of that id: coupon
+/// rows, failed events, gate fences and revocations, each with its count (only those present).
+/// A new campaign must not inherit them.
+pub async fn earlier_use(
+    store: &Store,
+    id: &CampaignId,
+) -> Result<Vec<(&'static str, u64)>, StoreError> {
+    let mut found = Vec::new();
+    for (what, table) in [
+        ("coupon rows", "coupon"),
+        ("failed events", "failed_event"),
+        ("gate fences", "gate_fence"),
+        ("revoked admissions", "revoked_admission"),
+    ] {
+        let n = store
+            .count(
+                format!("SELECT COUNT(*) FROM {table} WHERE campaign_id = ?"),
+                (id.as_str(),),
+            )
+            .await?;
+        if n > 0 {
+            found.push((what, n));
+        }
+    }
+    Ok(found)
+}
+
+/// When the campaign's row was created (the verifier tells an earlier incarnation's events by
+/// it); `None` when there is no such campaign.
+pub async fn created_at(
+    store: &Store,
+    id: &CampaignId,
+) -> Result<Option<time::OffsetDateTime>, StoreError> {
+    let at: Option<PrimitiveDateTime> = store
+        .first(
+            "SELECT created_at FROM campaign WHERE id = ?",
+            (id.as_str(),),
+        )
+        .await?;
+    Ok(at.map(PrimitiveDateTime::assume_utc))
+}
