@@ -100,7 +100,6 @@ impl TestPipeline {
             reconcile_after: parse_duration("30s"),
             reconcile: true,
             restart_check: true,
-            id_reuse_check: true,
             read_from: coupon_api::configuration::ReadFrom::Committed,
         };
         configure(&mut api_settings);

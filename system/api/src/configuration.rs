@@ -61,12 +61,6 @@ pub struct Settings {
     #[arg(skip = true)]
     pub restart_check: bool,
 
-    /// Whether creating a campaign first checks that its id carries nothing from an earlier
-    /// campaign of that id (rows, failed events, fences, gate keys, unread events). No flag: a
-    /// test alone turns it off, the control whose new gate starts empty over old data.
-    #[arg(skip = true)]
-    pub id_reuse_check: bool,
-
     /// Whether this api runs the reconciler. No flag: a test alone turns it off, to watch
     /// slots stay held without it.
     #[arg(skip = true)]

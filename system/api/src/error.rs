@@ -26,10 +26,6 @@ pub enum ApiError {
     CampaignNotFound(String),
     #[error("campaign `{0}` already exists")]
     CampaignExists(String),
-    #[error(
-        "campaign id `{id}` was used before and its data is still there ({found}); a new campaign would inherit it: choose another id, or clear that data first"
-    )]
-    CampaignIdUsed { id: String, found: String },
     #[error("missing or wrong bearer token")]
     Unauthorized,
     #[error("admin endpoints are disabled: start the api with ADMIN_TOKEN (or --admin-token) set")]
@@ -71,7 +67,7 @@ impl IntoResponse for ApiError {
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, None),
             Self::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, None),
             Self::CampaignNotFound(_) => (StatusCode::NOT_FOUND, Some(ResultClass::NotFound)),
-            Self::CampaignExists(_) | Self::CampaignIdUsed { .. } => (StatusCode::CONFLICT, None),
+            Self::CampaignExists(_) => (StatusCode::CONFLICT, None),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, None),
             Self::AdminDisabled => (StatusCode::FORBIDDEN, None),
             Self::Unavailable { dependency, source } => {

@@ -381,20 +381,6 @@ impl Gate {
         })
     }
 
-    /// Whether Redis holds any of the campaign's gate keys (a new campaign's must hold none).
-    pub async fn has_state(&self, campaign: &CampaignId) -> Result<bool, GateError> {
-        let keys = self.keys(campaign);
-        let mut conn = self.conn.clone();
-        let present: u64 = redis::cmd("EXISTS")
-            .arg(&keys.marker)
-            .arg(&keys.winners)
-            .arg(&keys.next_seq)
-            .arg(&keys.released)
-            .query_async(&mut conn)
-            .await?;
-        Ok(present > 0)
-    }
-
     /// The live epoch of the campaign's gate, `None` while the gate is lost.
     pub async fn epoch(&self, campaign: &CampaignId) -> Result<Option<Epoch>, GateError> {
         let keys = self.keys(campaign);

@@ -73,17 +73,6 @@ pub async fn plant_campaign_row(store: &Store, raw_id: &str) -> Result<(), Store
         .await
 }
 
-/// For tests only: the campaign `id` and everything MySQL holds under its id deleted, as a
-/// database reset (or a hand clean-up) would leave it, while Redis and Kafka keep theirs.
-pub async fn forget_campaign(store: &Store, id: &str) -> Result<(), StoreError> {
-    for table in ["coupon", "failed_event", "gate_fence", "revoked_admission"] {
-        store
-            .run(format!("DELETE FROM {table} WHERE campaign_id = ?"), (id,))
-            .await?;
-    }
-    store.run("DELETE FROM campaign WHERE id = ?", (id,)).await
-}
-
 /// For tests only: a coupon row inserted in a transaction left open, as a second consumer
 /// mid-batch holds it; others that insert the same row wait for [`PendingRow::commit`].
 #[derive(Debug)]

@@ -253,14 +253,6 @@ macro_rules! course_stage {
                 async { Ok(()) }.boxed()
             }
 
-            /// The course's stages keep no gate, fences or slots to inherit.
-            fn earlier_use<'a>(
-                &'a self,
-                _id: &'a CampaignId,
-            ) -> BoxFuture<'a, Result<Vec<String>, IssuanceError>> {
-                async { Ok(Vec::new()) }.boxed()
-            }
-
             fn rebuild_gate<'a>(
                 &'a self,
                 campaign: &'a Campaign,

@@ -132,13 +132,6 @@ pub trait Issuance: Send + Sync + std::fmt::Debug {
         stored: &'a StoredCampaign,
     ) -> BoxFuture<'a, Result<(), IssuanceError>>;
 
-    /// What an earlier campaign of id `id` left that a new one would inherit, described for a
-    /// person; empty when the id is fresh. Asked before a campaign is created.
-    fn earlier_use<'a>(
-        &'a self,
-        id: &'a CampaignId,
-    ) -> BoxFuture<'a, Result<Vec<String>, IssuanceError>>;
-
     /// Rebuilds the campaign's gate from MySQL and Kafka (the admin endpoint).
     fn rebuild_gate<'a>(
         &'a self,

@@ -393,13 +393,6 @@ impl Issuance for Reliable {
         async move { rebuild::ensure_gate(self, stored).await.map(drop) }.boxed()
     }
 
-    fn earlier_use<'a>(
-        &'a self,
-        id: &'a CampaignId,
-    ) -> BoxFuture<'a, Result<Vec<String>, IssuanceError>> {
-        self.earlier_use_of(id).boxed()
-    }
-
     fn rebuild_gate<'a>(
         &'a self,
         campaign: &'a Campaign,

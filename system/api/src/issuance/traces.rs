@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use coupon_domain::{CampaignId, CouponIssued, Seq, UserId, fence};
 use coupon_kafka::{BrokerError, scan::Range};
-use coupon_store::{StoreError, campaigns, coupons, failed_events, fences};
+use coupon_store::{StoreError, coupons, failed_events, fences};
 
 use super::{IssuanceError, Reliable};
 use crate::configuration::ReadFrom;
@@ -49,43 +49,6 @@ impl Reliable {
             "failed to read topic {} from kafka at {}",
             parts.topic, parts.kafka_brokers
         )))
-    }
-
-    /// What an earlier campaign of id `id` left in MySQL, Redis and Kafka (events the consumer
-    /// has not read yet, which it would write as the new campaign's coupons).
-    pub(crate) async fn earlier_use_of(
-        &self,
-        id: &CampaignId,
-    ) -> Result<Vec<String>, IssuanceError> {
-        let parts = &self.parts;
-        let mut found: Vec<String> = campaigns::earlier_use(&parts.store, id)
-            .await?
-            .into_iter()
-            .map(|(what, n)| format!("{n} {what} in mysql"))
-            .collect();
-        if parts.gate.has_state(id).await? {
-            found.push("its gate's keys in redis".to_owned());
-        }
-        let raw = coupon_kafka::scan::between(
-            &parts.kafka_brokers,
-            &parts.topic,
-            self.unconsumed_ranges().await?,
-            SCAN_TIMEOUT,
-        )
-        .await
-        .map_err(|error| self.kafka_error(error))?;
-        let unread = raw
-            .iter()
-            .filter_map(|raw| CouponIssued::from_json(&raw.payload).ok())
-            .filter(|event| &event.campaign_id == id)
-            .count();
-        if unread > 0 {
-            found.push(format!(
-                "{unread} events on topic {} the consumer has not read yet",
-                parts.topic
-            ));
-        }
-        Ok(found)
     }
 
     /// Each partition from the consumer group's committed offset to its high watermark.

@@ -63,22 +63,6 @@ pub async fn create(
     let campaign = Campaign::new(new.id, new.limit, new.opens_at, new.closes_at)
         .map_err(|e| ApiError::Unprocessable(e.to_string()))?
         .with_strategy(new.strategy);
-    if campaigns::find(&state.store, &campaign.id).await?.is_some() {
-        return Err(ApiError::CampaignExists(campaign.id.to_string()));
-    }
-    if state.settings.id_reuse_check {
-        let found = state
-            .issuers
-            .for_campaign(&campaign)
-            .earlier_use(&campaign.id)
-            .await?;
-        if !found.is_empty() {
-            return Err(ApiError::CampaignIdUsed {
-                id: campaign.id.to_string(),
-                found: found.join(", "),
-            });
-        }
-    }
     if !campaigns::create(&state.store, &campaign).await? {
         return Err(ApiError::CampaignExists(campaign.id.to_string()));
     }

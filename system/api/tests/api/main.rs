@@ -9,5 +9,4 @@ mod gate;
 mod http_surface;
 mod in_doubt;
 mod pipeline;
-mod reuse;
 mod stages;
