@@ -21,6 +21,7 @@ if held then return {'already', tonumber(held), epoch} end
 -- Only a slot handed out can be handed out twice: the restart check guards that step alone.
 if ARGV[5] == '1' then
   local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+  if not run then return redis.error_reply('ERR the gate needs INFO server to report run_id') end
   if redis.call('GET', KEYS[5]) ~= run then
     redis.call('DEL', KEYS[1])
     return {'lost', 0, ''}

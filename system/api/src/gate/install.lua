@@ -5,6 +5,9 @@
 -- Returns 1 installed, 0 a live gate exists (nothing touched), -1 the lock is not ours.
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if redis.call('GET', KEYS[5]) ~= ARGV[1] then return -1 end
+-- Read before any write: a server whose INFO cannot be read must leave the gate untouched.
+local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+if not run then return redis.error_reply('ERR the gate needs INFO server to report run_id') end
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
 local n = tonumber(ARGV[4])
 for i = 0, n - 1 do
@@ -14,7 +17,7 @@ redis.call('SET', KEYS[3], ARGV[3])
 for i = 5 + 2 * n, #ARGV do
   redis.call('RPUSH', KEYS[4], ARGV[i])
 end
-redis.call('SET', KEYS[6], string.match(redis.call('INFO', 'server'), 'run_id:(%x+)'))
+redis.call('SET', KEYS[6], run)
 redis.call('SET', KEYS[1], ARGV[2])
 redis.call('DEL', KEYS[5])
 return 1
