@@ -76,32 +76,16 @@ impl TestPipeline {
             ("course-group", &course_group),
             ("redis-key-prefix", redis.prefix.trim_end_matches(':')),
         ]);
-        let mut api_settings = ApiSettings {
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            stack: stack_args.clone(),
-            admin_token: Some(ADMIN_TOKEN.to_owned()),
-            publish_wait: parse_duration("5s"),
-            delivery_timeout: parse_duration("3s"),
-            redis_response_timeout: parse_duration("10s"),
-            listen_backlog: 1024,
-            max_body_bytes: 1024,
-            startup_timeout: parse_duration("10s"),
-            gate_mode: coupon_api::configuration::GateMode::Atomic,
-            gate_epochs: coupon_api::issuance::EpochSource::Counter,
-            readiness_reuse: parse_duration("1s"),
-            campaign_miss_window: parse_duration("1s"),
-            clock_offset: time::Duration::ZERO,
-            window_check: coupon_api::configuration::WindowCheck::Gate,
-            unknown_outcomes: true,
-            shutdown_grace: parse_duration("25s"),
-            publish_hold: None,
-            recheck_after_ack: true,
-            reconcile_every: parse_duration("5s"),
-            reconcile_after: parse_duration("30s"),
-            reconcile: true,
-            restart_check: true,
-            read_from: coupon_api::configuration::ReadFrom::Committed,
-        };
+        // The api's own defaults (every fix on), but for what a test pipeline needs.
+        let mut api_settings = <ApiSettings as clap::Parser>::try_parse_from([
+            "coupon-api",
+            "--addr=127.0.0.1:0",
+            &format!("--admin-token={ADMIN_TOKEN}"),
+            "--delivery-timeout=3s",
+            "--listen-backlog=1024",
+            "--startup-timeout=10s",
+        ])?;
+        api_settings.stack = stack_args.clone();
         configure(&mut api_settings);
         let consumer_settings = ConsumerSettings {
             stack: stack_args,

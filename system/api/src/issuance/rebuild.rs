@@ -54,7 +54,7 @@ pub async fn ensure_gate(
         // A new campaign: nobody was ever admitted, so an empty gate is the truth. Record it in
         // MySQL first, so a later loss of the marker is recognised as a loss.
         campaigns::mark_gate_initialised(&parts.store, id).await?;
-        let epoch = parts.epochs.next(&parts.store, id).await?;
+        let epoch = parts.settings.gate_epochs.next(&parts.store, id).await?;
         parts.gate.initialise_empty(id, epoch).await?;
         return Ok(GateReadiness::Ready);
     }
@@ -106,7 +106,7 @@ async fn rebuild(
     // gives up on them within the delivery timeout, so wait that out before reading Kafka.
     // (Admissions in doubt are republished only while their epoch is live: after the loss
     // they stop, so nothing of the old gate lands after the scan.)
-    let grace = parts.delivery_timeout + Duration::from_secs(1);
+    let grace = parts.settings.delivery_timeout + Duration::from_secs(1);
     let Some(token) = parts
         .gate
         .try_lock_rebuild(&campaign.id, grace + super::traces::LOCKED_READ)
@@ -137,7 +137,11 @@ async fn rebuild_holding_lock(
     tokio::time::sleep(grace).await;
     // A fence an earlier rebuild raised but never finished guards nothing (we hold the lock).
     fences::drop_unset_fences(&parts.store, &campaign.id).await?;
-    let epoch = parts.epochs.next(&parts.store, &campaign.id).await?;
+    let epoch = parts
+        .settings
+        .gate_epochs
+        .next(&parts.store, &campaign.id)
+        .await?;
     // The fence goes up before the read: an event of an earlier life that lands past where the
     // read ends is refused by the consumer, since this gate never saw it.
     let ranges = fenced_ranges(reliable, &campaign.id, epoch).await?;
@@ -175,9 +179,12 @@ async fn fenced_ranges(
     epoch: u64,
 ) -> Result<Vec<Range>, IssuanceError> {
     let parts = &reliable.parts;
-    let partitions = coupon_kafka::partition_count(&parts.kafka_brokers, &parts.topic)
-        .await
-        .map_err(|error| reliable.kafka_error(error))?;
+    let partitions = coupon_kafka::partition_count(
+        &parts.settings.stack.kafka_brokers,
+        &parts.settings.stack.topic,
+    )
+    .await
+    .map_err(|error| reliable.kafka_error(error))?;
     fences::open_rebuild_fence(&parts.store, id, epoch, partitions).await?;
     let closed = async {
         let ranges = reliable.unconsumed_ranges().await?;

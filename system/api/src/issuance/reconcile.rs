@@ -103,10 +103,10 @@ async fn pass(
             Some(ranges) => Vec::clone(ranges),
             None => ranges.insert(reliable.unconsumed_ranges().await?).clone(),
         };
-        let traces = reliable.traces(id, ranges).await?;
+        let traced = reliable.traces(id, ranges).await?.users();
         let mut due = Vec::new();
         for (user, seq) in parts.gate.winners(id).await? {
-            if traces.has(user) {
+            if traced.contains(&user) {
                 continue;
             }
             let suspect = (id.clone(), user, seq);
@@ -143,17 +143,18 @@ async fn release(
         return Ok(()); // a rebuild runs: it decides from the stores itself
     };
     let released = async {
-        let next = Epoch(parts.epochs.next(&parts.store, id).await?);
+        let next = Epoch(parts.settings.gate_epochs.next(&parts.store, id).await?);
         if !parts.gate.advance_epoch(id, live, next).await? {
             return Ok(0);
         }
-        let traces = reliable
+        let traced = reliable
             .traces(id, reliable.unconsumed_ranges().await?)
-            .await?;
+            .await?
+            .users();
         let still: Vec<(UserId, Seq)> = due
             .iter()
             .copied()
-            .filter(|(user, _)| !traces.has(*user))
+            .filter(|(user, _)| !traced.contains(user))
             .collect();
         let revoked = fences::revoke(&parts.store, id, next.0, &still).await?;
         let released = parts.gate.release_revoked(id, next, &revoked).await?;

@@ -17,13 +17,10 @@ use futures::{FutureExt, future::BoxFuture};
 use rdkafka::producer::DeliveryFuture;
 use tokio_util::task::TaskTracker;
 
-use super::{
-    Counts, Issuance, IssuanceError, Outcome,
-    rebuild::{self, EpochSource},
-};
+use super::{Counts, Issuance, IssuanceError, Outcome, rebuild};
 use crate::{
     campaigns::CampaignCache,
-    configuration::{ReadFrom, Settings, WindowCheck},
+    configuration::{Settings, WindowCheck},
     gate::{Admission, Epoch, Gate, Window},
     metrics::Metrics,
     publisher::{Published, Publisher, certainly_not_written},
@@ -46,29 +43,12 @@ pub(crate) struct Parts {
     pub store: Store,
     pub campaigns: Arc<CampaignCache>,
     pub metrics: Arc<Metrics>,
-    /// Where the gate rebuild reads every event from.
-    pub kafka_brokers: String,
-    pub topic: String,
-    /// The consumer group whose committed offsets bound what a rebuild or the reconciler reads:
-    /// every earlier event is a row or a failed event already.
-    pub group: String,
-    /// Where those reads start (the committed offsets, but for a test's control).
-    pub read_from: ReadFrom,
-    /// The producer's delivery timeout: how long a rebuild waits for events still in flight.
-    pub delivery_timeout: Duration,
-    /// Where each new life of a gate gets its epoch.
-    pub epochs: EpochSource,
+    /// The api's settings: where a rebuild reads the topic (brokers, topic, and the consumer
+    /// group whose committed offsets bound the read), the delivery timeout a rebuild waits for,
+    /// where each new life of a gate gets its epoch, and the test-only switches of the fixes.
+    pub settings: Settings,
     /// Campaigns whose gate rebuild runs in this process.
     pub rebuilds_running: Mutex<HashSet<CampaignId>>,
-    /// Where the window is checked (the gate, but for a test's control).
-    pub window_check: WindowCheck,
-    /// Whether a gate call that may have run answers `unknown` (always, but for a test's control).
-    pub unknown_outcomes: bool,
-    /// Test only: a pause between an admission and its publish (none but in one test).
-    pub publish_hold: Option<Arc<tokio::sync::Notify>>,
-    /// Whether an acknowledged event is confirmed against the gate's epoch (always, but for a
-    /// test's control).
-    pub recheck_after_ack: bool,
     /// Every task that publishes, resolves or undoes an admission: a graceful stop waits for
     /// them ([`Reliable::finish_in_doubt`]), since a dropped one leaves its slot held.
     pub in_doubt: TaskTracker,
@@ -92,18 +72,9 @@ impl Reliable {
                 store,
                 campaigns,
                 metrics,
-                kafka_brokers: settings.stack.kafka_brokers.clone(),
-                topic: settings.stack.topic.clone(),
-                group: settings.stack.group.clone(),
-                read_from: settings.read_from,
-                delivery_timeout: settings.delivery_timeout,
-                epochs: settings.gate_epochs,
+                settings: settings.clone(),
                 rebuilds_running: Mutex::default(),
-                window_check: settings.window_check,
-                unknown_outcomes: settings.unknown_outcomes,
                 in_doubt: TaskTracker::new(),
-                publish_hold: settings.publish_hold.clone(),
-                recheck_after_ack: settings.recheck_after_ack,
             }),
         }
     }
@@ -135,7 +106,7 @@ impl Reliable {
         user: UserId,
         now: time::OffsetDateTime,
     ) -> Result<Outcome, IssuanceError> {
-        let window = match self.parts.window_check {
+        let window = match self.parts.settings.window_check {
             WindowCheck::Gate => Window::of(campaign),
             WindowCheck::ApiClock => {
                 if let Some(outside) = Outcome::outside_window(campaign, now) {
@@ -183,7 +154,7 @@ impl Reliable {
                 .admit(&campaign.id, user, campaign.limit.get(), window)
                 .await
                 .map_err(|error| {
-                    if parts.unknown_outcomes && error.outcome_unknown() {
+                    if parts.settings.unknown_outcomes && error.outcome_unknown() {
                         IssuanceError::AdmitInDoubt(error)
                     } else {
                         IssuanceError::Gate(error)
@@ -219,7 +190,7 @@ impl Reliable {
         epoch: Epoch,
     ) -> Result<Outcome, IssuanceError> {
         let parts = &self.parts;
-        if let Some(hold) = &parts.publish_hold {
+        if let Some(hold) = &parts.settings.publish_hold {
             // Test only: an api that stalls between its admission and its publish.
             hold.notified().await;
         }
@@ -250,7 +221,7 @@ impl Reliable {
     /// fence and refused by the consumer: the apply is `pending`, and the consumer decides.
     async fn confirm_acked(&self, event: &CouponIssued, epoch: Epoch) -> Outcome {
         let parts = &self.parts;
-        if !parts.recheck_after_ack {
+        if !parts.settings.recheck_after_ack {
             return Outcome::Issued(event.seq);
         }
         match parts.gate.epoch(&event.campaign_id).await {

@@ -2,7 +2,7 @@
 //! still write, and the events the consumer group has not committed past. The gate's rebuild
 //! installs their union; the reconciler releases the admissions that have none of them.
 
-use std::time::Duration;
+use std::{collections::HashSet, time::Duration};
 
 use coupon_domain::{CampaignId, CouponIssued, Seq, UserId, fence};
 use coupon_kafka::{BrokerError, scan::Range};
@@ -32,13 +32,14 @@ pub struct Traces {
 }
 
 impl Traces {
-    /// Whether `user` has any trace at all: the reconciler leaves such a user alone.
-    pub fn has(&self, user: UserId) -> bool {
+    /// Every user with any trace at all: the reconciler leaves them alone.
+    pub fn users(&self) -> HashSet<UserId> {
         [&self.rows, &self.failed, &self.events]
             .into_iter()
             .flatten()
-            .any(|(u, _)| *u == user)
-            || self.failed_users.contains(&user)
+            .map(|(user, _)| *user)
+            .chain(self.failed_users.iter().copied())
+            .collect()
     }
 }
 
@@ -47,21 +48,25 @@ impl Reliable {
         let parts = &self.parts;
         IssuanceError::Scan(anyhow::Error::new(error).context(format!(
             "failed to read topic {} from kafka at {}",
-            parts.topic, parts.kafka_brokers
+            parts.settings.stack.topic, parts.settings.stack.kafka_brokers
         )))
     }
 
     /// Each partition from the consumer group's committed offset to its high watermark.
     pub(crate) async fn unconsumed_ranges(&self) -> Result<Vec<Range>, IssuanceError> {
         let parts = &self.parts;
-        let offsets = coupon_kafka::offsets::read(&parts.kafka_brokers, &parts.topic, &parts.group)
-            .await
-            .map_err(|error| self.kafka_error(error))?;
+        let offsets = coupon_kafka::offsets::read(
+            &parts.settings.stack.kafka_brokers,
+            &parts.settings.stack.topic,
+            &parts.settings.stack.group,
+        )
+        .await
+        .map_err(|error| self.kafka_error(error))?;
         Ok(offsets
             .iter()
             .map(|o| Range {
                 partition: o.partition,
-                start: match parts.read_from {
+                start: match parts.settings.read_from {
                     ReadFrom::Committed => o.committed.unwrap_or(o.low).max(o.low),
                     ReadFrom::Beginning => o.low,
                 },
@@ -81,10 +86,14 @@ impl Reliable {
         if unread > 10_000 {
             tracing::info!(campaign_id = %id, events = unread, "reading the events the consumer has not committed past");
         }
-        let raw =
-            coupon_kafka::scan::between(&parts.kafka_brokers, &parts.topic, ranges, SCAN_TIMEOUT)
-                .await
-                .map_err(|error| self.kafka_error(error))?;
+        let raw = coupon_kafka::scan::between(
+            &parts.settings.stack.kafka_brokers,
+            &parts.settings.stack.topic,
+            ranges,
+            SCAN_TIMEOUT,
+        )
+        .await
+        .map_err(|error| self.kafka_error(error))?;
         parts
             .metrics
             .events_scanned

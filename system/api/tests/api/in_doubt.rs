@@ -160,15 +160,11 @@ impl ApiProcess {
 
     async fn exited_within(&mut self, limit: Duration) -> anyhow::Result<()> {
         let child = &mut self.child;
-        let deadline = tokio::time::Instant::now() + limit;
-        while child.try_wait()?.is_none() {
-            anyhow::ensure!(
-                tokio::time::Instant::now() < deadline,
-                "the api process did not exit within {limit:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Ok(())
+        testkit::eventually("the api process to exit", limit, || {
+            let exited = child.try_wait().map(|status| status.map(drop));
+            std::future::ready(exited.map_err(anyhow::Error::from))
+        })
+        .await
     }
 }
 
