@@ -164,6 +164,7 @@ mod tests {
                 tally: Tally::default(),
                 checks,
                 unknown_outcomes: UnknownOutcomes::default(),
+                leftovers: Default::default(),
             }],
         }
     }

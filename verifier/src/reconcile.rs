@@ -90,12 +90,34 @@ pub struct Facts {
     pub history: Option<Vec<HistoryRecord>>,
     /// Whether the run created the campaign (then every row must come from this history).
     pub campaign_created_by_run: bool,
+    /// Where the campaign's own events begin on the topic, per partition: the fence its first
+    /// gate raised (`campaign.first_epoch`). What lies below was on the topic before the
+    /// campaign's gate existed: left by an earlier campaign of the same id, or produced before
+    /// the campaign was created. `None` when not recorded (a course stage, an older campaign).
+    pub begins_at: Option<BTreeMap<i32, i64>>,
 }
 
 impl Facts {
     /// Whether rows and events carry gate slots and Kafka sources (this project's design).
     fn has_slots(&self) -> bool {
         self.strategy.has_gate()
+    }
+
+    /// Whether a row, event or failed event from `source` predates the campaign's first gate.
+    fn is_leftover(&self, source: Option<KafkaSource>) -> bool {
+        match (&self.begins_at, source) {
+            (Some(begins), Some(source)) => {
+                source.offset < begins.get(&source.partition).copied().unwrap_or(0)
+            }
+            _ => false,
+        }
+    }
+
+    /// The campaign's own events: every event but the leftovers.
+    fn own_events(&self) -> impl Iterator<Item = &EventFact> {
+        self.events
+            .iter()
+            .filter(|e| !self.is_leftover(Some(e.source)))
     }
 
     /// Whether an event accounts for a row of the same user: same slot, or for a course stage
@@ -187,6 +209,24 @@ pub struct Check {
     pub offenders: Vec<Offender>,
 }
 
+/// What the stores held for the campaign id before its first gate was built: counted against
+/// the limit (the first gate took them in, and they are coupons of this id), but no run's
+/// doing, so the checks against a run's history leave them out.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Leftovers {
+    pub rows: usize,
+    pub events: usize,
+    pub failed_events: usize,
+    /// Every user with a leftover row, event or failed event.
+    pub users: Vec<Offender>,
+}
+
+impl Leftovers {
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0 && self.events == 0 && self.failed_events == 0
+    }
+}
+
 /// Requests whose outcome was unknown (pending, timeout, reset), as they turned out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct UnknownOutcomes {
@@ -201,6 +241,8 @@ pub struct Verdict {
     pub tally: Tally,
     pub checks: Vec<Check>,
     pub unknown_outcomes: UnknownOutcomes,
+    #[serde(default)]
+    pub leftovers: Leftovers,
 }
 
 impl Verdict {
@@ -227,7 +269,11 @@ impl Verdict {
 struct Index<'a> {
     facts: &'a Facts,
     rows: BTreeMap<u64, Vec<&'a RowFact>>,
+    /// The campaign's own events (leftovers are no run's: they neither over-issue nor
+    /// disagree), by user.
     events: BTreeMap<u64, Vec<&'a EventFact>>,
+    /// Every event, leftovers too, by user: what a row may have been written from.
+    all_events: BTreeMap<u64, Vec<&'a EventFact>>,
     replies: BTreeMap<u64, Vec<&'a HistoryRecord>>,
 }
 
@@ -238,8 +284,12 @@ impl<'a> Index<'a> {
             rows.entry(row.user_id).or_default().push(row);
         }
         let mut events: BTreeMap<u64, Vec<&EventFact>> = BTreeMap::new();
-        for event in &facts.events {
+        for event in facts.own_events() {
             events.entry(event.user_id).or_default().push(event);
+        }
+        let mut all_events: BTreeMap<u64, Vec<&EventFact>> = BTreeMap::new();
+        for event in &facts.events {
+            all_events.entry(event.user_id).or_default().push(event);
         }
         let mut replies: BTreeMap<u64, Vec<&HistoryRecord>> = BTreeMap::new();
         for record in facts.history.iter().flatten() {
@@ -249,6 +299,7 @@ impl<'a> Index<'a> {
             facts,
             rows,
             events,
+            all_events,
             replies,
         }
     }
@@ -262,10 +313,15 @@ impl<'a> Index<'a> {
                 (true, None) => format!("mysql row seq {} (no kafka offset)", row.seq),
             });
         }
-        for event in self.events.get(&user).into_iter().flatten() {
+        for event in self.all_events.get(&user).into_iter().flatten() {
+            let before = if self.facts.is_leftover(Some(event.source)) {
+                " (before the campaign's first gate)"
+            } else {
+                ""
+            };
             places.push(match event.seq {
-                Some(seq) => format!("kafka {} seq {seq}", event.source),
-                None => format!("kafka {}", event.source),
+                Some(seq) => format!("kafka {} seq {seq}{before}", event.source),
+                None => format!("kafka {}{before}", event.source),
             });
         }
         if let Some(seq) = self.facts.gate.as_ref().and_then(|g| g.winners.get(&user)) {
@@ -343,7 +399,51 @@ pub fn reconcile(facts: &Facts) -> Verdict {
         tally: tally(&index),
         checks,
         unknown_outcomes: unknown_outcomes(&index),
+        leftovers: leftovers(&index),
     }
+}
+
+fn leftovers(index: &Index) -> Leftovers {
+    let facts = index.facts;
+    let rows: Vec<u64> = facts
+        .rows
+        .iter()
+        .filter(|r| facts.is_leftover(r.source))
+        .map(|r| r.user_id)
+        .collect();
+    let events: Vec<u64> = facts
+        .events
+        .iter()
+        .filter(|e| facts.is_leftover(Some(e.source)))
+        .map(|e| e.user_id)
+        .collect();
+    let failed: Vec<Option<u64>> = facts
+        .failed
+        .iter()
+        .filter(|f| facts.is_leftover(f.source))
+        .map(|f| f.user_id)
+        .collect();
+    Leftovers {
+        rows: rows.len(),
+        events: events.len(),
+        failed_events: failed.len(),
+        users: index.offenders(
+            rows.iter()
+                .chain(&events)
+                .copied()
+                .chain(failed.into_iter().flatten()),
+        ),
+    }
+}
+
+/// The users whose every row predates the campaign's first gate.
+fn with_leftover_rows_only(index: &Index) -> BTreeSet<u64> {
+    index
+        .rows
+        .iter()
+        .filter(|(_, rows)| rows.iter().all(|r| index.facts.is_leftover(r.source)))
+        .map(|(user, _)| *user)
+        .collect()
 }
 
 /// I1: never more coupons than the limit, in any store and in the replies.
@@ -370,8 +470,7 @@ fn over_issue(index: &Index) -> Check {
         .map(|r| (r.user_id, r.seq))
         .chain(
             facts
-                .events
-                .iter()
+                .own_events()
                 .filter_map(|e| e.seq.map(|seq| (e.user_id, seq))),
         )
         .chain(
@@ -504,19 +603,21 @@ fn no_phantoms(index: &Index) -> Check {
         .filter(|_| rows_come_from_events)
         .filter(|row| {
             !index
-                .events
+                .all_events
                 .get(&row.user_id)
                 .is_some_and(|es| es.iter().any(|e| index.facts.event_matches_row(e, row)))
         })
         .map(|row| row.user_id)
         .collect();
+    // A row that predates the campaign's first gate is no run's doing (see `leftovers`).
+    let leftover = with_leftover_rows_only(index);
     let never_applied: Vec<u64> = match (&index.facts.history, index.facts.campaign_created_by_run)
     {
         (Some(_), true) => index
             .rows
             .keys()
             .copied()
-            .filter(|u| !index.replies.contains_key(u))
+            .filter(|u| !index.replies.contains_key(u) && !leftover.contains(u))
             .collect(),
         _ => Vec::new(),
     };
@@ -550,10 +651,11 @@ fn refusals_left_nothing(index: &Index) -> Check {
         .filter(|(_, rs)| rs.iter().all(|r| r.result.is_definite_refusal()))
         .map(|(u, _)| *u)
         .collect();
+    let leftover = with_leftover_rows_only(index);
     let with_rows: Vec<u64> = refused
         .iter()
         .copied()
-        .filter(|u| index.rows.contains_key(u))
+        .filter(|u| index.rows.contains_key(u) && !leftover.contains(u))
         .collect();
     Check {
         id: CheckId::I5,
@@ -593,8 +695,7 @@ fn stores_agree(index: &Index) -> Check {
     }
     let unaccounted: Vec<u64> = if facts.has_slots() {
         facts
-            .events
-            .iter()
+            .own_events()
             .filter(|e| {
                 let written = e.seq.is_some() && rows.get(&e.user_id).copied() == e.seq;
                 let captured = facts.failed.iter().any(|f| f.source == Some(e.source));

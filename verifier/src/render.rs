@@ -69,6 +69,27 @@ fn offenders(verdict: &Verdict, show: usize, bullet: &str) -> String {
     out
 }
 
+/// What predated the campaign's first gate, when anything did; empty otherwise.
+fn leftovers(verdict: &Verdict, show: usize, bullet: &str) -> String {
+    let left = &verdict.leftovers;
+    if left.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "leftovers from before the campaign's first gate (an earlier campaign of this id, or \
+         events produced before it): {} rows, {} events, {} failed events of {} users; counted \
+         against the limit, left out of the run's checks\n",
+        left.rows,
+        left.events,
+        left.failed_events,
+        left.users.len()
+    );
+    for user in left.users.iter().take(show) {
+        out.push_str(&format!("{bullet}user {}: {}\n", user.user_id, user.seen));
+    }
+    out
+}
+
 /// Which design the campaign ran: the course's stages are named as such (docs/stages.md).
 fn strategy_text(verdict: &Verdict) -> String {
     if !verdict.strategy.has_gate() {
@@ -87,11 +108,12 @@ pub fn terminal(verdict: &Verdict, show: usize) -> String {
         .to_string();
     let unknown = verdict.unknown_outcomes;
     format!(
-        "campaign {} ({})\n{table}\nunknown outcomes (timeout, pending, reset): {} recovered, {} not issued\n{}",
+        "campaign {} ({})\n{table}\nunknown outcomes (timeout, pending, reset): {} recovered, {} not issued\n{}{}",
         verdict.campaign_id,
         strategy_text(verdict),
         unknown.recovered,
         unknown.not_issued,
+        leftovers(verdict, show, "  "),
         offenders(verdict, show, "  ")
     )
 }
@@ -103,11 +125,12 @@ pub fn markdown(verdicts: &[Verdict], show: usize, final_line: &str) -> String {
             .with(Style::markdown())
             .to_string();
         out.push_str(&format!(
-            "\n## Campaign `{}` ({})\n\n{table}\n\nUnknown outcomes: {} recovered, {} not issued.\n\n{}",
+            "\n## Campaign `{}` ({})\n\n{table}\n\nUnknown outcomes: {} recovered, {} not issued.\n\n{}{}",
             verdict.campaign_id,
             strategy_text(verdict),
             verdict.unknown_outcomes.recovered,
             verdict.unknown_outcomes.not_issued,
+            leftovers(verdict, show, "- "),
             offenders(verdict, show, "- ")
         ));
     }

@@ -6,7 +6,7 @@ use std::{fmt, net::SocketAddr, time::Duration};
 use clap::Parser;
 use coupon_runtime::stack::{self, StackArgs};
 
-use crate::issuance::EpochSource;
+use crate::issuance::{EpochSource, FirstGate};
 
 /// The coupon apply api: gates each apply in Redis, publishes the win to Kafka.
 #[derive(Clone, Parser)]
@@ -89,6 +89,12 @@ pub struct Settings {
     /// control that shows the epoch check catching a source that repeats.
     #[arg(skip)]
     pub gate_epochs: EpochSource,
+
+    /// How a campaign's first gate is built: from what the stores already hold for its id. No
+    /// flag: a test alone sets [`FirstGate::Empty`], the control that trusts a gate an earlier
+    /// campaign of the same id left in Redis, as this project once did.
+    #[arg(skip)]
+    pub first_gate: FirstGate,
 
     /// How long after reading every campaign an unknown id is answered 404 without asking
     /// MySQL again. No flag: a test alone sets zero, as the control that shows one MySQL read
@@ -177,6 +183,7 @@ impl fmt::Debug for Settings {
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
             .field("gate_mode", &self.gate_mode)
             .field("gate_epochs", &self.gate_epochs)
+            .field("first_gate", &self.first_gate)
             .field("clock_offset", &self.clock_offset)
             .field("window_check", &self.window_check)
             .finish_non_exhaustive()

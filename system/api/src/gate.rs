@@ -512,18 +512,18 @@ impl Gate {
         Ok(())
     }
 
-    /// Installs a rebuilt gate in one atomic step (`install.lua`): the winners, the highest
-    /// slot, the free slots below it, and the new life's `epoch`, then releases the lock. Refuses when a
-    /// live gate exists (another process rebuilt it meanwhile) or the lock is no longer ours:
-    /// a rebuild never overwrites a gate that admits.
+    /// Installs a gate in one atomic step (`install.lua`): the plan's winners, highest slot and
+    /// free slots below it, and the new life's `epoch`, then releases the lock. Refuses when the
+    /// lock is no longer ours. A rebuild ([`Over::LostGate`]) also refuses when a live gate
+    /// exists (another process rebuilt it meanwhile): it never overwrites a gate that admits. A
+    /// campaign's first gate ([`Over::EarlierCampaign`]) replaces whatever Redis holds for the id.
     pub async fn install(
         &self,
         campaign: &CampaignId,
         token: &str,
         epoch: u64,
-        winners: &[(UserId, Seq)],
-        next_seq: u32,
-        free_slots: &[u32],
+        plan: &GatePlan,
+        over: Over,
     ) -> Result<Installed, GateError> {
         let keys = self.keys(campaign);
         let mut conn = self.conn.clone();
@@ -537,12 +537,16 @@ impl Gate {
             .key(&keys.redis_run)
             .arg(token)
             .arg(epoch)
-            .arg(next_seq)
-            .arg(winners.len());
-        for (user, seq) in winners {
+            .arg(plan.next_seq)
+            .arg(match over {
+                Over::LostGate => "rebuild",
+                Over::EarlierCampaign => "first",
+            })
+            .arg(plan.winners.len());
+        for (user, seq) in &plan.winners {
             invocation.arg(user.get()).arg(seq.0);
         }
-        for slot in free_slots {
+        for slot in &plan.free_slots {
             invocation.arg(*slot);
         }
         let installed: i64 = invocation.invoke_async(&mut conn).await?;
@@ -552,6 +556,25 @@ impl Gate {
             _ => Installed::LockLost,
         })
     }
+}
+
+/// A gate to install: every known winner, the highest slot handed out, and the free slots
+/// below it (slots released before a loss), which are handed out again first.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GatePlan {
+    pub winners: Vec<(UserId, Seq)>,
+    pub next_seq: u32,
+    pub free_slots: Vec<u32>,
+}
+
+/// What a gate install may write over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Over {
+    /// A rebuild: only a lost gate (no marker).
+    LostGate,
+    /// A campaign's first gate: anything Redis holds for the id, which an earlier campaign of
+    /// the same id left (the campaign's MySQL row says no gate was ever built for it).
+    EarlierCampaign,
 }
 
 /// What [`Gate::install`] did.

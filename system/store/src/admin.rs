@@ -73,6 +73,22 @@ pub async fn plant_campaign_row(store: &Store, raw_id: &str) -> Result<(), Store
         .await
 }
 
+/// For tests only: deletes a campaign and its coupon rows, as an operator would by hand.
+/// What else the campaign id left behind stays: its failed events, fences and revocations in
+/// MySQL, its events on the topic, its gate in Redis.
+pub async fn delete_campaign_by_hand(store: &Store, id: &CampaignId) -> Result<(), StoreError> {
+    let mut conn = store.conn().await?;
+    let mut tx = conn
+        .start_transaction(mysql_async::TxOpts::default())
+        .await?;
+    tx.exec_drop("DELETE FROM coupon WHERE campaign_id = ?", (id.as_str(),))
+        .await?;
+    tx.exec_drop("DELETE FROM campaign WHERE id = ?", (id.as_str(),))
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// For tests only: a coupon row inserted in a transaction left open, as a second consumer
 /// mid-batch holds it; others that insert the same row wait for [`PendingRow::commit`].
 #[derive(Debug)]

@@ -11,9 +11,14 @@ use crate::{Store, StoreError, to_utc_datetime};
 pub struct StoredCampaign {
     pub campaign: Campaign,
     pub gate_initialised: bool,
+    /// The life of the campaign's first gate, whose fence marks where the campaign's own events
+    /// begin on the topic (migration 6). `None` before that gate is built, or when it was built
+    /// before this was recorded.
+    pub first_epoch: Option<u64>,
 }
 
-const COLUMNS: &str = "id, coupon_limit, opens_at, closes_at, gate_initialised_at, strategy";
+const COLUMNS: &str =
+    "id, coupon_limit, opens_at, closes_at, gate_initialised_at, strategy, first_epoch";
 
 fn from_row(row: Row) -> Result<StoredCampaign, StoreError> {
     type Columns = (
@@ -23,8 +28,9 @@ fn from_row(row: Row) -> Result<StoredCampaign, StoreError> {
         Option<PrimitiveDateTime>,
         Option<PrimitiveDateTime>,
         String,
+        Option<u64>,
     );
-    let (id, limit, opens_at, closes_at, gate_initialised_at, strategy): Columns =
+    let (id, limit, opens_at, closes_at, gate_initialised_at, strategy, first_epoch): Columns =
         mysql_async::from_row_opt(row)
             .map_err(|e| StoreError::Decode(format!("campaign row: {e}")))?;
     let decode =
@@ -41,6 +47,7 @@ fn from_row(row: Row) -> Result<StoredCampaign, StoreError> {
     Ok(StoredCampaign {
         campaign,
         gate_initialised: gate_initialised_at.is_some(),
+        first_epoch,
     })
 }
 
@@ -128,14 +135,41 @@ pub async fn mark_gate_initialised(store: &Store, id: &CampaignId) -> Result<(),
     Ok(())
 }
 
+/// Records the campaign's first gate, of life `epoch`, as built: from then on a missing gate
+/// means Redis lost it. `false` when another process recorded one first.
+pub async fn mark_first_gate(
+    store: &Store,
+    id: &CampaignId,
+    epoch: u64,
+) -> Result<bool, StoreError> {
+    let mut conn = store.conn().await?;
+    conn.exec_drop(
+        "UPDATE campaign SET gate_initialised_at = CURRENT_TIMESTAMP(3), first_epoch = ? \
+         WHERE id = ? AND gate_initialised_at IS NULL",
+        (epoch, id.as_str()),
+    )
+    .await?;
+    Ok(conn.affected_rows() == 1)
+}
+
 /// Takes the campaign's next gate epoch: a counter kept in MySQL (migration 3), so that no two
-/// lives of a gate share an epoch, whatever Redis lost in between.
-pub async fn next_gate_epoch(store: &Store, id: &CampaignId) -> Result<u64, StoreError> {
+/// lives of a gate share an epoch, whatever Redis lost in between. The counter also moves past
+/// every epoch the campaign id's fences and revocations name, and past `at_least` (the epoch of
+/// a gate found in Redis): a campaign created again under an earlier one's id starts its
+/// counter at 0, while that earlier campaign's fences, revocations and gate outlive it.
+pub async fn next_gate_epoch(
+    store: &Store,
+    id: &CampaignId,
+    at_least: u64,
+) -> Result<u64, StoreError> {
     let mut conn = store.conn().await?;
     let mut tx = conn.start_transaction(TxOpts::default()).await?;
     tx.exec_drop(
-        "UPDATE campaign SET gate_epoch = gate_epoch + 1 WHERE id = ?",
-        (id.as_str(),),
+        "UPDATE campaign SET gate_epoch = 1 + GREATEST(gate_epoch, ?, \
+             COALESCE((SELECT MAX(epoch) FROM gate_fence WHERE campaign_id = ?), 0), \
+             COALESCE((SELECT MAX(below_epoch) FROM revoked_admission WHERE campaign_id = ?), 0)) \
+         WHERE id = ?",
+        (at_least, id.as_str(), id.as_str(), id.as_str()),
     )
     .await?;
     let epoch: Option<u64> = tx

@@ -60,6 +60,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(20261124000003, "gate_epoch"),
     migration!(20261124000004, "failed_event_payload_digest"),
     migration!(20261124000005, "gate_fences"),
+    migration!(20261124000006, "campaign_first_epoch"),
 ];
 
 const LOCK_NAME: &str = "fcfs_coupons.schema_migrations";

@@ -53,6 +53,8 @@ pub struct CampaignFacts {
     /// The gate's fences: an event they cover does not count (the consumer settled it).
     pub rebuild_fences: Vec<RebuildFence>,
     pub revocations: Vec<Revocation>,
+    /// The life of the campaign's first gate (`campaign.first_epoch`).
+    pub first_epoch: Option<u64>,
 }
 
 impl CampaignFacts {
@@ -80,6 +82,13 @@ impl CampaignFacts {
             },
             history: history.map(|h| h.records),
             campaign_created_by_run,
+            begins_at: self.first_epoch.map(|first| {
+                self.rebuild_fences
+                    .iter()
+                    .filter(|f| f.epoch == first)
+                    .map(|f| (f.partition, f.end_offset.unwrap_or(0)))
+                    .collect()
+            }),
         }
     }
 }

@@ -35,6 +35,7 @@ pub async fn campaign(store: &Store, id: &str) -> anyhow::Result<CampaignFacts> 
         .with_context(|| format!("campaign `{id}` does not exist in mysql"))?;
     let strategy = stored.campaign.strategy;
     let limit = stored.campaign.limit.get();
+    let first_epoch = stored.first_epoch;
     if !strategy.has_gate() {
         return course_stage(store, &campaign_id, strategy, limit).await;
     }
@@ -67,6 +68,7 @@ pub async fn campaign(store: &Store, id: &str) -> anyhow::Result<CampaignFacts> 
         gate: None,
         rebuild_fences,
         revocations,
+        first_epoch,
     })
 }
 
@@ -113,6 +115,7 @@ async fn course_stage(
         gate: None,
         rebuild_fences: Vec::new(),
         revocations: Vec::new(),
+        first_epoch: None,
     })
 }
 

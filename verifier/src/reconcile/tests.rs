@@ -62,6 +62,7 @@ fn healthy() -> Facts {
             record(5, ResultClass::SoldOut, None),
         ]),
         campaign_created_by_run: true,
+        begins_at: None,
     }
 }
 
@@ -465,4 +466,57 @@ fn i3_catches_an_issued_reply_whose_row_holds_another_slot() {
         "{:?}",
         reconcile(&stage)
     );
+}
+
+/// A campaign created again over its id's old data: user 7's row (slot 1, at offset 0) was
+/// written from an event on the topic before the campaign's first gate was built, which took it
+/// in; so was an event of the earlier campaign's user 1 (slot 3 on partition 1), whose row was
+/// deleted with that campaign. This run's users 1 and 2 won slots 2 and 3, user 3 found it
+/// sold out.
+fn over_an_earlier_campaign(begins_at: Option<BTreeMap<i32, i64>>) -> Facts {
+    let mut facts = healthy();
+    facts.rows = vec![row(7, 1), row(1, 2), row(2, 3)];
+    let earlier = EventFact {
+        source: at(1, 0),
+        ..event(1, 3)
+    };
+    facts.events = vec![event(7, 1), earlier, event(1, 2), event(2, 3)];
+    facts.gate = Some(GateFact {
+        initialised: true,
+        winners: [(7, 1), (1, 2), (2, 3)].into_iter().collect(),
+        released: vec![],
+    });
+    facts.history = Some(vec![
+        record(1, ResultClass::Issued, Some(2)),
+        record(2, ResultClass::Issued, Some(3)),
+        record(3, ResultClass::SoldOut, None),
+    ]);
+    facts.begins_at = begins_at;
+    facts
+}
+
+#[test]
+fn leftovers_of_an_earlier_campaign_are_named_not_blamed_on_the_run() {
+    let begins = [(0, 1), (1, 5)].into_iter().collect();
+    let verdict = reconcile(&over_an_earlier_campaign(Some(begins)));
+    assert!(verdict.holds(), "{verdict:#?}");
+    assert_eq!(
+        (verdict.leftovers.rows, verdict.leftovers.events),
+        (1, 2),
+        "{verdict:#?}"
+    );
+    let users: Vec<u64> = verdict.leftovers.users.iter().map(|o| o.user_id).collect();
+    assert_eq!(users, vec![1, 7]);
+    // They still count against the limit.
+    assert_eq!(verdict.tally.coupons, 3);
+
+    // The control: without knowing where the campaign began, user 7's row is a phantom of the
+    // run, and the earlier user 1's event a second slot that nothing accounts for.
+    let blind = reconcile(&over_an_earlier_campaign(None));
+    assert_eq!(
+        blind.failed(),
+        vec![CheckId::I2, CheckId::I4, CheckId::I6],
+        "{blind:#?}"
+    );
+    assert!(blind.leftovers.is_empty());
 }

@@ -1,20 +1,21 @@
--- Install a rebuilt gate, atomically, and only if no gate is live.
+-- Install a built gate, atomically: a rebuilt gate only if no gate is live; a campaign's first
+-- gate over whatever Redis holds for its id (a gate an earlier campaign of that id left).
 -- KEYS: marker, winners, next_seq, released, rebuild_lock, redis_run
--- ARGV: lock token, new epoch, next_seq, n (winner count), user1, seq1, ..., userN, seqN,
---       then the free slots
+-- ARGV: lock token, new epoch, next_seq, 'first' or 'rebuild', n (winner count),
+--       user1, seq1, ..., userN, seqN, then the free slots
 -- Returns 1 installed, 0 a live gate exists (nothing touched), -1 the lock is not ours.
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if ARGV[4] ~= 'first' and redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if redis.call('GET', KEYS[5]) ~= ARGV[1] then return -1 end
 -- Read before any write: a server whose INFO cannot be read must leave the gate untouched.
 local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
 if not run then return redis.error_reply('ERR the gate needs INFO server to report run_id') end
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
-local n = tonumber(ARGV[4])
+local n = tonumber(ARGV[5])
 for i = 0, n - 1 do
-  redis.call('HSET', KEYS[2], ARGV[5 + 2 * i], ARGV[6 + 2 * i])
+  redis.call('HSET', KEYS[2], ARGV[6 + 2 * i], ARGV[7 + 2 * i])
 end
 redis.call('SET', KEYS[3], ARGV[3])
-for i = 5 + 2 * n, #ARGV do
+for i = 6 + 2 * n, #ARGV do
   redis.call('RPUSH', KEYS[4], ARGV[i])
 end
 redis.call('SET', KEYS[6], run)

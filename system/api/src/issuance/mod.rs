@@ -6,7 +6,8 @@
 //! # Layout
 //! - [`reliable`]: this project's design: admit in the Redis gate, publish and wait for the
 //!   broker's ack, resolve what is in doubt, undo what certainly failed.
-//! - [`rebuild`]: the reliable design's gate lifecycle: initialise, and rebuild after a loss.
+//! - [`rebuild`]: the reliable design's gate lifecycle: build a campaign's first gate, and
+//!   rebuild one after a loss, both from what the stores hold.
 //! - [`reconcile`]: releases admissions no event followed (the api died, Redis stalled).
 //! - [`traces`]: what the stores hold of a campaign's admissions, for the two above.
 //! - [`course`]: the original course's stages, flaws included.
@@ -23,7 +24,7 @@ use futures::future::BoxFuture;
 
 use crate::gate::GateError;
 
-pub use rebuild::EpochSource;
+pub use rebuild::{EpochSource, FirstGate};
 pub use reliable::Reliable;
 
 /// What an apply came to, for an open campaign.

@@ -1,9 +1,15 @@
-//! Gate lifecycle: initialise a new campaign's gate, and rebuild a gate whose Redis state was
-//! lost (restart without data, FLUSHALL, a deleted key) from MySQL rows plus Kafka events.
+//! Gate lifecycle: build a campaign's first gate, and rebuild a gate whose Redis state was lost
+//! (restart without data, FLUSHALL, a deleted key), both from MySQL rows plus Kafka events.
 //!
-//! A campaign's gate is first recorded as initialised in MySQL, then its Redis marker is set.
-//! So a campaign marked initialised whose marker is missing has lost its gate: every admit
-//! answers `lost` (503) until the rebuild installs the winners again and sets the marker last.
+//! A campaign's first gate is built like a rebuild, not assumed empty: the campaign id may
+//! already have rows, open failed events or unread events (an earlier campaign of that id,
+//! deleted by hand; a database reset over an old topic; events produced before the campaign),
+//! and Redis may hold a gate that earlier campaign left. The build raises a fence at the topic's
+//! high watermarks, installs the plan over whatever Redis holds, and only then records in MySQL
+//! that the campaign's gate exists (with the life it began in, `first_epoch`). Until MySQL says
+//! so, no api admits for the campaign. From then on a missing marker means the gate was lost:
+//! every admit answers `lost` (503) until the rebuild installs the winners again and sets the
+//! marker last.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -12,7 +18,7 @@ use coupon_kafka::scan::Range;
 use coupon_store::{Store, StoreError, StoredCampaign, campaigns, fences};
 
 use super::{IssuanceError, Reliable};
-use crate::gate::{GateError, Installed};
+use crate::gate::{GateError, GatePlan, Installed, Over};
 
 /// Where a new life of a gate gets its epoch, the number that tells it from every earlier life
 /// (an in-doubt event is republished only while the epoch that admitted it lives).
@@ -29,9 +35,15 @@ pub enum EpochSource {
 }
 
 impl EpochSource {
-    pub async fn next(self, store: &Store, campaign: &CampaignId) -> Result<u64, StoreError> {
+    /// The next epoch, above `at_least` (a life known to exist, such as a gate found in Redis).
+    pub async fn next(
+        self,
+        store: &Store,
+        campaign: &CampaignId,
+        at_least: u64,
+    ) -> Result<u64, StoreError> {
         match self {
-            Self::Counter => campaigns::next_gate_epoch(store, campaign).await,
+            Self::Counter => campaigns::next_gate_epoch(store, campaign, at_least).await,
             Self::Clock => Ok(u64::try_from(
                 time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000,
             )
@@ -40,26 +52,131 @@ impl EpochSource {
     }
 }
 
+/// How a campaign's first gate is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FirstGate {
+    /// From the rebuild plan, over whatever Redis holds for the id.
+    #[default]
+    FromPlan,
+    /// Test only, settable in code alone: empty, and a gate Redis already holds for the id is
+    /// taken as the campaign's, as this project once did. The control that shows a campaign
+    /// created again over its id's old data handing out slots its rows and events still hold.
+    Empty,
+}
+
 /// Makes the gate ready if it can be right away; otherwise starts a rebuild in the background.
+/// A gate found ready is remembered: this process then admits without asking again.
 pub async fn ensure_gate(
+    reliable: &Reliable,
+    stored: &StoredCampaign,
+) -> Result<GateReadiness, IssuanceError> {
+    let readiness = readiness_of(reliable, stored).await?;
+    if readiness == GateReadiness::Ready {
+        reliable.remember_gate(&stored.campaign.id);
+    }
+    Ok(readiness)
+}
+
+async fn readiness_of(
     reliable: &Reliable,
     stored: &StoredCampaign,
 ) -> Result<GateReadiness, IssuanceError> {
     let parts = &reliable.parts;
     let id = &stored.campaign.id;
+    let first_gate = parts.settings.first_gate;
+    if !stored.gate_initialised && first_gate == FirstGate::FromPlan {
+        return build_first_gate(reliable, &stored.campaign).await;
+    }
     if parts.gate.stats(id).await?.initialised {
         return Ok(GateReadiness::Ready);
     }
     if !stored.gate_initialised {
-        // A new campaign: nobody was ever admitted, so an empty gate is the truth. Record it in
-        // MySQL first, so a later loss of the marker is recognised as a loss.
+        // The control (FirstGate::Empty): nobody was ever admitted, so an empty gate is taken
+        // for the truth. Recorded in MySQL first, so a later loss of the marker is recognised.
         campaigns::mark_gate_initialised(&parts.store, id).await?;
-        let epoch = parts.settings.gate_epochs.next(&parts.store, id).await?;
+        let epoch = parts.settings.gate_epochs.next(&parts.store, id, 0).await?;
         parts.gate.initialise_empty(id, epoch).await?;
         return Ok(GateReadiness::Ready);
     }
     spawn_rebuild(reliable, stored.campaign.clone());
     Ok(GateReadiness::Rebuilding)
+}
+
+/// Builds the campaign's first gate from the rebuild plan. `Rebuilding` while another process
+/// holds the campaign's rebuild lock (it is building the gate).
+async fn build_first_gate(
+    reliable: &Reliable,
+    campaign: &Campaign,
+) -> Result<GateReadiness, IssuanceError> {
+    let parts = &reliable.parts;
+    let Some(token) = parts
+        .gate
+        .try_lock_rebuild(&campaign.id, super::traces::LOCKED_READ)
+        .await?
+    else {
+        return Ok(GateReadiness::Rebuilding);
+    };
+    let built = first_gate_holding_lock(reliable, campaign, &token).await;
+    if !matches!(built, Ok(Some(_))) {
+        let _ = parts.gate.unlock_rebuild(&campaign.id, &token).await;
+    }
+    match built? {
+        Some(plan) if plan.winners.is_empty() => {
+            tracing::info!(campaign_id = %campaign.id, "first gate built: nothing held for this id");
+            Ok(GateReadiness::Ready)
+        }
+        Some(plan) => {
+            tracing::warn!(
+                campaign_id = %campaign.id,
+                winners = plan.winners.len(),
+                next_seq = plan.next_seq,
+                "first gate built over what the stores already held for this id (an earlier campaign of the id, or events produced before it)"
+            );
+            Ok(GateReadiness::Ready)
+        }
+        // Another process built it between our read and our lock: an ordinary gate from here.
+        None if parts.gate.stats(&campaign.id).await?.initialised => Ok(GateReadiness::Ready),
+        None => {
+            spawn_rebuild(reliable, campaign.clone());
+            Ok(GateReadiness::Rebuilding)
+        }
+    }
+}
+
+/// `Ok(None)` when MySQL already records a first gate for the campaign.
+async fn first_gate_holding_lock(
+    reliable: &Reliable,
+    campaign: &Campaign,
+    token: &str,
+) -> Result<Option<GatePlan>, IssuanceError> {
+    let parts = &reliable.parts;
+    let stored = campaigns::find(&parts.store, &campaign.id)
+        .await?
+        .ok_or_else(|| {
+            StoreError::Decode(format!("campaign {} vanished from mysql", campaign.id))
+        })?;
+    if stored.gate_initialised {
+        return Ok(None);
+    }
+    // A gate Redis holds for the id belongs to an earlier campaign: the new life's epoch goes
+    // past it, so nothing that gate admitted can pass for this one's.
+    let left_behind = parts.gate.epoch(&campaign.id).await?.map_or(0, |e| e.0);
+    let (epoch, plan) = plan_new_life(reliable, &campaign.id, left_behind).await?;
+    match parts
+        .gate
+        .install(&campaign.id, token, epoch, &plan, Over::EarlierCampaign)
+        .await?
+    {
+        Installed::Yes => {}
+        Installed::LiveGateExists | Installed::LockLost => {
+            return Err(GateError::Protocol(
+                "the rebuild lock expired before the first gate was installed".to_owned(),
+            )
+            .into());
+        }
+    }
+    campaigns::mark_first_gate(&parts.store, &campaign.id, epoch).await?;
+    Ok(Some(plan))
 }
 
 /// Starts a rebuild of the campaign's gate unless one already runs in this process. Other
@@ -100,7 +217,7 @@ pub fn spawn_rebuild(reliable: &Reliable, campaign: Campaign) {
 async fn rebuild(
     reliable: &Reliable,
     campaign: &Campaign,
-) -> Result<Option<RebuildPlan>, IssuanceError> {
+) -> Result<Option<GatePlan>, IssuanceError> {
     let parts = &reliable.parts;
     // Admissions made before the loss may still be on their way to the broker; the producer
     // gives up on them within the delivery timeout, so wait that out before reading Kafka.
@@ -127,7 +244,7 @@ async fn rebuild_holding_lock(
     campaign: &Campaign,
     token: &str,
     grace: Duration,
-) -> Result<Option<RebuildPlan>, IssuanceError> {
+) -> Result<Option<GatePlan>, IssuanceError> {
     let parts = &reliable.parts;
     // Another process may have rebuilt the gate between our look and our lock.
     if parts.gate.epoch(&campaign.id).await?.is_some() {
@@ -135,27 +252,10 @@ async fn rebuild_holding_lock(
     }
     tracing::warn!(campaign_id = %campaign.id, grace = ?grace, "gate state lost in redis; rebuilding");
     tokio::time::sleep(grace).await;
-    // A fence an earlier rebuild raised but never finished guards nothing (we hold the lock).
-    fences::drop_unset_fences(&parts.store, &campaign.id).await?;
-    let epoch = parts
-        .settings
-        .gate_epochs
-        .next(&parts.store, &campaign.id)
-        .await?;
-    // The fence goes up before the read: an event of an earlier life that lands past where the
-    // read ends is refused by the consumer, since this gate never saw it.
-    let ranges = fenced_ranges(reliable, &campaign.id, epoch).await?;
-    let plan = plan_from_stores(reliable, &campaign.id, ranges).await?;
+    let (epoch, plan) = plan_new_life(reliable, &campaign.id, 0).await?;
     match parts
         .gate
-        .install(
-            &campaign.id,
-            token,
-            epoch,
-            &plan.winners,
-            plan.next_seq,
-            &plan.free_slots,
-        )
+        .install(&campaign.id, token, epoch, &plan, Over::LostGate)
         .await?
     {
         Installed::Yes => {
@@ -168,6 +268,28 @@ async fn rebuild_holding_lock(
         )
         .into()),
     }
+}
+
+/// A new life of the campaign's gate, planned (the caller holds the rebuild lock): takes its
+/// epoch (above `at_least`), raises its fence, and plans the gate from what lies before it.
+async fn plan_new_life(
+    reliable: &Reliable,
+    id: &CampaignId,
+    at_least: u64,
+) -> Result<(u64, GatePlan), IssuanceError> {
+    let parts = &reliable.parts;
+    // A fence an earlier build raised but never finished guards nothing (we hold the lock).
+    fences::drop_unset_fences(&parts.store, id).await?;
+    let epoch = parts
+        .settings
+        .gate_epochs
+        .next(&parts.store, id, at_least)
+        .await?;
+    // The fence goes up before the read: an event of an earlier life that lands past where the
+    // read ends is refused by the consumer, since this gate never saw it.
+    let ranges = fenced_ranges(reliable, id, epoch).await?;
+    let plan = plan_from_stores(reliable, id, ranges).await?;
+    Ok((epoch, plan))
 }
 
 /// Raises the fence of life `epoch` and returns what the rebuild must read: each partition from
@@ -207,7 +329,7 @@ async fn plan_from_stores(
     reliable: &Reliable,
     id: &CampaignId,
     ranges: Vec<Range>,
-) -> Result<RebuildPlan, IssuanceError> {
+) -> Result<GatePlan, IssuanceError> {
     let traces = reliable.traces(id, ranges).await?;
     Ok(plan_rebuild(
         traces.rows,
@@ -224,20 +346,11 @@ pub async fn force_rebuild(reliable: &Reliable, campaign: &Campaign) -> Result<(
     Ok(())
 }
 
-/// The gate to install: every known winner, the highest slot handed out, and the free slots
-/// below it (slots released before the loss), which are handed out again.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RebuildPlan {
-    pub winners: Vec<(UserId, Seq)>,
-    pub next_seq: u32,
-    pub free_slots: Vec<u32>,
-}
-
 /// Rows are the truth for a user they hold; events add the winners not yet written.
 pub fn plan_rebuild(
     rows: impl IntoIterator<Item = (UserId, Seq)>,
     events: impl IntoIterator<Item = (UserId, Seq)>,
-) -> RebuildPlan {
+) -> GatePlan {
     let mut winners: BTreeMap<UserId, Seq> = BTreeMap::new();
     for (user, seq) in rows {
         winners.insert(user, seq);
@@ -248,15 +361,16 @@ pub fn plan_rebuild(
     let next_seq = winners.values().map(|s| s.0).max().unwrap_or(0);
     let taken: std::collections::HashSet<u32> = winners.values().map(|s| s.0).collect();
     let free_slots = (1..=next_seq).filter(|s| !taken.contains(s)).collect();
-    RebuildPlan {
+    GatePlan {
         winners: winners.into_iter().collect(),
         next_seq,
         free_slots,
     }
 }
 
-/// Whether the gate of `id` is usable, starting a rebuild when it was lost.
-pub async fn readiness_after_loss(
+/// Whether the gate of `id` is usable, as MySQL and Redis say now: building a new campaign's
+/// first gate, or starting a rebuild when the gate was lost.
+pub async fn check_gate(
     reliable: &Reliable,
     id: &CampaignId,
 ) -> Result<GateReadiness, IssuanceError> {
@@ -304,7 +418,7 @@ mod tests {
         let plan = plan_rebuild([], []);
         assert_eq!(
             plan,
-            RebuildPlan {
+            GatePlan {
                 winners: vec![],
                 next_seq: 0,
                 free_slots: vec![]

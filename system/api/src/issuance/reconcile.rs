@@ -143,7 +143,13 @@ async fn release(
         return Ok(()); // a rebuild runs: it decides from the stores itself
     };
     let released = async {
-        let next = Epoch(parts.settings.gate_epochs.next(&parts.store, id).await?);
+        let next = Epoch(
+            parts
+                .settings
+                .gate_epochs
+                .next(&parts.store, id, live.0)
+                .await?,
+        );
         if !parts.gate.advance_epoch(id, live, next).await? {
             return Ok(0);
         }

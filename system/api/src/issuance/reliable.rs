@@ -4,7 +4,7 @@
 
 use std::{
     collections::HashSet,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, RwLock},
     time::{Duration, Instant},
 };
 
@@ -49,6 +49,13 @@ pub(crate) struct Parts {
     pub settings: Settings,
     /// Campaigns whose gate rebuild runs in this process.
     pub rebuilds_running: Mutex<HashSet<CampaignId>>,
+    /// Campaigns whose gate this process has seen built (MySQL records it and Redis holds it).
+    /// Until then it admits nothing for a campaign: a gate Redis holds for an id whose
+    /// campaign has no gate on record was left by an earlier campaign of that id.
+    pub gates_seen: RwLock<HashSet<CampaignId>>,
+    /// Held while an apply checks a gate not seen yet: a burst's first applies to a campaign
+    /// another api created check it once, not once each.
+    pub first_look: tokio::sync::Mutex<()>,
     /// Every task that publishes, resolves or undoes an admission: a graceful stop waits for
     /// them ([`Reliable::finish_in_doubt`]), since a dropped one leaves its slot held.
     pub in_doubt: TaskTracker,
@@ -74,6 +81,8 @@ impl Reliable {
                 metrics,
                 settings: settings.clone(),
                 rebuilds_running: Mutex::default(),
+                gates_seen: RwLock::default(),
+                first_look: tokio::sync::Mutex::new(()),
                 in_doubt: TaskTracker::new(),
             }),
         }
@@ -81,6 +90,20 @@ impl Reliable {
 
     pub fn gate(&self) -> &Gate {
         &self.parts.gate
+    }
+
+    /// Records that the campaign's gate is built (see [`Parts::gates_seen`]).
+    pub(crate) fn remember_gate(&self, id: &CampaignId) {
+        if let Ok(mut seen) = self.parts.gates_seen.write() {
+            seen.insert(id.clone());
+        }
+    }
+
+    fn gate_seen(&self, id: &CampaignId) -> bool {
+        self.parts
+            .gates_seen
+            .read()
+            .is_ok_and(|seen| seen.contains(id))
     }
 
     pub async fn flush(&self, timeout: Duration) {
@@ -138,8 +161,9 @@ impl Reliable {
         }
     }
 
-    /// One atomic gate step. If the gate's state is gone, a new campaign's gate is initialised
-    /// and the step retried once; a lost one is rebuilt in the background and the apply refused.
+    /// One atomic gate step. A campaign whose gate this process has not seen built has it
+    /// checked (and a new campaign's first gate built) first. If the gate's state is gone, a
+    /// lost one is rebuilt in the background and the apply refused.
     async fn admit(
         &self,
         campaign: &Campaign,
@@ -147,6 +171,14 @@ impl Reliable {
         window: Window,
     ) -> Result<Decision, IssuanceError> {
         let parts = &self.parts;
+        if !self.gate_seen(&campaign.id) {
+            let _one_look = parts.first_look.lock().await;
+            if !self.gate_seen(&campaign.id)
+                && rebuild::check_gate(self, &campaign.id).await? == GateReadiness::Rebuilding
+            {
+                return Err(IssuanceError::GateRebuilding(campaign.id.clone()));
+            }
+        }
         for _ in 0..2 {
             let started = Instant::now();
             let admission = parts
@@ -173,9 +205,7 @@ impl Reliable {
                 }
                 Admission::Outside(_) => return Ok(Decision::Outside(Outcome::Closed)),
                 Admission::Lost => {
-                    if rebuild::readiness_after_loss(self, &campaign.id).await?
-                        == GateReadiness::Rebuilding
-                    {
+                    if rebuild::check_gate(self, &campaign.id).await? == GateReadiness::Rebuilding {
                         break;
                     }
                 }

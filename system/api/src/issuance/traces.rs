@@ -105,18 +105,15 @@ impl Reliable {
             .filter_map(|raw| Some((raw, CouponIssued::from_json(&raw.payload).ok()?)))
             .filter(|(_, event)| &event.campaign_id == id)
         {
-            match fence::standing(&event, raw.partition, raw.offset, &rebuilds, &revocations) {
-                fence::Standing::Counts => events.push((event.user_id, event.seq)),
-                // Another rebuild is setting its fence: whether this event counts is not known
-                // yet, and guessing "no" would hand its slot out again.
-                fence::Standing::FencePending { epoch } => {
-                    return Err(StoreError::FencePending {
-                        campaign: id.to_string(),
-                        epoch,
-                    }
-                    .into());
-                }
-                fence::Standing::Superseded { .. } | fence::Standing::Revoked { .. } => {}
+            if counts(
+                id,
+                &event,
+                raw.partition,
+                raw.offset,
+                &rebuilds,
+                &revocations,
+            )? {
+                events.push((event.user_id, event.seq));
             }
         }
         let rows = coupons::list(&parts.store, id)
@@ -125,12 +122,21 @@ impl Reliable {
             .filter_map(|row| Some((UserId::parse(row.user_id).ok()?, Seq(row.seq))))
             .collect();
         let captured = failed_events::list_for(&parts.store, id.as_str()).await?;
-        let failed = captured
+        let mut failed = Vec::new();
+        for (captured, event) in captured
             .iter()
             .filter(|failed| failed.open && failed.reason.is_retryable())
-            .filter_map(|failed| CouponIssued::from_json(&failed.payload.kept).ok())
-            .map(|event| (event.user_id, event.seq))
-            .collect();
+            .filter_map(|failed| {
+                Some((failed, CouponIssued::from_json(&failed.payload.kept).ok()?))
+            })
+        {
+            // A retry screens it as the consumer does: one the fences cover is settled, never
+            // written, so it holds no slot.
+            let (partition, offset) = (captured.kafka_partition, captured.kafka_offset);
+            if counts(id, &event, partition, offset, &rebuilds, &revocations)? {
+                failed.push((event.user_id, event.seq));
+            }
+        }
         let failed_users = captured
             .iter()
             .filter(|failed| !failed.reason.is_settled())
@@ -142,5 +148,27 @@ impl Reliable {
             events,
             failed_users,
         })
+    }
+}
+
+/// Whether an event at `partition`/`offset` still counts under the campaign's fences.
+fn counts(
+    id: &CampaignId,
+    event: &CouponIssued,
+    partition: i32,
+    offset: i64,
+    rebuilds: &[fence::RebuildFence],
+    revocations: &[fence::Revocation],
+) -> Result<bool, IssuanceError> {
+    match fence::standing(event, partition, offset, rebuilds, revocations) {
+        fence::Standing::Counts => Ok(true),
+        // Another rebuild is setting its fence: whether this event counts is not known yet,
+        // and guessing "no" would hand its slot out again.
+        fence::Standing::FencePending { epoch } => Err(StoreError::FencePending {
+            campaign: id.to_string(),
+            epoch,
+        }
+        .into()),
+        fence::Standing::Superseded { .. } | fence::Standing::Revoked { .. } => Ok(false),
     }
 }

@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use coupon_api::{
     configuration::GateMode,
-    gate::{Admission, Gate, Installed, Window},
+    gate::{Admission, Gate, GatePlan, Installed, Over, Window},
     issuance::EpochSource,
 };
 use coupon_domain::{CampaignId, GateOutcome, Seq, UserId};
@@ -24,6 +24,14 @@ async fn gate(namespace: &RedisNamespace) -> anyhow::Result<Gate> {
 
 fn user(id: u64) -> anyhow::Result<UserId> {
     Ok(UserId::parse(id)?)
+}
+
+fn plan(winners: &[(UserId, Seq)], next_seq: u32, free_slots: &[u32]) -> GatePlan {
+    GatePlan {
+        winners: winners.to_vec(),
+        next_seq,
+        free_slots: free_slots.to_vec(),
+    }
 }
 
 #[tokio::test]
@@ -51,7 +59,13 @@ async fn a_rebuild_never_overwrites_a_live_gate_and_needs_its_own_lock() -> anyh
 
     // A stale rebuild (planned before the gate came back) must not touch it.
     let stale = gate
-        .install(&campaign, &token, 2, &[(user(9)?, Seq(1))], 1, &[])
+        .install(
+            &campaign,
+            &token,
+            2,
+            &plan(&[(user(9)?, Seq(1))], 1, &[]),
+            Over::LostGate,
+        )
         .await?;
     assert_eq!(stale, Installed::LiveGateExists);
     assert!(matches!(
@@ -63,8 +77,14 @@ async fn a_rebuild_never_overwrites_a_live_gate_and_needs_its_own_lock() -> anyh
     let old_epoch = gate.epoch(&campaign).await?;
     gate.forget_marker(&campaign).await?;
     assert_eq!(
-        gate.install(&campaign, "not-the-token", 2, &[], 0, &[])
-            .await?,
+        gate.install(
+            &campaign,
+            "not-the-token",
+            2,
+            &GatePlan::default(),
+            Over::LostGate
+        )
+        .await?,
         Installed::LockLost
     );
     let installed = gate
@@ -72,9 +92,8 @@ async fn a_rebuild_never_overwrites_a_live_gate_and_needs_its_own_lock() -> anyh
             &campaign,
             &token,
             2,
-            &[(user(1)?, Seq(1)), (user(3)?, Seq(3))],
-            3,
-            &[2],
+            &plan(&[(user(1)?, Seq(1)), (user(3)?, Seq(3))], 3, &[2]),
+            Over::LostGate,
         )
         .await?;
     assert_eq!(installed, Installed::Yes);
@@ -87,12 +106,24 @@ async fn a_rebuild_never_overwrites_a_live_gate_and_needs_its_own_lock() -> anyh
         gate.admit(&campaign, user(4)?, 10, Window::ALWAYS).await?,
         Admission::Decided(GateOutcome::Issued(Seq(2)), _)
     ));
-    assert!(
-        gate.try_lock_rebuild(&campaign, Duration::from_secs(30))
-            .await?
-            .is_some(),
-        "install released the lock"
-    );
+    let token = gate
+        .try_lock_rebuild(&campaign, Duration::from_secs(30))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("install did not release the lock"))?;
+
+    // A campaign's first gate replaces the live gate an earlier campaign of the id left.
+    let first = gate
+        .install(
+            &campaign,
+            &token,
+            7,
+            &plan(&[(user(9)?, Seq(1))], 1, &[]),
+            Over::EarlierCampaign,
+        )
+        .await?;
+    assert_eq!(first, Installed::Yes);
+    assert_eq!(gate.epoch(&campaign).await?.map(|e| e.0), Some(7));
+    assert_eq!(gate.winners(&campaign).await?, vec![(user(9)?, Seq(1))]);
     namespace.cleanup().await
 }
 
@@ -121,7 +152,7 @@ async fn gate_epochs_never_repeat_and_the_check_catches_a_clock_that_does() -> a
     for source in [EpochSource::Counter, EpochSource::Clock] {
         let mut taken = Vec::new();
         for _ in 0..50 {
-            taken.push(source.next(&store, &campaign.id).await?);
+            taken.push(source.next(&store, &campaign.id, 0).await?);
         }
         epochs.insert(format!("{source:?}"), taken);
     }

@@ -9,4 +9,5 @@ mod gate;
 mod http_surface;
 mod in_doubt;
 mod pipeline;
+mod reused_id;
 mod stages;
