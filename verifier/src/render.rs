@@ -77,8 +77,8 @@ fn leftovers(verdict: &Verdict, show: usize, bullet: &str) -> String {
     }
     let mut out = format!(
         "leftovers from before the campaign's first gate (an earlier campaign of this id, or \
-         events produced before it): {} rows, {} events, {} failed events of {} users; counted \
-         against the limit, left out of the run's checks\n",
+         events produced before it): {} rows, {} events, {} failed events (one coupon may be all \
+         three) of {} users; counted against the limit, left out of the run's checks\n",
         left.rows,
         left.events,
         left.failed_events,

@@ -513,10 +513,11 @@ impl Gate {
     }
 
     /// Installs a gate in one atomic step (`install.lua`): the plan's winners, highest slot and
-    /// free slots below it, and the new life's `epoch`, then releases the lock. Refuses when the
-    /// lock is no longer ours. A rebuild ([`Over::LostGate`]) also refuses when a live gate
-    /// exists (another process rebuilt it meanwhile): it never overwrites a gate that admits. A
-    /// campaign's first gate ([`Over::EarlierCampaign`]) replaces whatever Redis holds for the id.
+    /// free slots below it, and the new life's `epoch`. Refuses when the lock is no longer ours.
+    /// A rebuild ([`Over::LostGate`]) also refuses when a live gate exists (another process
+    /// rebuilt it meanwhile): it never overwrites a gate that admits; it releases the lock. A
+    /// campaign's first gate ([`Over::EarlierCampaign`]) replaces whatever Redis holds for the
+    /// id and keeps the lock: no other process may build again before MySQL records this gate.
     pub async fn install(
         &self,
         campaign: &CampaignId,

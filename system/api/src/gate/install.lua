@@ -1,5 +1,6 @@
--- Install a built gate, atomically: a rebuilt gate only if no gate is live; a campaign's first
--- gate over whatever Redis holds for its id (a gate an earlier campaign of that id left).
+-- Install a built gate, atomically: a rebuilt gate only if no gate is live, releasing the
+-- rebuild lock; a campaign's first gate over whatever Redis holds for its id (a gate an earlier
+-- campaign of that id left), keeping the lock until MySQL records the gate (the caller unlocks).
 -- KEYS: marker, winners, next_seq, released, rebuild_lock, redis_run
 -- ARGV: lock token, new epoch, next_seq, 'first' or 'rebuild', n (winner count),
 --       user1, seq1, ..., userN, seqN, then the free slots
@@ -20,5 +21,5 @@ for i = 6 + 2 * n, #ARGV do
 end
 redis.call('SET', KEYS[6], run)
 redis.call('SET', KEYS[1], ARGV[2])
-redis.call('DEL', KEYS[5])
+if ARGV[4] ~= 'first' then redis.call('DEL', KEYS[5]) end
 return 1

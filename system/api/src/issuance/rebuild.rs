@@ -29,8 +29,8 @@ pub enum EpochSource {
     #[default]
     Counter,
     /// Test only, settable in code alone (no flag): milliseconds since the epoch, which repeat
-    /// within a millisecond, as this project once used. Kept so a negative control can show the
-    /// epoch test catching a source that repeats.
+    /// within a millisecond, as this project once used (and which ignore `at_least`). Kept so
+    /// a negative control can show the epoch test catching a source that repeats.
     Clock,
 }
 
@@ -103,8 +103,24 @@ async fn readiness_of(
 }
 
 /// Builds the campaign's first gate from the rebuild plan. `Rebuilding` while another process
-/// holds the campaign's rebuild lock (it is building the gate).
+/// holds the campaign's rebuild lock (it is building the gate). The build runs in a task of its
+/// own: a caller that goes away (a client hanging up on the create) must not leave the lock
+/// held or a fence unset behind it.
 async fn build_first_gate(
+    reliable: &Reliable,
+    campaign: &Campaign,
+) -> Result<GateReadiness, IssuanceError> {
+    let (owned, campaign) = (reliable.clone(), campaign.clone());
+    tokio::spawn(async move { first_gate(&owned, &campaign).await })
+        .await
+        .map_err(|error| {
+            IssuanceError::from(GateError::Protocol(format!(
+                "the first gate's build stopped: {error}"
+            )))
+        })?
+}
+
+async fn first_gate(
     reliable: &Reliable,
     campaign: &Campaign,
 ) -> Result<GateReadiness, IssuanceError> {
@@ -117,9 +133,8 @@ async fn build_first_gate(
         return Ok(GateReadiness::Rebuilding);
     };
     let built = first_gate_holding_lock(reliable, campaign, &token).await;
-    if !matches!(built, Ok(Some(_))) {
-        let _ = parts.gate.unlock_rebuild(&campaign.id, &token).await;
-    }
+    // The install kept the lock until MySQL recorded the gate: released here, whatever happened.
+    let _ = parts.gate.unlock_rebuild(&campaign.id, &token).await;
     match built? {
         Some(plan) if plan.winners.is_empty() => {
             tracing::info!(campaign_id = %campaign.id, "first gate built: nothing held for this id");
@@ -161,7 +176,7 @@ async fn first_gate_holding_lock(
     // A gate Redis holds for the id belongs to an earlier campaign: the new life's epoch goes
     // past it, so nothing that gate admitted can pass for this one's.
     let left_behind = parts.gate.epoch(&campaign.id).await?.map_or(0, |e| e.0);
-    let (epoch, plan) = plan_new_life(reliable, &campaign.id, left_behind).await?;
+    let (epoch, plan) = plan_new_life(reliable, &stored.campaign, left_behind).await?;
     match parts
         .gate
         .install(&campaign.id, token, epoch, &plan, Over::EarlierCampaign)
@@ -175,7 +190,13 @@ async fn first_gate_holding_lock(
             .into());
         }
     }
-    campaigns::mark_first_gate(&parts.store, &campaign.id, epoch).await?;
+    // Still under the lock, so nobody else can have recorded a first gate meanwhile.
+    if !campaigns::mark_first_gate(&parts.store, &campaign.id, epoch).await? {
+        return Err(GateError::Protocol(
+            "another process recorded a first gate while this one held the lock".to_owned(),
+        )
+        .into());
+    }
     Ok(Some(plan))
 }
 
@@ -252,7 +273,7 @@ async fn rebuild_holding_lock(
     }
     tracing::warn!(campaign_id = %campaign.id, grace = ?grace, "gate state lost in redis; rebuilding");
     tokio::time::sleep(grace).await;
-    let (epoch, plan) = plan_new_life(reliable, &campaign.id, 0).await?;
+    let (epoch, plan) = plan_new_life(reliable, campaign, 0).await?;
     match parts
         .gate
         .install(&campaign.id, token, epoch, &plan, Over::LostGate)
@@ -274,10 +295,11 @@ async fn rebuild_holding_lock(
 /// epoch (above `at_least`), raises its fence, and plans the gate from what lies before it.
 async fn plan_new_life(
     reliable: &Reliable,
-    id: &CampaignId,
+    campaign: &Campaign,
     at_least: u64,
 ) -> Result<(u64, GatePlan), IssuanceError> {
     let parts = &reliable.parts;
+    let id = &campaign.id;
     // A fence an earlier build raised but never finished guards nothing (we hold the lock).
     fences::drop_unset_fences(&parts.store, id).await?;
     let epoch = parts
@@ -288,7 +310,7 @@ async fn plan_new_life(
     // The fence goes up before the read: an event of an earlier life that lands past where the
     // read ends is refused by the consumer, since this gate never saw it.
     let ranges = fenced_ranges(reliable, id, epoch).await?;
-    let plan = plan_from_stores(reliable, id, ranges).await?;
+    let plan = plan_from_stores(reliable, campaign, ranges).await?;
     Ok((epoch, plan))
 }
 
@@ -327,11 +349,12 @@ async fn fenced_ranges(
 /// campaign's fences.
 async fn plan_from_stores(
     reliable: &Reliable,
-    id: &CampaignId,
+    campaign: &Campaign,
     ranges: Vec<Range>,
 ) -> Result<GatePlan, IssuanceError> {
-    let traces = reliable.traces(id, ranges).await?;
+    let traces = reliable.traces(&campaign.id, ranges).await?;
     Ok(plan_rebuild(
+        campaign.limit.get(),
         traces.rows,
         traces.failed.into_iter().chain(traces.events),
     ))
@@ -346,8 +369,11 @@ pub async fn force_rebuild(reliable: &Reliable, campaign: &Campaign) -> Result<(
     Ok(())
 }
 
-/// Rows are the truth for a user they hold; events add the winners not yet written.
+/// Rows are the truth for a user they hold; events add the winners not yet written. An event
+/// with a slot outside `1..=limit` is left out: the consumer never writes it (it keeps it as
+/// `seq_out_of_range`), and an earlier campaign of the same id may have had a larger limit.
 pub fn plan_rebuild(
+    limit: u32,
     rows: impl IntoIterator<Item = (UserId, Seq)>,
     events: impl IntoIterator<Item = (UserId, Seq)>,
 ) -> GatePlan {
@@ -355,7 +381,10 @@ pub fn plan_rebuild(
     for (user, seq) in rows {
         winners.insert(user, seq);
     }
-    for (user, seq) in events {
+    for (user, seq) in events
+        .into_iter()
+        .filter(|(_, s)| (1..=limit).contains(&s.0))
+    {
         winners.entry(user).or_insert(seq);
     }
     let next_seq = winners.values().map(|s| s.0).max().unwrap_or(0);
@@ -394,6 +423,7 @@ mod tests {
     #[test]
     fn rebuild_unites_rows_and_unwritten_events() {
         let plan = plan_rebuild(
+            10,
             [(user(1), Seq(1)), (user(2), Seq(2))],
             [(user(2), Seq(2)), (user(5), Seq(5))],
         );
@@ -407,15 +437,25 @@ mod tests {
 
     #[test]
     fn a_row_wins_over_an_event_for_the_same_user() {
-        let plan = plan_rebuild([(user(1), Seq(1))], [(user(1), Seq(9))]);
+        let plan = plan_rebuild(10, [(user(1), Seq(1))], [(user(1), Seq(9))]);
         assert_eq!(plan.winners, vec![(user(1), Seq(1))]);
         assert_eq!(plan.next_seq, 1);
         assert!(plan.free_slots.is_empty());
     }
 
     #[test]
+    fn an_event_outside_the_limit_holds_no_slot() {
+        // An earlier campaign of the id had a limit of 10: its event for slot 10 would never
+        // be written under a limit of 4, and must not make slots 1 to 9 look free.
+        let plan = plan_rebuild(4, [], [(user(1), Seq(10)), (user(2), Seq(2))]);
+        assert_eq!(plan.winners, vec![(user(2), Seq(2))]);
+        assert_eq!(plan.next_seq, 2);
+        assert_eq!(plan.free_slots, vec![1]);
+    }
+
+    #[test]
     fn empty_history_rebuilds_an_empty_gate() {
-        let plan = plan_rebuild([], []);
+        let plan = plan_rebuild(10, [], []);
         assert_eq!(
             plan,
             GatePlan {

@@ -90,7 +90,9 @@ async fn pass(
     let mut ranges = None;
     for stored in campaigns::list(&parts.store).await? {
         let id = &stored.campaign.id;
-        if stored.campaign.strategy != Strategy::Reliable {
+        // A campaign with no first gate on record: any gate Redis holds for the id is an
+        // earlier campaign's, which the first gate's build replaces.
+        if stored.campaign.strategy != Strategy::Reliable || !stored.gate_initialised {
             continue;
         }
         let Some(epoch) = parts.gate.epoch(id).await? else {
