@@ -15,6 +15,9 @@ pub struct Load {
     pub strategy: Option<&'static str>,
     /// `--fault`.
     pub fault: Option<&'static str>,
+    /// `--threshold`: loadgen exits 3 when the run fails it, and the gate counts that as a
+    /// failed run.
+    pub threshold: Option<&'static str>,
     pub port: u16,
     /// Env for loadgen and the api it starts (`GATE_MODE=two-step`).
     pub env: Vec<(&'static str, &'static str)>,
@@ -30,6 +33,7 @@ impl Load {
             repeat: None,
             strategy: None,
             fault: None,
+            threshold: None,
             port,
             env: Vec::new(),
             show: 3,
@@ -46,6 +50,13 @@ impl Load {
     fn fault(self, fault: &'static str) -> Self {
         Self {
             fault: Some(fault),
+            ..self
+        }
+    }
+
+    fn threshold(self, threshold: &'static str) -> Self {
+        Self {
+            threshold: Some(threshold),
             ..self
         }
     }
@@ -80,6 +91,7 @@ impl Load {
             ("--repeat", self.repeat.map(|r| r.to_string())),
             ("--strategy", self.strategy.map(str::to_owned)),
             ("--fault", self.fault.map(str::to_owned)),
+            ("--threshold", self.threshold.map(str::to_owned)),
         ];
         for (flag, value) in options {
             if let Some(value) = value {
@@ -165,7 +177,12 @@ pub fn scenarios(users: usize) -> Vec<Scenario> {
     let mut table = vec![
         Scenario {
             heading: format!("gate 1: {users} users, the real design: the verifier must pass"),
-            action: Action::Load(Load::new("good", users, 18090).show(12)),
+            // Never more `issued` replies than the limit, as the client saw them.
+            action: Action::Load(
+                Load::new("good", users, 18090)
+                    .threshold("issued<=limit")
+                    .show(12),
+            ),
             checks: vec![verifier(
                 "verifier passes the real design",
                 "good",
@@ -413,7 +430,9 @@ mod tests {
                 "--host",
                 "http://127.0.0.1:18090",
                 "--report-dir",
-                "r/good"
+                "r/good",
+                "--threshold",
+                "issued<=limit"
             ]
         );
         assert_eq!(loads[1].env, [("GATE_MODE", "two-step")]);

@@ -7,12 +7,17 @@ use clap::Parser;
 use coupon_domain::{CampaignId, CouponLimit, Strategy};
 use coupon_runtime::stack::StackArgs;
 
+/// The run completed, but a `--threshold` failed.
+pub const EXIT_THRESHOLD: u8 = 3;
+
 /// Fire a burst of distinct users at the apply api, record every request, write reports.
 ///
 /// With no api answering at --host, loadgen starts the api and the consumer itself (in a child
 /// process of its own binary) against the configured stack (REDIS_URL, DATABASE_URL,
-/// KAFKA_BROKERS), so one command runs the whole pipeline. Exit code 0 means the run completed, whatever its results (the verifier judges);
-/// 2 means it could not run.
+/// KAFKA_BROKERS), so one command runs the whole pipeline.
+///
+/// Exit codes: 0 the run completed and every --threshold held (the verifier judges the
+/// guarantee); 2 it could not run; 3 it completed but a --threshold failed.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "loadgen", version, about, long_about = None)]
 pub struct Cli {
@@ -54,6 +59,15 @@ pub struct Cli {
     /// Fraction of requests (0..=1) sent with one of a few hot user ids instead of their own.
     #[arg(long, default_value_t = 0.0)]
     pub hot_users: f64,
+
+    /// A budget the run must meet, else loadgen exits 3 (repeatable): `METRIC OP VALUE`, e.g.
+    /// `p99<50ms`, `p99[issued]<=25ms`, `errors<0.1%`, `issued==limit`, `rate>5000`. Metrics:
+    /// p50, p90, p99, p99.9, max (ms, or us/s), of every reply or of one result class in [];
+    /// errors (the share of 503, 504, timeouts, transport errors and unexpected replies, as a
+    /// fraction or %); rate (responses/s); a result class's name (its count; `limit` is the
+    /// campaign's limit). With --strategy all, every stage is held to them.
+    #[arg(long = "threshold", value_name = "METRIC OP VALUE")]
+    pub thresholds: Vec<crate::threshold::Threshold>,
 
     /// Per-request timeout; a request without a reply by then is recorded as `timeout`.
     #[arg(long, default_value = "30s", value_parser = coupon_domain::duration::parse)]

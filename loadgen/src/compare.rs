@@ -30,6 +30,7 @@ pub async fn run(cli: &Cli, target: &Target) -> anyhow::Result<Outcome> {
     let store = verifier::collect::mysql::connect(&cli.stack.database_url).await?;
     let rounds = rounds(&cli.fault);
     let mut rows = Vec::new();
+    let mut failed_thresholds = Vec::new();
     for faults in &rounds {
         // One round: its own directory when there are several.
         let (round_dir, round_id) = match faults.as_slice() {
@@ -67,6 +68,11 @@ pub async fn run(cli: &Cli, target: &Target) -> anyhow::Result<Outcome> {
                 .first()
                 .context("the verifier returned no verdict")?;
             eprintln!("{label}: {}", judgement.final_line);
+            failed_thresholds.extend(
+                crate::report::failed_thresholds(&stage.summary)
+                    .into_iter()
+                    .map(|threshold| format!("{threshold} ({label})")),
+            );
             rows.push(StageRow::new(&stage.summary, verdict, &judgement, writes));
         }
     }
@@ -74,6 +80,7 @@ pub async fn run(cli: &Cli, target: &Target) -> anyhow::Result<Outcome> {
     Ok(Outcome {
         terminal: compare::terminal(&rows),
         run_dir: dir,
+        failed_thresholds,
     })
 }
 

@@ -13,6 +13,7 @@
 //! - [`users`]: which user id each request carries (seeded, reproducible).
 //! - [`history`]: the per-request records (the verifier's input) and live counters.
 //! - [`stats`]: HDR latency histograms per result class, throughput over time.
+//! - [`threshold`]: `--threshold` budgets over the summary, which set the exit code.
 //! - [`report`]: terminal table, `summary.json`, `summary.md`, a self-contained `report.html`.
 //! - [`progress`]: the live progress bar, quiet when not on a terminal or under CI.
 
@@ -28,6 +29,7 @@ pub mod scenario;
 pub mod stage;
 pub mod stats;
 pub mod target;
+pub mod threshold;
 pub mod users;
 
 pub use cli::Cli;

@@ -19,7 +19,15 @@ async fn main() -> std::process::ExitCode {
     match loadgen::run(cli).await {
         Ok(outcome) => {
             println!("{}", outcome.describe());
-            std::process::ExitCode::SUCCESS
+            if outcome.failed_thresholds.is_empty() {
+                std::process::ExitCode::SUCCESS
+            } else {
+                eprintln!(
+                    "loadgen: thresholds failed: {}",
+                    outcome.failed_thresholds.join("; ")
+                );
+                std::process::ExitCode::from(loadgen::cli::EXIT_THRESHOLD)
+            }
         }
         Err(error) => {
             eprintln!("loadgen could not run: {error:#}");

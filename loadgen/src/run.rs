@@ -104,6 +104,7 @@ async fn one_stage(
     let stage = stage::run(cli, target, strategy, &cli.fault, &run_dir, &run_id).await?;
     Ok(Outcome {
         terminal: report::terminal(&stage.summary),
+        failed_thresholds: report::failed_thresholds(&stage.summary),
         run_dir: stage.run_dir,
     })
 }

@@ -142,7 +142,7 @@ pub async fn run(
     let wall_ms = records
         .last()
         .map_or(0, |last| (last.sent_at_us - records[0].sent_at_us) / 1000);
-    let summary = Summary {
+    let mut summary = Summary {
         run: RunSummary {
             run_id: run_id.to_owned(),
             campaign_id: aim.campaign_id,
@@ -162,7 +162,9 @@ pub async fn run(
             campaign_after,
         },
         stats: stats::compute(&records, if wall_ms > 60_000 { 1000 } else { 100 }),
+        thresholds: Vec::new(),
     };
+    summary.thresholds = crate::threshold::judge_all(&cli.thresholds, &summary);
     if crash_armed && summary.run.consumer_restarts == Some(0) {
         eprintln!(
             "warning: the armed consumer crash never fired: the consumer wrote fewer rows than it was armed for"

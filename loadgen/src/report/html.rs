@@ -267,63 +267,10 @@ pub(crate) fn external_references(html: &str) -> Vec<&'static str> {
 
 #[cfg(test)]
 mod tests {
-    use coupon_domain::history::{HistoryRecord, ResultClass};
-
     use super::*;
 
     fn summary() -> Summary {
-        let records: Vec<HistoryRecord> = (0..300)
-            .map(|i| HistoryRecord {
-                run_id: "r".into(),
-                campaign_id: "c<script>".into(),
-                user_id: i,
-                request_id: i,
-                intended_at_us: 0,
-                sent_at_us: i as i64 * 1000,
-                response_us: Some(500 + i * 37),
-                status: Some(if i < 10 { 201 } else { 410 }),
-                result: if i < 10 {
-                    ResultClass::Issued
-                } else {
-                    ResultClass::SoldOut
-                },
-                seq: (i < 10).then_some(i as u32 + 1),
-            })
-            .collect();
-        let campaign = coupon_domain::CampaignId::parse("c-1").expect("a valid id");
-        Summary {
-            run: coupon_domain::wire::RunSummary {
-                run_id: "run-1".into(),
-                campaign_id: campaign.clone(),
-                campaign_created: true,
-                strategy: coupon_domain::Strategy::Reliable,
-                faults: Vec::new(),
-                consumer_restarts: None,
-                limit: 10,
-                host: "http://127.0.0.1:8080/<script>".into(),
-                users: 300,
-                repeat: 1,
-                hot_users: 0.0,
-                seed: 1,
-                launch_rate_per_second: 300,
-                started_at: "now".into(),
-                drain_seconds: Some(0.5),
-                campaign_after: coupon_domain::wire::CampaignView {
-                    campaign_id: campaign,
-                    limit: 10,
-                    issued: 10,
-                    persisted: 10,
-                    failed_events: 0,
-                    remaining: 0,
-                    opens_at: None,
-                    closes_at: None,
-                    state: coupon_domain::CampaignState::Open,
-                    strategy: coupon_domain::Strategy::Reliable,
-                    gate: None,
-                },
-            },
-            stats: crate::stats::compute(&records, 100),
-        }
+        crate::report::sample_summary()
     }
 
     /// What in `html` would make a browser reach the network.

@@ -20,13 +20,18 @@ pub struct Summary {
     #[serde(flatten)]
     pub run: RunSummary,
     pub stats: Stats,
+    /// Each `--threshold`, as the run met it.
+    #[serde(default)]
+    pub thresholds: Vec<crate::threshold::Judged>,
 }
 
-/// What a whole run (one stage, or a comparison) leaves: its directory and its terminal text.
+/// What a whole run (one stage, or a comparison) leaves: its directory, its terminal text, and
+/// the thresholds it failed (loadgen then exits 3).
 #[derive(Debug)]
 pub struct Outcome {
     pub run_dir: PathBuf,
     pub terminal: String,
+    pub failed_thresholds: Vec<String>,
 }
 
 impl Outcome {
@@ -120,14 +125,34 @@ pub fn terminal(summary: &Summary) -> String {
     let stats = &summary.stats;
     let table = Table::new(rows(stats)).with(Style::rounded()).to_string();
     format!(
-        "{table}\n{} requests from {} users in {:.2}s: {:.0} responses/s; drain {}\n{}",
+        "{table}\n{} requests from {} users in {:.2}s: {:.0} responses/s; drain {}\n{}{}",
         stats.requests,
         stats.distinct_users,
         stats.wall_seconds,
         stats.responses_per_second,
         drain_text(summary),
         campaign_text(&summary.run.campaign_after),
+        thresholds_text(summary, "\n"),
     )
+}
+
+/// The thresholds the run failed, as written.
+pub fn failed_thresholds(summary: &Summary) -> Vec<String> {
+    summary
+        .thresholds
+        .iter()
+        .filter(|judged| !judged.held)
+        .map(|judged| judged.threshold.clone())
+        .collect()
+}
+
+/// One line per `--threshold` (`PASS p99<50ms: observed 12.345`), each after `before`.
+fn thresholds_text(summary: &Summary, before: &str) -> String {
+    summary
+        .thresholds
+        .iter()
+        .map(|judged| format!("{before}threshold {judged}"))
+        .collect()
 }
 
 /// The campaign's numbers after the run, in one line.
@@ -181,8 +206,14 @@ pub fn markdown(summary: &Summary) -> String {
         .iter()
         .map(|fact| format!("- {fact}\n"))
         .collect();
+    let thresholds = thresholds_text(summary, "\n- ");
+    let thresholds = if thresholds.is_empty() {
+        String::new()
+    } else {
+        format!("\n\nThresholds (`--threshold`):\n{thresholds}")
+    };
     format!(
-        "# loadgen run {run}\n\n{facts}\n{table}\n\n\
+        "# loadgen run {run}\n\n{facts}\n{table}{thresholds}\n\n\
          Latencies are measured by loadgen at µs resolution (HDR histograms). See `report.html` \
          for the charts, `history.jsonl` for every request, `goose-report.*` for goose's view.\n",
         run = summary.run.run_id,
@@ -214,4 +245,65 @@ pub fn write_all(run_dir: &Path, summary: &Summary) -> anyhow::Result<()> {
     let done = run_dir.join("summary.json");
     std::fs::rename(run_dir.join("summary.json.partial"), &done)
         .with_context(|| format!("failed to write {}", done.display()))
+}
+
+/// A run of 300 users against a campaign of 10: 10 issued, 290 sold out, latencies from
+/// 0.5 ms rising by 37 µs a request (the reports' and thresholds' tests).
+#[cfg(test)]
+pub(crate) fn sample_summary() -> Summary {
+    use coupon_domain::history::{HistoryRecord, ResultClass};
+
+    let records: Vec<HistoryRecord> = (0..300)
+        .map(|i| HistoryRecord {
+            run_id: "r".into(),
+            campaign_id: "c<script>".into(),
+            user_id: i,
+            request_id: i,
+            intended_at_us: 0,
+            sent_at_us: i as i64 * 1000,
+            response_us: Some(500 + i * 37),
+            status: Some(if i < 10 { 201 } else { 410 }),
+            result: if i < 10 {
+                ResultClass::Issued
+            } else {
+                ResultClass::SoldOut
+            },
+            seq: (i < 10).then_some(i as u32 + 1),
+        })
+        .collect();
+    let campaign = coupon_domain::CampaignId::parse("c-1").expect("a valid id");
+    Summary {
+        run: coupon_domain::wire::RunSummary {
+            run_id: "run-1".into(),
+            campaign_id: campaign.clone(),
+            campaign_created: true,
+            strategy: coupon_domain::Strategy::Reliable,
+            faults: Vec::new(),
+            consumer_restarts: None,
+            limit: 10,
+            host: "http://127.0.0.1:8080/<script>".into(),
+            users: 300,
+            repeat: 1,
+            hot_users: 0.0,
+            seed: 1,
+            launch_rate_per_second: 300,
+            started_at: "now".into(),
+            drain_seconds: Some(0.5),
+            campaign_after: coupon_domain::wire::CampaignView {
+                campaign_id: campaign,
+                limit: 10,
+                issued: 10,
+                persisted: 10,
+                failed_events: 0,
+                remaining: 0,
+                opens_at: None,
+                closes_at: None,
+                state: coupon_domain::CampaignState::Open,
+                strategy: coupon_domain::Strategy::Reliable,
+                gate: None,
+            },
+        },
+        stats: crate::stats::compute(&records, 100),
+        thresholds: Vec::new(),
+    }
 }

@@ -19,13 +19,26 @@ fn history(run: &Path) -> anyhow::Result<Vec<HistoryRecord>> {
 #[tokio::test]
 async fn a_small_burst_records_every_request_and_issues_exactly_the_limit() -> anyhow::Result<()> {
     let isolated = Isolated::new().await?;
-    let run = isolated.loadgen(&["--users", "200", "--limit", "20", "--seed", "7"])?;
+    let run = isolated.loadgen(&[
+        "--users",
+        "200",
+        "--limit",
+        "20",
+        "--seed",
+        "7",
+        "--threshold",
+        "issued<=limit",
+    ])?;
     let records = history(&run)?;
     assert_eq!(records.len(), 200, "one line per request");
     let mut request_ids: Vec<u64> = records.iter().map(|r| r.request_id).collect();
     request_ids.sort_unstable();
     assert_eq!(request_ids, (1..=200).collect::<Vec<_>>());
     let summary = loadgen::report::read_summary(&run)?;
+    let [held] = summary.thresholds.as_slice() else {
+        anyhow::bail!("one threshold expected: {:?}", summary.thresholds);
+    };
+    assert!(held.held && held.wanted == 20.0, "{held:?}");
     for record in &records {
         assert_eq!(record.campaign_id, summary.run.campaign_id.as_str());
         assert_eq!(record.run_id, summary.run.run_id);
@@ -99,5 +112,40 @@ async fn repeated_applies_issue_exactly_one_coupon_per_user() -> anyhow::Result<
             "user {user}: {results:?}"
         );
     }
+    isolated.cleanup().await
+}
+
+/// A threshold no run can meet gives exit 3 and names it; the one it met is not named.
+#[tokio::test]
+async fn a_failed_threshold_sets_the_exit_code_and_is_named() -> anyhow::Result<()> {
+    let isolated = Isolated::new().await?;
+    let (mut command, _port) = isolated.command(&[
+        "--users",
+        "100",
+        "--limit",
+        "10",
+        "--threshold",
+        "p99<0.001ms",
+        "--threshold",
+        "issued<=limit",
+    ])?;
+    let output = command.stdin(std::process::Stdio::null()).output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(i32::from(loadgen::cli::EXIT_THRESHOLD)),
+        "{stderr}"
+    );
+    let named = stderr
+        .lines()
+        .find(|line| line.contains("thresholds failed"))
+        .unwrap_or_default();
+    assert!(
+        named.contains("p99<0.001ms") && !named.contains("issued<=limit"),
+        "{stderr}"
+    );
+    let summary = loadgen::report::read_summary(&isolated.reports.join("latest"))?;
+    let held: Vec<bool> = summary.thresholds.iter().map(|t| t.held).collect();
+    assert_eq!(held, vec![false, true]);
     isolated.cleanup().await
 }
