@@ -19,6 +19,8 @@ use crate::{cli::Cli, history::History, users::UserPlan};
 pub struct RunState {
     pub run_id: String,
     pub campaign_id: CampaignId,
+    /// `/campaigns/{campaign_id}/apply`, formatted once for every request.
+    pub apply_path: String,
     pub history: Arc<History>,
     pub plan: UserPlan,
     /// When the burst starts, µs since the epoch.
@@ -55,10 +57,11 @@ async fn apply_once(state: &RunState, user: &mut GooseUser) -> TransactionResult
         Some(previous_done) => previous_done,
         None => state.start_us + (index as f64 * state.launch_interval_us) as i64,
     };
-    let path = format!("/campaigns/{}/apply", state.campaign_id);
     let sent_at_us = now_us();
     let started = Instant::now();
-    let mut goose = user.post_json(&path, &ApplyRequest { user_id }).await?;
+    let mut goose = user
+        .post_json(&state.apply_path, &ApplyRequest { user_id })
+        .await?;
     let (status, reply, timed_out) = match goose.response {
         Ok(response) => (
             Some(response.status().as_u16()),
@@ -80,7 +83,7 @@ async fn apply_once(state: &RunState, user: &mut GooseUser) -> TransactionResult
     let seq = reply.and_then(|r| r.seq);
     state.history.record(HistoryRecord {
         run_id: state.run_id.clone(),
-        campaign_id: state.campaign_id.to_string(),
+        campaign_id: state.campaign_id.as_str().to_owned(),
         user_id,
         request_id,
         intended_at_us,

@@ -110,6 +110,7 @@ pub async fn run(
     let state = Arc::new(RunState {
         run_id: run_id.to_owned(),
         campaign_id: aim.campaign_id.clone(),
+        apply_path: format!("/campaigns/{}/apply", aim.campaign_id),
         history: history.clone(),
         plan: UserPlan::new(cli.seed, cli.hot_users),
         start_us: now_us(),

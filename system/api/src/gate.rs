@@ -15,8 +15,8 @@ use crate::configuration::GateMode;
 /// was built (it may have lost the last admissions; the script drops the marker).
 const ADMIT: &str = include_str!("gate/admit.lua");
 
-/// Undo an admission whose event could not be published: the user leaves the gate and the
-/// slot is handed out again. Only if the user still holds that very slot.
+/// Give slots back: an admission whose event could not be published, or admissions the
+/// reconciler revoked. Each only if its user still holds that very slot, in that life.
 const RELEASE: &str = include_str!("gate/release.lua");
 
 #[derive(Debug, thiserror::Error)]
@@ -148,7 +148,6 @@ pub struct Gate {
     install: Script,
     unlock: Script,
     advance: Script,
-    release_revoked: Script,
     lead: Script,
     initialise: Script,
 }
@@ -196,7 +195,6 @@ impl Gate {
             install: Script::new(include_str!("gate/install.lua")),
             unlock: Script::new(include_str!("gate/unlock.lua")),
             advance: Script::new(include_str!("gate/advance.lua")),
-            release_revoked: Script::new(include_str!("gate/release_revoked.lua")),
             lead: Script::new(include_str!("gate/lead.lua")),
             initialise: Script::new(include_str!("gate/initialise.lua")),
         })
@@ -320,19 +318,7 @@ impl Gate {
         seq: Seq,
         epoch: Epoch,
     ) -> Result<bool, GateError> {
-        let keys = self.keys(campaign);
-        let mut conn = self.conn.clone();
-        let released: i64 = self
-            .release
-            .key(&keys.marker)
-            .key(&keys.winners)
-            .key(&keys.released)
-            .arg(user.get())
-            .arg(seq.0)
-            .arg(epoch.0)
-            .invoke_async(&mut conn)
-            .await?;
-        Ok(released == 1)
+        Ok(self.release_slots(campaign, epoch, &[(user, seq)]).await? == 1)
     }
 
     /// Initialises an empty gate for a campaign that never had one, in life `epoch`. No-op if
@@ -379,6 +365,13 @@ impl Gate {
             next_seq: next_seq.unwrap_or_default(),
             released,
         })
+    }
+
+    /// Whether the campaign's gate is live (its marker exists).
+    pub async fn is_live(&self, campaign: &CampaignId) -> Result<bool, GateError> {
+        let keys = self.keys(campaign);
+        let mut conn = self.conn.clone();
+        Ok(conn.exists(&keys.marker).await?)
     }
 
     /// The live epoch of the campaign's gate, `None` while the gate is lost.
@@ -437,9 +430,9 @@ impl Gate {
         Ok(advanced == 1)
     }
 
-    /// Releases the slots the reconciler revoked, each only if its user still holds it and the
-    /// gate is still in life `epoch`. Returns how many were released.
-    pub async fn release_revoked(
+    /// Releases slots (an undone admission, or those the reconciler revoked), each only if its
+    /// user still holds it and the gate is still in life `epoch`. Returns how many were released.
+    pub async fn release_slots(
         &self,
         campaign: &CampaignId,
         epoch: Epoch,
@@ -447,7 +440,7 @@ impl Gate {
     ) -> Result<u64, GateError> {
         let keys = self.keys(campaign);
         let mut conn = self.conn.clone();
-        let mut invocation = self.release_revoked.prepare_invoke();
+        let mut invocation = self.release.prepare_invoke();
         invocation
             .key(&keys.marker)
             .key(&keys.winners)

@@ -122,31 +122,20 @@ pub async fn create(store: &Store, campaign: &Campaign) -> Result<bool, StoreErr
     }
 }
 
-/// Records that the campaign's Redis gate has been initialised at least once. From then on, a
-/// missing gate means Redis lost its data, not that the campaign is new.
-pub async fn mark_gate_initialised(store: &Store, id: &CampaignId) -> Result<(), StoreError> {
-    store
-        .run(
-            "UPDATE campaign SET gate_initialised_at = CURRENT_TIMESTAMP(3) \
-             WHERE id = ? AND gate_initialised_at IS NULL",
-            (id.as_str(),),
-        )
-        .await?;
-    Ok(())
-}
-
-/// Records the campaign's first gate, of life `epoch`, as built: from then on a missing gate
-/// means Redis lost it. `false` when another process recorded one first.
-pub async fn mark_first_gate(
+/// Records that the campaign's Redis gate has been built: from then on a missing gate means
+/// Redis lost it, not that the campaign is new. `first_epoch` is the life the campaign's first
+/// gate began in (migration 6), `None` where it is not known (a forced rebuild, the control's
+/// empty gate). `false` when the gate was already on record.
+pub async fn mark_gate_initialised(
     store: &Store,
     id: &CampaignId,
-    epoch: u64,
+    first_epoch: Option<u64>,
 ) -> Result<bool, StoreError> {
     let mut conn = store.conn().await?;
     conn.exec_drop(
         "UPDATE campaign SET gate_initialised_at = CURRENT_TIMESTAMP(3), first_epoch = ? \
          WHERE id = ? AND gate_initialised_at IS NULL",
-        (epoch, id.as_str()),
+        (first_epoch, id.as_str()),
     )
     .await?;
     Ok(conn.affected_rows() == 1)

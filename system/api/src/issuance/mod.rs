@@ -45,7 +45,12 @@ pub enum Outcome {
 impl Outcome {
     /// The answer for a campaign outside its window at `now`, `None` inside it.
     pub fn outside_window(campaign: &Campaign, now: time::OffsetDateTime) -> Option<Self> {
-        match campaign.state_at(now) {
+        Self::outside(campaign.state_at(now))
+    }
+
+    /// The answer for a campaign in `state`, `None` while it is open.
+    pub fn outside(state: CampaignState) -> Option<Self> {
+        match state {
             CampaignState::NotOpen => Some(Self::NotOpen),
             CampaignState::Closed => Some(Self::Closed),
             CampaignState::Open => None,

@@ -87,13 +87,13 @@ async fn readiness_of(
     if !stored.gate_initialised && first_gate == FirstGate::FromPlan {
         return build_first_gate(reliable, &stored.campaign).await;
     }
-    if parts.gate.stats(id).await?.initialised {
+    if parts.gate.is_live(id).await? {
         return Ok(GateReadiness::Ready);
     }
     if !stored.gate_initialised {
         // The control (FirstGate::Empty): nobody was ever admitted, so an empty gate is taken
         // for the truth. Recorded in MySQL first, so a later loss of the marker is recognised.
-        campaigns::mark_gate_initialised(&parts.store, id).await?;
+        campaigns::mark_gate_initialised(&parts.store, id, None).await?;
         let epoch = parts.settings.gate_epochs.next(&parts.store, id, 0).await?;
         parts.gate.initialise_empty(id, epoch).await?;
         return Ok(GateReadiness::Ready);
@@ -150,7 +150,7 @@ async fn first_gate(
             Ok(GateReadiness::Ready)
         }
         // Another process built it between our read and our lock: an ordinary gate from here.
-        None if parts.gate.stats(&campaign.id).await?.initialised => Ok(GateReadiness::Ready),
+        None if parts.gate.is_live(&campaign.id).await? => Ok(GateReadiness::Ready),
         None => {
             spawn_rebuild(reliable, campaign.clone());
             Ok(GateReadiness::Rebuilding)
@@ -191,7 +191,7 @@ async fn first_gate_holding_lock(
         }
     }
     // Still under the lock, so nobody else can have recorded a first gate meanwhile.
-    if !campaigns::mark_first_gate(&parts.store, &campaign.id, epoch).await? {
+    if !campaigns::mark_gate_initialised(&parts.store, &campaign.id, Some(epoch)).await? {
         return Err(GateError::Protocol(
             "another process recorded a first gate while this one held the lock".to_owned(),
         )
@@ -364,7 +364,7 @@ async fn plan_from_stores(
 /// gate is rebuilt as after a loss.
 pub async fn force_rebuild(reliable: &Reliable, campaign: &Campaign) -> Result<(), IssuanceError> {
     reliable.parts.gate.forget_marker(&campaign.id).await?;
-    campaigns::mark_gate_initialised(&reliable.parts.store, &campaign.id).await?;
+    campaigns::mark_gate_initialised(&reliable.parts.store, &campaign.id, None).await?;
     spawn_rebuild(reliable, campaign.clone());
     Ok(())
 }

@@ -165,7 +165,7 @@ async fn release(
             .filter(|(user, _)| !traced.contains(user))
             .collect();
         let revoked = fences::revoke(&parts.store, id, next.0, &still).await?;
-        let released = parts.gate.release_revoked(id, next, &revoked).await?;
+        let released = parts.gate.release_slots(id, next, &revoked).await?;
         for (user, seq) in &revoked {
             tracing::warn!(campaign_id = %id, user_id = %user, seq = seq.0, epoch = next.0, "reconciler: released a slot no event followed");
         }

@@ -3,14 +3,12 @@
 //! write is undone; what is in doubt is published again until acknowledged, never undone.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex, RwLock},
     time::{Duration, Instant},
 };
 
-use coupon_domain::{
-    Campaign, CampaignId, CampaignState, CouponIssued, GateOutcome, UserId, wire::GateReadiness,
-};
+use coupon_domain::{Campaign, CampaignId, CouponIssued, GateOutcome, UserId, wire::GateReadiness};
 use coupon_runtime::Backoff;
 use coupon_store::{Store, StoredCampaign, coupons, failed_events};
 use futures::{FutureExt, future::BoxFuture};
@@ -53,9 +51,10 @@ pub(crate) struct Parts {
     /// Until then it admits nothing for a campaign: a gate Redis holds for an id whose
     /// campaign has no gate on record was left by an earlier campaign of that id.
     pub gates_seen: RwLock<HashSet<CampaignId>>,
-    /// Held while an apply checks a gate not seen yet: a burst's first applies to a campaign
-    /// another api created check it once, not once each.
-    pub first_look: tokio::sync::Mutex<()>,
+    /// One lock per campaign whose gate is not seen yet, held while an apply checks it: a
+    /// burst's first applies to a campaign another api created check it once, not once each,
+    /// and never wait behind another campaign's check.
+    pub first_looks: Mutex<HashMap<CampaignId, Arc<tokio::sync::Mutex<()>>>>,
     /// Every task that publishes, resolves or undoes an admission: a graceful stop waits for
     /// them ([`Reliable::finish_in_doubt`]), since a dropped one leaves its slot held.
     pub in_doubt: TaskTracker,
@@ -82,7 +81,7 @@ impl Reliable {
                 settings: settings.clone(),
                 rebuilds_running: Mutex::default(),
                 gates_seen: RwLock::default(),
-                first_look: tokio::sync::Mutex::new(()),
+                first_looks: Mutex::default(),
                 in_doubt: TaskTracker::new(),
             }),
         }
@@ -97,6 +96,20 @@ impl Reliable {
         if let Ok(mut seen) = self.parts.gates_seen.write() {
             seen.insert(id.clone());
         }
+        // Applies from now on skip the check, so its lock is no longer needed.
+        if let Ok(mut looks) = self.parts.first_looks.lock() {
+            looks.remove(id);
+        }
+    }
+
+    /// The lock an apply holds while it checks a gate not seen yet (see `Parts::first_looks`).
+    fn first_look(&self, id: &CampaignId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut looks = self
+            .parts
+            .first_looks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        looks.entry(id.clone()).or_default().clone()
     }
 
     fn gate_seen(&self, id: &CampaignId) -> bool {
@@ -172,7 +185,8 @@ impl Reliable {
     ) -> Result<Decision, IssuanceError> {
         let parts = &self.parts;
         if !self.gate_seen(&campaign.id) {
-            let _one_look = parts.first_look.lock().await;
+            let look = self.first_look(&campaign.id);
+            let _one_look = look.lock().await;
             if !self.gate_seen(&campaign.id)
                 && rebuild::check_gate(self, &campaign.id).await? == GateReadiness::Rebuilding
             {
@@ -200,10 +214,12 @@ impl Reliable {
                 Admission::Decided(outcome, epoch) => {
                     return Ok(Decision::Gate(outcome, epoch));
                 }
-                Admission::Outside(CampaignState::NotOpen) => {
-                    return Ok(Decision::Outside(Outcome::NotOpen));
+                // The gate answers only `not_open` or `closed` here.
+                Admission::Outside(state) => {
+                    return Ok(Decision::Outside(
+                        Outcome::outside(state).unwrap_or(Outcome::Closed),
+                    ));
                 }
-                Admission::Outside(_) => return Ok(Decision::Outside(Outcome::Closed)),
                 Admission::Lost => {
                     if rebuild::check_gate(self, &campaign.id).await? == GateReadiness::Rebuilding {
                         break;
