@@ -21,8 +21,9 @@ pub const EXIT_THRESHOLD: u8 = 3;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "loadgen", version, about, long_about = None)]
 pub struct Cli {
-    /// Distinct virtual users, each applying --repeat times.
-    #[arg(long, default_value_t = 10_000)]
+    /// Distinct virtual users, each applying --repeat times (with --stages, the profile says how
+    /// many arrive).
+    #[arg(long, default_value_t = 10_000, conflicts_with = "stages")]
     pub users: usize,
 
     /// The api's base URL.
@@ -56,13 +57,22 @@ pub struct Cli {
     #[arg(long, default_value_t = 1)]
     pub repeat: usize,
 
+    /// With --repeat: each user's requests are due this far apart, on a fixed schedule from its
+    /// launch (a request whose slot has passed goes at once). Latency from the intended send
+    /// time then includes every wait a stall caused. Without it, a user's next request is due
+    /// when its previous reply arrives (a closed loop).
+    #[arg(long, value_parser = coupon_domain::duration::parse)]
+    pub pace: Option<Duration>,
+
     /// Fraction of requests (0..=1) sent with one of a few hot user ids instead of their own.
     #[arg(long, default_value_t = 0.0)]
     pub hot_users: f64,
 
     /// A budget the run must meet, else loadgen exits 3 (repeatable): `METRIC OP VALUE`, e.g.
-    /// `p99<50ms`, `p99[issued]<=25ms`, `errors<0.1%`, `issued==limit`, `rate>5000`. Metrics:
-    /// p50, p90, p99, p99.9, max (ms, or us/s), of every reply or of one result class in [];
+    /// `p99<50ms`, `p99[issued]<=25ms`, `intended.p99<100ms`, `errors<0.1%`, `issued==limit`,
+    /// `rate>5000`. Metrics: p50, p90, p99, p99.9, max (ms, or us/s) of the service time, or
+    /// with `intended.` before them from the intended send time, of every request or of one
+    /// result class in [];
     /// errors (the share of 503, 504, timeouts, transport errors and unexpected replies, as a
     /// fraction or %); rate (responses/s); a result class's name (its count; `limit` is the
     /// campaign's limit). With --strategy all, every stage is held to them.
@@ -83,8 +93,15 @@ pub struct Cli {
 
     /// Open model: users arrive at this many per second (for --users / rate seconds)
     /// instead of all within about a second.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "stages")]
     pub rate: Option<usize>,
+
+    /// Open model with a load profile: stages of `DURATION:RATE/s`, each ramping linearly from
+    /// the rate the one before ended at (0 at the start) to its own, e.g.
+    /// `10s:1000/s,30s:5000/s,10s:0/s`. Hold a rate by repeating it; start at one with
+    /// `0s:RATE/s`. The users are the profile's arrivals.
+    #[arg(long, value_parser = parse_stages)]
+    pub stages: Option<crate::arrivals::Stages>,
 
     /// Bearer token to create the campaign on an api that is already running.
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
@@ -131,6 +148,10 @@ fn parse_limit(raw: &str) -> Result<CouponLimit, String> {
         .parse()
         .map_err(|_| format!("expected a number of coupons, got {raw:?}"))?;
     CouponLimit::parse(number).map_err(|error| error.to_string())
+}
+
+fn parse_stages(raw: &str) -> Result<crate::arrivals::Stages, String> {
+    raw.parse()
 }
 
 fn parse_strategies(raw: &str) -> Result<Strategies, String> {
@@ -190,9 +211,33 @@ impl Cli {
 }
 
 impl Cli {
-    /// Users started per second: the whole burst within about a second, or the open rate.
+    /// The flags with what follows from them: with --stages, the users are the profile's
+    /// arrivals.
+    pub fn resolved(mut self) -> Self {
+        if let Some(stages) = &self.stages {
+            self.users = stages.arrivals();
+        }
+        self
+    }
+
+    /// Users goose starts per second: the whole burst within about a second, the open rate, or
+    /// a profile's peak rate (its users then wait for their arrival, see [`Self::arrivals`]).
     pub fn launch_rate(&self) -> usize {
-        self.rate.unwrap_or(self.users).max(1)
+        match &self.stages {
+            Some(stages) => stages.peak_rate().ceil() as usize,
+            None => self.rate.unwrap_or(self.users),
+        }
+        .max(1)
+    }
+
+    /// When each user arrives.
+    pub fn arrivals(&self) -> crate::arrivals::Arrivals {
+        match &self.stages {
+            Some(stages) => crate::arrivals::Arrivals::Staged(stages.clone()),
+            None => crate::arrivals::Arrivals::Even {
+                interval_us: 1e6 / self.launch_rate() as f64,
+            },
+        }
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
@@ -289,6 +334,23 @@ mod tests {
                 "{bad:?} was accepted"
             );
         }
+    }
+
+    #[test]
+    fn stages_bring_their_own_users_and_refuse_users_and_rate() {
+        let cli = Cli::try_parse_from(["loadgen", "--stages", "0s:100/s,2s:100/s"])
+            .expect("parses")
+            .resolved();
+        assert_eq!(cli.users, 200);
+        assert_eq!(cli.launch_rate(), 100);
+        for clash in [["--users", "5"], ["--rate", "5"]] {
+            assert!(
+                Cli::try_parse_from(["loadgen", "--stages", "2s:10/s", clash[0], clash[1]])
+                    .is_err(),
+                "{clash:?} with --stages was accepted"
+            );
+        }
+        assert!(Cli::try_parse_from(["loadgen", "--stages", "2s:fast"]).is_err());
     }
 
     #[test]

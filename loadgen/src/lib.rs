@@ -11,12 +11,14 @@
 //! - [`client`]: the api's admin and campaign endpoints, typed by its wire types.
 //! - [`scenario`]: the goose attack and the one transaction that applies and records.
 //! - [`users`]: which user id each request carries (seeded, reproducible).
+//! - [`arrivals`]: when each user arrives: the burst, `--rate`, or a `--stages` profile.
 //! - [`history`]: the per-request records (the verifier's input) and live counters.
 //! - [`stats`]: HDR latency histograms per result class, throughput over time.
 //! - [`threshold`]: `--threshold` budgets over the summary, which set the exit code.
 //! - [`report`]: terminal table, `summary.json`, `summary.md`, a self-contained `report.html`.
 //! - [`progress`]: the live progress bar, quiet when not on a terminal or under CI.
 
+pub mod arrivals;
 pub mod cli;
 pub mod client;
 pub mod compare;

@@ -48,6 +48,7 @@ fn check_listen_backlog(users: usize) {
 
 pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     cli.validate()?;
+    let cli = cli.resolved();
     raise_fd_limit();
     check_listen_backlog(cli.users);
     std::fs::create_dir_all(&cli.report_dir)

@@ -12,7 +12,7 @@ use coupon_domain::{
 };
 use goose::{client::GooseClientBuilder, metrics::GooseMetrics, prelude::*};
 
-use crate::{cli::Cli, history::History, users::UserPlan};
+use crate::{arrivals::Arrivals, cli::Cli, history::History, users::UserPlan};
 
 /// What every transaction needs, shared by all virtual users.
 #[derive(Debug)]
@@ -25,8 +25,10 @@ pub struct RunState {
     pub plan: UserPlan,
     /// When the burst starts, µs since the epoch.
     pub start_us: i64,
-    /// The planned gap between two user launches, µs.
-    pub launch_interval_us: f64,
+    /// When each user arrives (its first request is due).
+    pub arrivals: Arrivals,
+    /// `--pace`: the gap between two requests of one user, µs.
+    pub pace_us: Option<i64>,
 }
 
 pub fn now_us() -> i64 {
@@ -48,15 +50,26 @@ async fn apply_once(state: &RunState, user: &mut GooseUser) -> TransactionResult
     }
     let request_id = state.history.next_request_id();
     let user_id = state.plan.id_for_request(index, request_id);
-    // The first request of a user is due when the burst plan launches it; later ones, when
-    // the previous one completed (each user is a closed loop).
-    let intended_at_us = match user
-        .get_session_data::<UserSession>()
-        .and_then(|s| s.last_done_us)
-    {
-        Some(previous_done) => previous_done,
-        None => state.start_us + (index as f64 * state.launch_interval_us) as i64,
+    // The first request of a user is due when the burst plan launches it; later ones at the
+    // user's pace, or else when the previous one completed (a closed loop).
+    let launched_at_us = state.start_us + state.arrivals.arrival_us(index);
+    let session = user.get_session_data::<UserSession>().cloned();
+    let intended_at_us = match (session, state.pace_us) {
+        (Some(session), Some(pace)) => launched_at_us + session.requests_sent as i64 * pace,
+        (
+            Some(UserSession {
+                last_done_us: Some(done),
+                ..
+            }),
+            None,
+        ) => done,
+        _ => launched_at_us,
     };
+    let early_us = intended_at_us - now_us();
+    if (state.pace_us.is_some() || state.arrivals.launched_early()) && early_us > 0 {
+        // The schedule, not a synchronisation: this request is not due yet.
+        tokio::time::sleep(std::time::Duration::from_micros(early_us as u64)).await;
+    }
     let sent_at_us = now_us();
     let started = Instant::now();
     let mut goose = user
@@ -115,7 +128,9 @@ pub async fn attack(
     config.quiet = 1;
     config.no_print_metrics = true;
     config.no_telnet = true;
-    config.report_file = ["goose-report.html", "goose-report.json", "goose-report.md"]
+    // Not goose's HTML report: it draws its charts with a script from a CDN and shows none
+    // offline. Ours, `report.html`, is self-contained.
+    config.report_file = ["goose-report.json", "goose-report.md"]
         .iter()
         .map(|name| run_dir.join(name).display().to_string())
         .collect();

@@ -114,7 +114,10 @@ pub async fn run(
         history: history.clone(),
         plan: UserPlan::new(cli.seed, cli.hot_users),
         start_us: now_us(),
-        launch_interval_us: 1e6 / cli.launch_rate() as f64,
+        arrivals: cli.arrivals(),
+        pace_us: cli
+            .pace
+            .map(|pace| i64::try_from(pace.as_micros()).unwrap_or(i64::MAX)),
     });
     let started_at = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -162,7 +165,11 @@ pub async fn run(
             drain_seconds: drain.map(|d| d.as_secs_f64()),
             campaign_after,
         },
-        stats: stats::compute(&records, if wall_ms > 60_000 { 1000 } else { 100 }),
+        stats: stats::compute(
+            &records,
+            if wall_ms > 60_000 { 1000 } else { 100 },
+            u64::try_from(cli.timeout.as_micros()).unwrap_or(u64::MAX),
+        ),
         thresholds: Vec::new(),
     };
     summary.thresholds = crate::threshold::judge_all(&cli.thresholds, &summary);

@@ -1,6 +1,13 @@
 //! Latency and throughput from the history: HDR histograms at microsecond resolution per result
 //! class and overall (goose rounds latencies above a second to whole seconds), and responses per
 //! time bucket for the charts.
+//!
+//! Latency is measured two ways. **Service time** runs from the moment loadgen sent a request to
+//! its reply. **Latency from the intended send time** runs from the moment the run's schedule
+//! said the request was due (its user's launch, its `--pace` slot, or its previous reply in a
+//! closed loop without a pace) to its reply: a stall that keeps requests from being sent shows
+//! there, and nowhere in service time (the coordinated omission that wrk2 corrects). A request
+//! that got no reply (a timeout, a reset) counts at the run's `--timeout` in both, never dropped.
 
 use std::collections::BTreeMap;
 
@@ -30,17 +37,65 @@ fn latency(histogram: &Histogram<u64>) -> Latency {
     }
 }
 
+/// The histograms' range: 1 µs to an hour.
+const MAX_US: u64 = 3_600_000_000;
+
 fn new_histogram() -> Histogram<u64> {
     // 1µs to 1h at 3 significant digits; creation cannot fail for these bounds.
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("1µs..1h at 3 digits are valid bounds")
+    Histogram::new_with_bounds(1, MAX_US, 3).expect("1µs..1h at 3 digits are valid bounds")
+}
+
+/// One way of measuring latency: every request's, and each result class's.
+struct Histograms {
+    overall: Histogram<u64>,
+    per_class: BTreeMap<ResultClass, Histogram<u64>>,
+}
+
+impl Histograms {
+    fn new() -> Self {
+        Self {
+            overall: new_histogram(),
+            per_class: BTreeMap::new(),
+        }
+    }
+
+    fn record(&mut self, class: ResultClass, us: u64) {
+        let us = us.clamp(1, MAX_US);
+        let _ = self.overall.record(us);
+        let _ = self
+            .per_class
+            .entry(class)
+            .or_insert_with(new_histogram)
+            .record(us);
+    }
+
+    fn overall(&self) -> Option<Latency> {
+        (!self.overall.is_empty()).then(|| latency(&self.overall))
+    }
+
+    fn by_class(&self) -> BTreeMap<String, Latency> {
+        self.per_class
+            .iter()
+            .map(|(c, h)| (c.as_str().to_owned(), latency(h)))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Stats {
     pub requests: u64,
     pub by_class: BTreeMap<String, u64>,
+    /// Service time: from the send to the reply.
     pub latency_overall: Option<Latency>,
     pub latency_by_class: BTreeMap<String, Latency>,
+    /// From the intended send time to the reply: the wait as the user saw it.
+    #[serde(default)]
+    pub intended_overall: Option<Latency>,
+    #[serde(default)]
+    pub intended_by_class: BTreeMap<String, Latency>,
+    /// What a request without a reply counts as, in ms (the run's `--timeout`).
+    #[serde(default)]
+    pub no_reply_counted_ms: f64,
     /// From the first send to the last reply.
     pub wall_seconds: f64,
     pub responses_per_second: f64,
@@ -49,28 +104,33 @@ pub struct Stats {
     pub bucket_ms: u64,
     /// Per bucket since the first send: responses by class.
     pub timeline: Vec<BTreeMap<String, u64>>,
+    /// Per bucket: requests the schedule made due (the target rate) and requests sent (the
+    /// achieved rate).
+    #[serde(default)]
+    pub due_timeline: Vec<u64>,
+    #[serde(default)]
+    pub sent_timeline: Vec<u64>,
     /// All recorded latencies in µs, bucketed logarithmically, for the latency chart:
     /// (upper bound µs, count).
     pub latency_distribution: Vec<(u64, u64)>,
 }
 
-pub fn compute(records: &[HistoryRecord], bucket_ms: u64) -> Stats {
-    let mut overall = new_histogram();
-    let mut per_class: BTreeMap<ResultClass, Histogram<u64>> = BTreeMap::new();
+/// The statistics of `records`, with timelines in buckets of `bucket_ms` and a request that got
+/// no reply counted at `no_reply_us` (the run's `--timeout`).
+pub fn compute(records: &[HistoryRecord], bucket_ms: u64, no_reply_us: u64) -> Stats {
+    let mut service = Histograms::new();
+    let mut intended = Histograms::new();
     let mut by_class: BTreeMap<String, u64> = BTreeMap::new();
     for record in records {
         *by_class
             .entry(record.result.as_str().to_owned())
             .or_default() += 1;
-        if let Some(us) = record.response_us {
-            let us = us.max(1);
-            let _ = overall.record(us);
-            let _ = per_class
-                .entry(record.result)
-                .or_insert_with(new_histogram)
-                .record(us);
-        }
+        let service_us = record.response_us.unwrap_or(no_reply_us);
+        let late_us = u64::try_from(record.sent_at_us - record.intended_at_us).unwrap_or(0);
+        service.record(record.result, service_us);
+        intended.record(record.result, service_us.saturating_add(late_us));
     }
+    let overall = &service.overall;
     let start = records.iter().map(|r| r.sent_at_us).min().unwrap_or(0);
     let end = records
         .iter()
@@ -80,20 +140,27 @@ pub fn compute(records: &[HistoryRecord], bucket_ms: u64) -> Stats {
     let wall_seconds = ((end - start) as f64 / 1e6).max(1e-6);
     let bucket_us = (bucket_ms * 1000) as i64;
     let buckets = usize::try_from((end - start) / bucket_us.max(1) + 1).unwrap_or(1);
-    let mut timeline = vec![BTreeMap::new(); buckets.min(100_000)];
+    let buckets = buckets.min(100_000);
+    let bucket_of = |at_us: i64| {
+        usize::try_from((at_us - start) / bucket_us.max(1))
+            .unwrap_or(0)
+            .min(buckets - 1)
+    };
+    let mut timeline = vec![BTreeMap::new(); buckets];
+    let mut due_timeline = vec![0; buckets];
+    let mut sent_timeline = vec![0; buckets];
     for record in records {
         let done = record.sent_at_us + record.response_us.map_or(0, |us| us as i64);
-        let index = usize::try_from((done - start) / bucket_us.max(1))
-            .unwrap_or(0)
-            .min(timeline.len() - 1);
-        *timeline[index]
+        *timeline[bucket_of(done)]
             .entry(record.result.as_str().to_owned())
             .or_default() += 1;
+        due_timeline[bucket_of(record.intended_at_us)] += 1;
+        sent_timeline[bucket_of(record.sent_at_us)] += 1;
     }
     let mut latency_distribution = Vec::new();
     let mut bound = 100u64;
     let mut below = 0u64;
-    while bound < 3_600_000_000 && below < overall.len() {
+    while bound < MAX_US && below < overall.len() {
         let upto = overall.count_between(0, bound);
         latency_distribution.push((bound, upto - below));
         below = upto;
@@ -102,11 +169,11 @@ pub fn compute(records: &[HistoryRecord], bucket_ms: u64) -> Stats {
     Stats {
         requests: records.len() as u64,
         by_class,
-        latency_overall: (!overall.is_empty()).then(|| latency(&overall)),
-        latency_by_class: per_class
-            .iter()
-            .map(|(c, h)| (c.as_str().to_owned(), latency(h)))
-            .collect(),
+        latency_overall: service.overall(),
+        latency_by_class: service.by_class(),
+        intended_overall: intended.overall(),
+        intended_by_class: intended.by_class(),
+        no_reply_counted_ms: no_reply_us as f64 / 1000.0,
         wall_seconds,
         responses_per_second: records.iter().filter(|r| r.status.is_some()).count() as f64
             / wall_seconds,
@@ -117,6 +184,8 @@ pub fn compute(records: &[HistoryRecord], bucket_ms: u64) -> Stats {
             .len() as u64,
         bucket_ms,
         timeline,
+        due_timeline,
+        sent_timeline,
         latency_distribution,
     }
 }
@@ -152,14 +221,19 @@ mod tests {
             })
             .collect();
         records.push(record(0, None, ResultClass::Timeout));
-        let stats = compute(&records, 100);
+        let stats = compute(&records, 100, 30_000_000);
         assert_eq!(stats.requests, 101);
         assert_eq!(stats.by_class.get("sold_out"), Some(&100));
         assert_eq!(stats.by_class.get("timeout"), Some(&1));
+        let sold_out = stats.latency_by_class["sold_out"];
+        assert_eq!(sold_out.count, 100);
+        assert!((sold_out.p50_ms - 50.0).abs() < 0.1, "{sold_out:?}");
+        assert!((sold_out.max_ms - 100.0).abs() < 0.1, "{sold_out:?}");
+        // The timeout is counted at the timeout, not dropped.
         let overall = stats.latency_overall.expect("latencies recorded");
-        assert_eq!(overall.count, 100);
-        assert!((overall.p50_ms - 50.0).abs() < 0.1, "{overall:?}");
-        assert!((overall.max_ms - 100.0).abs() < 0.1, "{overall:?}");
+        assert_eq!(overall.count, 101);
+        assert!((overall.max_ms - 30_000.0).abs() < 30.0, "{overall:?}");
+        assert!((stats.latency_by_class["timeout"].p50_ms - 30_000.0).abs() < 30.0);
         // 100 replies between t=0 and t=1.09 s.
         assert!(
             (stats.responses_per_second - 100.0 / 1.09).abs() < 0.5,
@@ -168,7 +242,54 @@ mod tests {
         );
         let bucketed: u64 = stats.timeline.iter().flat_map(|b| b.values()).sum();
         assert_eq!(bucketed, 101);
+        assert_eq!(stats.sent_timeline.iter().sum::<u64>(), 101);
+        assert_eq!(
+            stats.due_timeline, stats.sent_timeline,
+            "each sent when due"
+        );
         let distributed: u64 = stats.latency_distribution.iter().map(|(_, n)| n).sum();
-        assert_eq!(distributed, 100);
+        assert_eq!(distributed, 101);
+    }
+
+    /// One user in a closed loop, 1,000 requests of 1 ms, one of which stalls for 2 s. With a
+    /// pace (a request due every 10 ms), the requests due during the stall go late; without
+    /// one, each is due when the previous reply arrives.
+    fn stalled_loop(pace_us: Option<i64>) -> Vec<HistoryRecord> {
+        let mut records = Vec::new();
+        let mut free_at = 0i64;
+        for k in 0..1000i64 {
+            let intended = pace_us.map_or(free_at, |pace| k * pace);
+            let sent = intended.max(free_at);
+            let service = if k == 200 { 2_000_000 } else { 1000 };
+            let mut r = record(sent, Some(service), ResultClass::SoldOut);
+            r.intended_at_us = intended;
+            records.push(r);
+            free_at = sent + service as i64;
+        }
+        records
+    }
+
+    #[test]
+    fn latency_from_the_intended_send_time_shows_the_requests_a_stall_held_back() {
+        let stats = compute(&stalled_loop(Some(10_000)), 100, 30_000_000);
+        let service = stats.latency_overall.expect("replies");
+        let intended = stats.intended_overall.expect("replies");
+        // One request in a thousand waited: service time hides the stall below p99.9.
+        assert!(service.p99_ms < 1.1, "{service:?}");
+        // Some 220 requests were due while the loop waited: a fifth of the run went late.
+        assert!(intended.p90_ms > 500.0, "{intended:?}");
+        assert!(intended.p99_ms > 1_800.0, "{intended:?}");
+        // The target rate holds at 100/s through the stall; the achieved rate drops to 0.
+        let stalled = 2_100 / stats.bucket_ms as usize;
+        assert_eq!(stats.due_timeline[stalled], 10);
+        assert_eq!(stats.sent_timeline[stalled], 0);
+
+        // Control: without a schedule, each request is due when the loop is free, and the two
+        // measures agree: the figure above comes from the schedule, not from the stall alone.
+        let unpaced = compute(&stalled_loop(None), 100, 30_000_000);
+        let service = unpaced.latency_overall.expect("replies");
+        let intended = unpaced.intended_overall.expect("replies");
+        assert!(intended.p99_ms < 1.1, "{intended:?}");
+        assert_eq!(intended, service);
     }
 }

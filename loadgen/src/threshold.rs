@@ -1,8 +1,9 @@
 //! `--threshold`: budgets over a run's summary that set loadgen's exit code, as k6's thresholds
 //! do. One threshold is `METRIC OP VALUE`:
 //!
-//! - `METRIC`: a latency percentile of the replies, `p50`, `p90`, `p99`, `p99.9` or `max`,
-//!   optionally of one result class (`p99[issued]`); `errors`, the share of requests that got
+//! - `METRIC`: a latency percentile, `p50`, `p90`, `p99`, `p99.9` or `max`, of the service
+//!   time, or with `intended.` before it (`intended.p99`) of the latency from the intended send
+//!   time (see [`crate::stats`]), optionally of one result class (`p99[issued]`); `errors`, the share of requests that got
 //!   no definite answer (503 `unavailable`, 504 `unknown`, a timeout, a transport error, an
 //!   unexpected reply); `rate`, responses per second; or a result class's name (`issued`,
 //!   `sold_out`, `already_applied`, ...), the number of replies of that class.
@@ -10,7 +11,7 @@
 //! - `VALUE`: a number. Latencies take `us`, `ms` (the default) or `s`; `errors` takes a
 //!   fraction or a percentage (`0.1%`); a count takes `limit`, the campaign's coupon limit.
 //!
-//! For example `p99<50ms`, `p99[issued]<=25ms`, `errors<0.1%`, `issued==limit`, `rate>5000`.
+//! For example `p99<50ms`, `p99[issued]<=25ms`, `intended.p99<100ms`, `errors<0.1%`, `issued==limit`, `rate>5000`.
 
 use std::{fmt, str::FromStr};
 
@@ -34,6 +35,8 @@ enum Metric {
     Latency {
         quantile: Quantile,
         class: Option<ResultClass>,
+        /// From the intended send time, not the actual one.
+        intended: bool,
     },
     Errors,
     Rate,
@@ -138,6 +141,10 @@ impl FromStr for Threshold {
 }
 
 fn parse_metric(raw: &str) -> Result<Metric, String> {
+    let (intended, raw) = match raw.strip_prefix("intended.") {
+        Some(rest) => (true, rest),
+        None => (false, raw),
+    };
     let (name, class) = match raw.split_once('[') {
         Some((name, class)) => {
             let class = class
@@ -156,7 +163,14 @@ fn parse_metric(raw: &str) -> Result<Metric, String> {
         _ => None,
     };
     match (quantile, class) {
-        (Some(quantile), class) => Ok(Metric::Latency { quantile, class }),
+        (Some(quantile), class) => Ok(Metric::Latency {
+            quantile,
+            class,
+            intended,
+        }),
+        (None, _) if intended => Err(format!(
+            "only a latency (p50, p90, p99, p99.9, max) follows `intended.`, not `{name}`"
+        )),
         (None, Some(_)) => Err(format!(
             "only a latency (p50, p90, p99, p99.9, max) takes a result class, not `{name}`"
         )),
@@ -265,11 +279,22 @@ impl Threshold {
                 .unwrap_or_default() as f64
         };
         let observed = match self.metric {
-            Metric::Latency { quantile, class } => match class {
-                Some(class) => stats.latency_by_class.get(class.as_str()),
-                None => stats.latency_overall.as_ref(),
+            Metric::Latency {
+                quantile,
+                class,
+                intended,
+            } => {
+                let (overall, by_class) = if intended {
+                    (&stats.intended_overall, &stats.intended_by_class)
+                } else {
+                    (&stats.latency_overall, &stats.latency_by_class)
+                };
+                match class {
+                    Some(class) => by_class.get(class.as_str()),
+                    None => overall.as_ref(),
+                }
+                .map(|latency| quantile.of(latency))
             }
-            .map(|latency| quantile.of(latency)),
             Metric::Errors => (stats.requests > 0).then(|| {
                 ResultClass::ALL
                     .into_iter()
@@ -318,6 +343,8 @@ mod tests {
             "p99.9 < 1s",
             "max<=900us",
             "sold_out>=0",
+            "intended.p99<100ms",
+            "intended.p99.9[issued]<1s",
         ] {
             parse(raw);
         }
@@ -344,6 +371,7 @@ mod tests {
             ("errors<-1", "not below 0"),
             ("<5", "no metric"),
             ("p99=<5", "no known comparison"),
+            ("intended.rate>5", "only a latency"),
         ] {
             let error = raw.parse::<Threshold>().expect_err(raw).to_string();
             assert!(error.contains(says), "{raw}: {error}");
@@ -375,6 +403,12 @@ mod tests {
         ] {
             assert!(!judged(raw).held, "{}", judged(raw));
         }
+        // Every request of the sample was due at 0 and sent i ms later: the intended-time
+        // figures carry that wait, the service times do not.
+        assert!(judged("p99<12ms").held);
+        let intended = judged("intended.p99>290ms");
+        assert!(intended.held, "{intended}");
+        assert!(!judged("intended.p99[issued]<9ms").held);
         // A latency of a class with no reply has no sample, and fails.
         let none = judged("p99[timeout]<1s");
         assert_eq!((none.observed, none.held), (None, false));

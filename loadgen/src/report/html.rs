@@ -174,6 +174,87 @@ fn issued_chart(summary: &Summary) -> String {
     svg
 }
 
+/// One line per series over a timeline of `bucket_ms` buckets, on one y axis from 0.
+pub(super) fn line_chart(
+    label: &str,
+    y_label: &str,
+    bucket_ms: u64,
+    series: &[(&str, &str, Vec<f64>)],
+) -> String {
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="{}">"#,
+        escape(label)
+    );
+    let buckets = series.iter().map(|(_, _, v)| v.len()).max().unwrap_or(0);
+    let max = series
+        .iter()
+        .flat_map(|(_, _, values)| values.iter().copied())
+        .fold(0.0, f64::max);
+    let max = if max > 0.0 { max } else { 1.0 };
+    axes(
+        &mut svg,
+        "time since the first request",
+        y_label,
+        (max * 100.0).round() / 100.0,
+    );
+    time_ticks(&mut svg, buckets, bucket_ms);
+    let step = (WIDTH - MARGIN - 20.0) / buckets.max(1) as f64;
+    for (name, color, values) in series {
+        let points: Vec<String> = values
+            .iter()
+            .enumerate()
+            .map(|(i, value)| {
+                format!(
+                    "{:.1},{:.1}",
+                    MARGIN + (i as f64 + 0.5) * step,
+                    HEIGHT - MARGIN / 2.0 - value / max * plot_height()
+                )
+            })
+            .collect();
+        let _ = write!(
+            svg,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"><title>{}</title></polyline>"#,
+            points.join(" "),
+            escape(name)
+        );
+    }
+    svg.push_str("</svg>");
+    let keys: String = series
+        .iter()
+        .map(|(name, color, _)| {
+            format!(
+                r#"<span class="key"><span class="swatch" style="background:{color}"></span>{}</span>"#,
+                escape(name)
+            )
+        })
+        .collect();
+    format!("<p>{keys}</p>\n{svg}")
+}
+
+/// Requests per second the schedule made due (the target) against those sent (achieved).
+fn rate_chart(summary: &Summary) -> String {
+    let stats = &summary.stats;
+    let per_second = |counts: &[u64]| -> Vec<f64> {
+        counts
+            .iter()
+            .map(|n| *n as f64 * 1000.0 / stats.bucket_ms as f64)
+            .collect()
+    };
+    line_chart(
+        "target and achieved request rate",
+        "requests/s",
+        stats.bucket_ms,
+        &[
+            ("due (target)", "#9e9e9e", per_second(&stats.due_timeline)),
+            (
+                "sent (achieved)",
+                "#1565c0",
+                per_second(&stats.sent_timeline),
+            ),
+        ],
+    )
+}
+
 fn legend(summary: &Summary) -> String {
     summary
         .stats
@@ -190,9 +271,9 @@ fn legend(summary: &Summary) -> String {
         .join(" ")
 }
 
-fn latency_table(summary: &Summary) -> String {
+fn latency_table(rows_of: Vec<super::Row>) -> String {
     let mut rows = String::new();
-    for row in super::rows(&summary.stats) {
+    for row in rows_of {
         let _ = write!(
             rows,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -225,13 +306,18 @@ h2 {{ margin-top: 28px; }}
 <h1>loadgen run {run}</h1>
 <p>{facts}</p>
 {table}
-<h2>Latency distribution</h2>
+<p>{note}</p>
+<h3>From the intended send time</h3>
+{intended}
+<h2>Latency distribution (service time)</h2>
 {latency}
 <h2>Responses over time, by result</h2>
 <p>{legend}</p>
 {timeline}
 <h2>Issued over time</h2>
 {issued}
+<h2>Request rate: target and achieved</h2>
+{rate}
 <p>Self-contained: inline SVG, nothing loaded from the network. Every request is in <code>history.jsonl</code>.</p>
 </body></html>
 "#,
@@ -241,7 +327,10 @@ h2 {{ margin-top: 28px; }}
             .map(|fact| escape(fact))
             .collect::<Vec<_>>()
             .join("<br>\n"),
-        table = latency_table(summary),
+        table = latency_table(super::rows(&summary.stats)),
+        note = escape(&super::latency_note(&summary.stats)),
+        intended = latency_table(super::intended_rows(&summary.stats)),
+        rate = rate_chart(summary),
         latency = latency_chart(summary),
         legend = legend(summary),
         timeline = timeline_chart(summary),
@@ -281,8 +370,8 @@ mod tests {
         assert_eq!(external_references(&html), Vec::<&str>::new());
         assert_eq!(
             html.matches("<svg").count(),
-            3,
-            "latency, responses over time, issued over time"
+            4,
+            "latency, responses over time, issued over time, request rate"
         );
     }
 

@@ -110,14 +110,56 @@ fn row(result: &str, count: u64, latency: Option<&Latency>) -> Row {
     }
 }
 
-fn rows(stats: &Stats) -> Vec<Row> {
+/// One row per result class and one for all, of one way of measuring latency.
+fn rows_of(
+    stats: &Stats,
+    by_class: &std::collections::BTreeMap<String, Latency>,
+    overall: Option<&Latency>,
+) -> Vec<Row> {
     let mut rows: Vec<Row> = stats
         .by_class
         .iter()
-        .map(|(class, count)| row(class, *count, stats.latency_by_class.get(class)))
+        .map(|(class, count)| row(class, *count, by_class.get(class)))
         .collect();
-    rows.push(row("all", stats.requests, stats.latency_overall.as_ref()));
+    rows.push(row("all", stats.requests, overall));
     rows
+}
+
+/// The service times by result, and the latency of all from the intended send time.
+fn rows(stats: &Stats) -> Vec<Row> {
+    let mut rows = rows_of(
+        stats,
+        &stats.latency_by_class,
+        stats.latency_overall.as_ref(),
+    );
+    rows.push(row(
+        INTENDED_ROW,
+        stats.requests,
+        stats.intended_overall.as_ref(),
+    ));
+    rows
+}
+
+/// The latencies from the intended send time, by result.
+fn intended_rows(stats: &Stats) -> Vec<Row> {
+    rows_of(
+        stats,
+        &stats.intended_by_class,
+        stats.intended_overall.as_ref(),
+    )
+}
+
+const INTENDED_ROW: &str = "all, from due";
+
+/// What the two latencies are, in one sentence.
+fn latency_note(stats: &Stats) -> String {
+    format!(
+        "Latency is service time (from the send to the reply) except in the row `{INTENDED_ROW}`, \
+         which runs from when the run's schedule made each request due, so it also holds the \
+         time a stalled run kept requests from being sent; a request with no reply counts at \
+         the timeout ({:.0} ms).",
+        stats.no_reply_counted_ms
+    )
 }
 
 /// The summary as the terminal shows it.
@@ -125,7 +167,8 @@ pub fn terminal(summary: &Summary) -> String {
     let stats = &summary.stats;
     let table = Table::new(rows(stats)).with(Style::rounded()).to_string();
     format!(
-        "{table}\n{} requests from {} users in {:.2}s: {:.0} responses/s; drain {}\n{}{}",
+        "{table}\n{}\n{} requests from {} users in {:.2}s: {:.0} responses/s; drain {}\n{}{}",
+        latency_note(stats),
         stats.requests,
         stats.distinct_users,
         stats.wall_seconds,
@@ -202,6 +245,9 @@ pub fn markdown(summary: &Summary) -> String {
     let table = Table::new(rows(&summary.stats))
         .with(Style::markdown())
         .to_string();
+    let intended = Table::new(intended_rows(&summary.stats))
+        .with(Style::markdown())
+        .to_string();
     let facts: String = run_facts(summary)
         .iter()
         .map(|fact| format!("- {fact}\n"))
@@ -213,10 +259,13 @@ pub fn markdown(summary: &Summary) -> String {
         format!("\n\nThresholds (`--threshold`):\n{thresholds}")
     };
     format!(
-        "# loadgen run {run}\n\n{facts}\n{table}{thresholds}\n\n\
+        "# loadgen run {run}\n\n{facts}\n{table}\n\n{note}\n\n\
+         From the intended send time, by result:\n\n{intended}{thresholds}\n\n\
          Latencies are measured by loadgen at µs resolution (HDR histograms). See `report.html` \
-         for the charts, `history.jsonl` for every request, `goose-report.*` for goose's view.\n",
+         for the charts, `history.jsonl` for every request, `goose-report.md` and \
+         `goose-report.json` for goose's view.\n",
         run = summary.run.run_id,
+        note = latency_note(&summary.stats),
     )
 }
 
@@ -303,7 +352,7 @@ pub(crate) fn sample_summary() -> Summary {
                 gate: None,
             },
         },
-        stats: crate::stats::compute(&records, 100),
+        stats: crate::stats::compute(&records, 100, 30_000_000),
         thresholds: Vec::new(),
     }
 }

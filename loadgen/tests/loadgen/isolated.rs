@@ -78,3 +78,43 @@ impl Isolated {
         self.db.cleanup().await
     }
 }
+
+/// The pids of pipeline children (`loadgen __serve-pipeline PART`) started for consumer group
+/// `group`, read from /proc: a child's environment names its group. `part` is `api`,
+/// `consumer`, or empty for both.
+pub fn pipeline_children_of(group: &str, part: &str) -> Vec<i32> {
+    let wanted = format!("KAFKA_GROUP={group}");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let read =
+                |file: &str| std::fs::read(format!("/proc/{pid}/{file}")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&read("cmdline")).replace('\0', " ");
+            cmdline.contains(format!("__serve-pipeline {part}").trim_end())
+                && read("environ")
+                    .split(|byte| *byte == 0)
+                    .any(|var| var == wanted.as_bytes())
+        })
+        .collect()
+}
+
+/// Every pipeline child of `group`.
+pub fn pipeline_children(group: &str) -> Vec<i32> {
+    pipeline_children_of(group, "")
+}
+
+/// How many applies the api at `metrics_url` has answered (0 while it does not answer).
+pub async fn applies_answered(client: &reqwest::Client, metrics_url: &str) -> f64 {
+    let Ok(response) = client.get(metrics_url).send().await else {
+        return 0.0;
+    };
+    let metrics = response.text().await.unwrap_or_default();
+    metrics
+        .lines()
+        .filter(|line| line.starts_with("coupon_api_apply_requests_total{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

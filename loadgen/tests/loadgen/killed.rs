@@ -7,28 +7,7 @@ use clap::Parser;
 use nix::{sys::signal, unistd::Pid};
 use testkit::eventually;
 
-use crate::isolated::Isolated;
-
-/// The pids of pipeline children (`loadgen __serve-pipeline ...`) started for consumer group
-/// `group`, read from /proc: a child's environment names its group.
-fn pipeline_children(group: &str) -> Vec<i32> {
-    let wanted = format!("KAFKA_GROUP={group}");
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let read =
-                |file: &str| std::fs::read(format!("/proc/{pid}/{file}")).unwrap_or_default();
-            let cmdline = String::from_utf8_lossy(&read("cmdline")).into_owned();
-            cmdline.contains("__serve-pipeline")
-                && read("environ")
-                    .split(|byte| *byte == 0)
-                    .any(|var| var == wanted.as_bytes())
-        })
-        .collect()
-}
+use crate::isolated::{Isolated, applies_answered, pipeline_children};
 
 #[tokio::test]
 async fn a_killed_run_takes_its_children_with_it_and_the_verifier_refuses_it() -> anyhow::Result<()>
@@ -52,15 +31,7 @@ async fn a_killed_run_takes_its_children_with_it_and_the_verifier_refuses_it() -
         "the killed run's api to answer 100 applies",
         Duration::from_secs(120),
         || async {
-            let Ok(response) = client.get(&metrics_url).send().await else {
-                return Ok(None);
-            };
-            let metrics = response.text().await.unwrap_or_default();
-            let answered: f64 = metrics
-                .lines()
-                .filter(|line| line.starts_with("coupon_api_apply_requests_total{"))
-                .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum();
+            let answered = applies_answered(&client, &metrics_url).await;
             Ok((answered >= 100.0).then_some(()))
         },
     )

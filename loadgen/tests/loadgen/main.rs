@@ -4,3 +4,4 @@
 mod burst;
 mod isolated;
 mod killed;
+mod paused;
