@@ -18,7 +18,7 @@ async fn a_paused_api_shows_in_latency_from_the_intended_send_time() -> anyhow::
     let (mut command, port) = isolated.command(&[
         "--users", "40", "--repeat", "100", "--pace", "50ms", "--limit", "20",
     ])?;
-    let mut run = command
+    let run = command
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()?;
