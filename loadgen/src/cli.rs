@@ -111,6 +111,20 @@ pub struct Cli {
     #[arg(long, default_value = "120s", value_parser = coupon_domain::duration::parse)]
     pub drain_timeout: Duration,
 
+    /// How often to read the api's and the consumer's `/metrics` during the run, for the
+    /// report's server-side timelines; `0s` reads none.
+    #[arg(long, default_value = "250ms", value_parser = coupon_domain::duration::parse)]
+    pub scrape_every: Duration,
+
+    /// The consumer's `/metrics` when loadgen does not start the consumer itself (the consumer's
+    /// default address).
+    #[arg(
+        long,
+        env = "LOADGEN_CONSUMER_METRICS",
+        default_value = "http://127.0.0.1:9101/metrics"
+    )]
+    pub consumer_metrics: String,
+
     /// Extra goose log: goose's request log in the run directory (large).
     #[arg(long)]
     pub goose_request_log: bool,

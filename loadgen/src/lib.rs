@@ -14,6 +14,7 @@
 //! - [`arrivals`]: when each user arrives: the burst, `--rate`, or a `--stages` profile.
 //! - [`history`]: the per-request records (the verifier's input) and live counters.
 //! - [`stats`]: HDR latency histograms per result class, throughput over time.
+//! - [`scrape`]: the api's and consumer's `/metrics` during the run, as timelines.
 //! - [`threshold`]: `--threshold` budgets over the summary, which set the exit code.
 //! - [`report`]: terminal table, `summary.json`, `summary.md`, a self-contained `report.html`.
 //! - [`progress`]: the live progress bar, quiet when not on a terminal or under CI.
@@ -28,6 +29,7 @@ pub mod progress;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod scrape;
 pub mod stage;
 pub mod stats;
 pub mod target;

@@ -15,6 +15,7 @@ use crate::{
     progress::Progress,
     report::{self, Summary},
     scenario::{self, RunState, now_us},
+    scrape::Scraper,
     stats,
     target::Target,
     users::UserPlan,
@@ -126,6 +127,12 @@ pub async fn run(
         "run {run_id}: {} users × {} at {} (campaign {}, strategy {})",
         cli.users, cli.repeat, target.api.base_url, aim.campaign_id, aim.strategy
     );
+    let scraper = if cli.scrape_every.is_zero() {
+        None
+    } else {
+        let endpoints = target.metrics_endpoints(&cli.consumer_metrics);
+        Some(Scraper::start(endpoints, cli.scrape_every)?)
+    };
     let progress = Progress::start(history.clone(), (cli.users * cli.repeat) as u64);
     let attacked = scenario::attack(cli, &target.api.base_url, state, run_dir).await;
     progress.finish();
@@ -142,6 +149,10 @@ pub async fn run(
     let records = history.take();
     history::write_jsonl(&run_dir.join("history.jsonl"), &records)?;
     let drain = wait_drained(cli, target, &aim).await?;
+    let server = match scraper {
+        Some(scraper) => Some(scraper.finish().await),
+        None => None,
+    };
     let campaign_after = target.api.campaign(&aim.campaign_id).await?;
     let wall_ms = records
         .last()
@@ -171,6 +182,9 @@ pub async fn run(
             u64::try_from(cli.timeout.as_micros()).unwrap_or(u64::MAX),
         ),
         thresholds: Vec::new(),
+        stages: cli.stages.as_ref().map(ToString::to_string),
+        pace_ms: cli.pace.map(|pace| pace.as_secs_f64() * 1000.0),
+        server,
     };
     summary.thresholds = crate::threshold::judge_all(&cli.thresholds, &summary);
     if crash_armed && summary.run.consumer_restarts == Some(0) {

@@ -6,7 +6,7 @@ use std::{net::SocketAddr, path::Path};
 use anyhow::bail;
 use coupon_runtime::stack::StackArgs;
 
-use crate::{client::ApiClient, pipeline::Pipeline};
+use crate::{client::ApiClient, pipeline::Pipeline, scrape::Endpoint};
 
 #[derive(Debug)]
 pub struct Target {
@@ -48,6 +48,26 @@ pub async fn find_or_start(
         api,
         pipeline: Some(pipeline),
     })
+}
+
+impl Target {
+    /// The `/metrics` of the api, and of the consumer: the one loadgen started, or the one at
+    /// `consumer_metrics`.
+    pub fn metrics_endpoints(&self, consumer_metrics: &str) -> Vec<Endpoint> {
+        vec![
+            Endpoint {
+                part: "api",
+                url: format!("{}/metrics", self.api.base_url),
+            },
+            Endpoint {
+                part: "consumer",
+                url: self.pipeline.as_ref().map_or_else(
+                    || consumer_metrics.to_owned(),
+                    Pipeline::consumer_metrics_url,
+                ),
+            },
+        ]
+    }
 }
 
 fn loopback_addr(base_url: &str) -> Option<SocketAddr> {

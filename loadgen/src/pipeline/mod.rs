@@ -38,6 +38,11 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// The consumer's `/metrics`, wherever its current process serves it.
+    pub fn consumer_metrics_url(&self) -> String {
+        format!("http://{}/metrics", self.consumer.metrics_addr)
+    }
+
     /// Starts the api on `addr` (answering as `api`, with its admin token) and the consumer,
     /// both logging to `log`, and waits until the api answers and the consumer holds its
     /// partitions.

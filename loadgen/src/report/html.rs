@@ -174,21 +174,19 @@ fn issued_chart(summary: &Summary) -> String {
     svg
 }
 
-/// One line per series over a timeline of `bucket_ms` buckets, on one y axis from 0.
-pub(super) fn line_chart(
-    label: &str,
-    y_label: &str,
-    bucket_ms: u64,
-    series: &[(&str, &str, Vec<f64>)],
-) -> String {
+/// A chart's series: name, colour, and (ms since the first request, value) points; a `None`
+/// value breaks the line.
+pub(super) type Line<'a> = (&'a str, &'a str, Vec<(f64, Option<f64>)>);
+
+/// One line per series over `span_ms`, on one y axis from 0.
+pub(super) fn line_chart(label: &str, y_label: &str, span_ms: f64, series: &[Line]) -> String {
     let mut svg = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="{}">"#,
         escape(label)
     );
-    let buckets = series.iter().map(|(_, _, v)| v.len()).max().unwrap_or(0);
     let max = series
         .iter()
-        .flat_map(|(_, _, values)| values.iter().copied())
+        .flat_map(|(_, _, points)| points.iter().filter_map(|(_, v)| *v))
         .fold(0.0, f64::max);
     let max = if max > 0.0 { max } else { 1.0 };
     axes(
@@ -197,26 +195,37 @@ pub(super) fn line_chart(
         y_label,
         (max * 100.0).round() / 100.0,
     );
-    time_ticks(&mut svg, buckets, bucket_ms);
-    let step = (WIDTH - MARGIN - 20.0) / buckets.max(1) as f64;
-    for (name, color, values) in series {
-        let points: Vec<String> = values
-            .iter()
-            .enumerate()
-            .map(|(i, value)| {
-                format!(
-                    "{:.1},{:.1}",
-                    MARGIN + (i as f64 + 0.5) * step,
-                    HEIGHT - MARGIN / 2.0 - value / max * plot_height()
-                )
-            })
-            .collect();
+    let span_ms = span_ms.max(1.0);
+    let width = WIDTH - MARGIN - 20.0;
+    for i in 0..=8 {
         let _ = write!(
             svg,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"><title>{}</title></polyline>"#,
-            points.join(" "),
-            escape(name)
+            r#"<text x="{x:.1}" y="{y:.1}" font-size="10">{t:.1}s</text>"#,
+            x = MARGIN + i as f64 * width / 8.0,
+            y = HEIGHT - MARGIN / 2.0 + 12.0,
+            t = i as f64 * span_ms / 8.0 / 1000.0,
         );
+    }
+    for (name, color, points) in series {
+        // Runs of points with a value, each its own polyline.
+        for run in points.split(|(_, v)| v.is_none()).filter(|r| !r.is_empty()) {
+            let drawn: Vec<String> = run
+                .iter()
+                .map(|(at_ms, value)| {
+                    format!(
+                        "{:.1},{:.1}",
+                        MARGIN + at_ms / span_ms * width,
+                        HEIGHT - MARGIN / 2.0 - value.unwrap_or(0.0) / max * plot_height()
+                    )
+                })
+                .collect();
+            let _ = write!(
+                svg,
+                r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"><title>{}</title></polyline>"#,
+                drawn.join(" "),
+                escape(name)
+            );
+        }
     }
     svg.push_str("</svg>");
     let keys: String = series
@@ -234,16 +243,23 @@ pub(super) fn line_chart(
 /// Requests per second the schedule made due (the target) against those sent (achieved).
 fn rate_chart(summary: &Summary) -> String {
     let stats = &summary.stats;
-    let per_second = |counts: &[u64]| -> Vec<f64> {
+    let bucket_ms = stats.bucket_ms as f64;
+    let per_second = |counts: &[u64]| -> Vec<(f64, Option<f64>)> {
         counts
             .iter()
-            .map(|n| *n as f64 * 1000.0 / stats.bucket_ms as f64)
+            .enumerate()
+            .map(|(i, n)| {
+                (
+                    (i as f64 + 0.5) * bucket_ms,
+                    Some(*n as f64 * 1000.0 / bucket_ms),
+                )
+            })
             .collect()
     };
     line_chart(
         "target and achieved request rate",
         "requests/s",
-        stats.bucket_ms,
+        stats.due_timeline.len() as f64 * bucket_ms,
         &[
             ("due (target)", "#9e9e9e", per_second(&stats.due_timeline)),
             (
@@ -253,6 +269,76 @@ fn rate_chart(summary: &Summary) -> String {
             ),
         ],
     )
+}
+
+/// The server-side charts: what the api and the consumer said of themselves during the run.
+fn server_charts(summary: &Summary) -> String {
+    let Some(server) = &summary.server else {
+        return "<p>loadgen did not read the server's metrics (<code>--scrape-every 0s</code>).</p>"
+            .to_owned();
+    };
+    let span_ms = server.at_ms.last().copied().unwrap_or(0.0);
+    let line = |part: &str, name: &str| -> Vec<(f64, Option<f64>)> {
+        server.get(part, name).map_or_else(Vec::new, |series| {
+            server
+                .at_ms
+                .iter()
+                .copied()
+                .zip(series.values.iter().copied())
+                .collect()
+        })
+    };
+    let charts: [(&str, &str, Vec<Line>); 6] = [
+        (
+            "Consumer lag",
+            "events not yet committed",
+            vec![("consumer lag", "#c62828", line("consumer", "lag"))],
+        ),
+        (
+            "Rows written",
+            "rows (cumulative)",
+            vec![("rows written", "#2e7d32", line("consumer", "rows written"))],
+        ),
+        (
+            "Throughput",
+            "per second",
+            vec![
+                ("api applies/s", "#1565c0", line("api", "applies/s")),
+                ("consumer rows/s", "#2e7d32", line("consumer", "rows/s")),
+            ],
+        ),
+        (
+            "Gate and Kafka-ack latency, p99 of each scrape interval",
+            "ms",
+            vec![
+                ("gate script p99", "#6a1b9a", line("api", "gate p99")),
+                ("kafka ack p99", "#ef6c00", line("api", "kafka ack p99")),
+            ],
+        ),
+        (
+            "Applies in doubt",
+            "applies",
+            vec![("in doubt", "#f9a825", line("api", "in doubt"))],
+        ),
+        (
+            "Process memory",
+            "MB resident",
+            vec![
+                ("api", "#1565c0", line("api", "memory")),
+                ("consumer", "#2e7d32", line("consumer", "memory")),
+            ],
+        ),
+    ];
+    let mut html = format!("<p>{}</p>\n", escape(&super::server_text(server)));
+    for (title, y_label, series) in charts {
+        let _ = write!(
+            html,
+            "<h3>{}</h3>\n{}\n",
+            escape(title),
+            line_chart(title, y_label, span_ms, &series)
+        );
+    }
+    html
 }
 
 fn legend(summary: &Summary) -> String {
@@ -318,6 +404,8 @@ h2 {{ margin-top: 28px; }}
 {issued}
 <h2>Request rate: target and achieved</h2>
 {rate}
+<h2>The server's side</h2>
+{server}
 <p>Self-contained: inline SVG, nothing loaded from the network. Every request is in <code>history.jsonl</code>.</p>
 </body></html>
 "#,
@@ -331,6 +419,7 @@ h2 {{ margin-top: 28px; }}
         note = escape(&super::latency_note(&summary.stats)),
         intended = latency_table(super::intended_rows(&summary.stats)),
         rate = rate_chart(summary),
+        server = server_charts(summary),
         latency = latency_chart(summary),
         legend = legend(summary),
         timeline = timeline_chart(summary),
@@ -370,9 +459,17 @@ mod tests {
         assert_eq!(external_references(&html), Vec::<&str>::new());
         assert_eq!(
             html.matches("<svg").count(),
-            4,
-            "latency, responses over time, issued over time, request rate"
+            10,
+            "latency, responses over time, issued over time, request rate, 6 server charts"
         );
+        assert!(html.contains("consumer lag peak 7"), "the server's line");
+        // The lag's gap breaks its line in two.
+        let lag = html
+            .split("aria-label=\"Consumer lag\"")
+            .nth(1)
+            .and_then(|rest| rest.split("</svg>").next())
+            .expect("a lag chart");
+        assert_eq!(lag.matches("<polyline").count(), 2);
     }
 
     #[test]

@@ -11,7 +11,10 @@ use coupon_domain::wire::{CampaignView, RunSummary};
 use serde::{Deserialize, Serialize};
 use tabled::{Table, Tabled, settings::Style};
 
-use crate::stats::{Latency, Stats};
+use crate::{
+    scrape::ServerTimelines,
+    stats::{Latency, Stats},
+};
 
 /// Everything `summary.json` holds: what the run was ([`RunSummary`], which the verifier and the
 /// gate read) and its statistics beside it.
@@ -23,6 +26,15 @@ pub struct Summary {
     /// Each `--threshold`, as the run met it.
     #[serde(default)]
     pub thresholds: Vec<crate::threshold::Judged>,
+    /// `--stages`, as given.
+    #[serde(default)]
+    pub stages: Option<String>,
+    /// `--pace`, ms.
+    #[serde(default)]
+    pub pace_ms: Option<f64>,
+    /// The api's and consumer's `/metrics` during the run, when loadgen read them.
+    #[serde(default)]
+    pub server: Option<ServerTimelines>,
 }
 
 /// What a whole run (one stage, or a comparison) leaves: its directory, its terminal text, and
@@ -166,8 +178,12 @@ fn latency_note(stats: &Stats) -> String {
 pub fn terminal(summary: &Summary) -> String {
     let stats = &summary.stats;
     let table = Table::new(rows(stats)).with(Style::rounded()).to_string();
+    let server = summary
+        .server
+        .as_ref()
+        .map_or_else(String::new, |server| format!("{}\n", server_text(server)));
     format!(
-        "{table}\n{}\n{} requests from {} users in {:.2}s: {:.0} responses/s; drain {}\n{}{}",
+        "{table}\n{}\n{} requests from {} users in {:.2}s: {:.0} responses/s; drain {}\n{server}{}{}",
         latency_note(stats),
         stats.requests,
         stats.distinct_users,
@@ -177,6 +193,36 @@ pub fn terminal(summary: &Summary) -> String {
         campaign_text(&summary.run.campaign_after),
         thresholds_text(summary, "\n"),
     )
+}
+
+/// The server's side of the run in one line: the peaks of its timelines.
+fn server_text(server: &ServerTimelines) -> String {
+    let peak = |part: &str, name: &str, unit: &str| {
+        server
+            .get(part, name)
+            .and_then(crate::scrape::Series::peak)
+            .map_or_else(|| "-".to_owned(), |v| format!("{v:.0}{unit}"))
+    };
+    let mut text = format!(
+        "server side ({} reads of /metrics, every {} ms): consumer lag peak {}, in doubt peak {}, \
+         gate p99 up to {}, kafka ack p99 up to {}, rows written {}, memory peak api {} consumer {}",
+        server.at_ms.len(),
+        server.every_ms,
+        peak("consumer", "lag", ""),
+        peak("api", "in doubt", ""),
+        peak("api", "gate p99", " ms"),
+        peak("api", "kafka ack p99", " ms"),
+        peak("consumer", "rows written", ""),
+        peak("api", "memory", " MB"),
+        peak("consumer", "memory", " MB"),
+    );
+    if !server.unreachable.is_empty() {
+        text.push_str(&format!(
+            "; never answered: {}",
+            server.unreachable.join(", ")
+        ));
+    }
+    text
 }
 
 /// The thresholds the run failed, as written.
@@ -212,9 +258,21 @@ fn campaign_text(campaign: &CampaignView) -> String {
     )
 }
 
-/// What the run was, in four lines of plain text: the markdown lists them, the HTML report
+/// How users arrived: the burst, `--rate`, or `--stages`, and `--pace`.
+fn arrival_text(summary: &Summary) -> String {
+    let arrivals = match &summary.stages {
+        Some(stages) => format!("arriving along --stages {stages}"),
+        None => format!("launched at {}/s", summary.run.launch_rate_per_second),
+    };
+    match summary.pace_ms {
+        Some(pace) => format!("{arrivals}, each request due {pace:.0} ms after the one before"),
+        None => arrivals,
+    }
+}
+
+/// What the run was, in five lines of plain text: the markdown lists them, the HTML report
 /// shows them escaped.
-fn run_facts(summary: &Summary) -> [String; 4] {
+fn run_facts(summary: &Summary) -> [String; 5] {
     let (run, stats) = (&summary.run, &summary.stats);
     let created = if run.campaign_created {
         "created by this run"
@@ -230,14 +288,23 @@ fn run_facts(summary: &Summary) -> [String; 4] {
             run.faults_text()
         ),
         format!(
-            "{} users × {} against {}, launched at {}/s, seed {}, hot users {}",
-            run.users, run.repeat, run.host, run.launch_rate_per_second, run.seed, run.hot_users
+            "{} users × {} against {}, {}, seed {}, hot users {}",
+            run.users,
+            run.repeat,
+            run.host,
+            arrival_text(summary),
+            run.seed,
+            run.hot_users
         ),
         format!(
             "{} requests in {:.2}s: {:.0} responses/s",
             stats.requests, stats.wall_seconds, stats.responses_per_second
         ),
         format!("drain: {}", drain_text(summary)),
+        summary
+            .server
+            .as_ref()
+            .map_or_else(|| "server side: not read".to_owned(), server_text),
     ]
 }
 
@@ -354,5 +421,18 @@ pub(crate) fn sample_summary() -> Summary {
         },
         stats: crate::stats::compute(&records, 100, 30_000_000),
         thresholds: Vec::new(),
+        stages: None,
+        pace_ms: None,
+        server: Some(ServerTimelines {
+            every_ms: 250,
+            at_ms: vec![0.0, 250.0, 500.0],
+            series: vec![crate::scrape::Series {
+                part: "consumer".into(),
+                name: "lag".into(),
+                unit: "events".into(),
+                values: vec![Some(7.0), None, Some(0.0)],
+            }],
+            unreachable: Vec::new(),
+        }),
     }
 }

@@ -70,12 +70,37 @@ async fn a_small_burst_records_every_request_and_issues_exactly_the_limit() -> a
     for file in [
         "summary.md",
         "report.html",
-        "goose-report.html",
         "goose-report.json",
         "goose-report.md",
     ] {
         assert!(run.join(file).is_file(), "{file} missing");
     }
+    assert!(
+        !run.join("goose-report.html").exists(),
+        "goose's HTML report needs a CDN; ours replaces it"
+    );
+
+    // The server's side, read from the api's and the consumer's /metrics during the run.
+    let server = summary
+        .server
+        .as_ref()
+        .expect("the server's metrics were read");
+    assert!(server.unreachable.is_empty(), "{:?}", server.unreachable);
+    let peak = |part: &str, name: &str| {
+        server
+            .get(part, name)
+            .and_then(loadgen::scrape::Series::peak)
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        peak("consumer", "rows written"),
+        20.0,
+        "read after the drain"
+    );
+    assert!(peak("api", "applies/s") > 0.0);
+    assert!(peak("api", "gate p99") > 0.0);
+    assert!(peak("api", "kafka ack p99") > 0.0);
+    assert!(peak("api", "memory") > 1.0 && peak("consumer", "memory") > 1.0);
     isolated.cleanup().await
 }
 

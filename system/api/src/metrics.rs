@@ -2,7 +2,7 @@
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
-    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
 
@@ -28,6 +28,20 @@ pub struct Metrics {
     pub gate_rebuilds: Counter,
     pub readiness_probes: Counter,
     pub campaign_reads: Counter,
+    /// Applies answered `pending` whose event the api is still resolving.
+    in_doubt: Gauge,
+    /// Refreshed each time the metrics are rendered.
+    resident_memory: Gauge,
+}
+
+/// Counts one apply in doubt while it lives (see [`Metrics::hold_in_doubt`]).
+#[derive(Debug)]
+pub struct InDoubt(Gauge);
+
+impl Drop for InDoubt {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -51,6 +65,18 @@ impl Default for Metrics {
         let gate_rebuilds = Counter::default();
         let readiness_probes = Counter::default();
         let campaign_reads = Counter::default();
+        let in_doubt = Gauge::default();
+        let resident_memory = Gauge::default();
+        registry.register(
+            "in_doubt",
+            "Applies answered pending whose event is still being resolved (published again or released)",
+            in_doubt.clone(),
+        );
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the api's process",
+            resident_memory.clone(),
+        );
         registry.register(
             "apply_requests",
             "Apply requests by result",
@@ -131,6 +157,8 @@ impl Default for Metrics {
             gate_rebuilds,
             readiness_probes,
             campaign_reads,
+            in_doubt,
+            resident_memory,
         }
     }
 }
@@ -146,7 +174,15 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts an apply in doubt until the returned guard is dropped.
+    pub fn hold_in_doubt(&self) -> InDoubt {
+        self.in_doubt.inc();
+        InDoubt(self.in_doubt.clone())
+    }
+
     pub fn render(&self) -> String {
+        self.resident_memory
+            .set(coupon_runtime::resident_memory_bytes());
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub batches: Counter,
     pub failed_events_resolved: Counter,
     pub lag: Gauge,
+    /// Refreshed each time the metrics are rendered.
+    resident_memory: Gauge,
     pub course_rows_written: Counter,
     pub course_failed_events: Counter,
     pub course_dropped: Counter,
@@ -47,6 +49,7 @@ impl Default for Metrics {
             batches: Counter::default(),
             failed_events_resolved: Counter::default(),
             lag: Gauge::default(),
+            resident_memory: Gauge::default(),
             course_rows_written: Counter::default(),
             course_failed_events: Counter::default(),
             course_dropped: Counter::default(),
@@ -107,8 +110,13 @@ impl Default for Metrics {
         );
         registry.register(
             "lag",
-            "Events on the broker the group has not committed",
+            "Events on the broker the group has not committed (refreshed every second)",
             metrics.lag.clone(),
+        );
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the consumer's process",
+            metrics.resident_memory.clone(),
         );
         Self {
             registry,
@@ -150,6 +158,8 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
+        self.resident_memory
+            .set(coupon_runtime::resident_memory_bytes());
         let mut out = String::new();
         let _ = encode(&mut out, &self.registry);
         out

@@ -154,7 +154,7 @@ async fn track_lag(
             }
         }
         tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
     }

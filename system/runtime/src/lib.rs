@@ -7,6 +7,7 @@
 //! - [`proxy::TcpProxy`]: take a real service away from one client, and give it back.
 //! - [`stack`]: the stores' addresses, topics and groups, as one clap `Args` for every binary.
 //! - [`backoff`]: one [`Backoff`] for retries, one [`poll_until`] for waiting on a condition.
+//! - [`resident_memory_bytes`]: the process's resident memory, for its `/metrics`.
 
 pub mod backoff;
 pub mod proxy;
@@ -18,6 +19,19 @@ use std::{future::Future, time::Duration};
 
 use anyhow::Context;
 use tracing_subscriber::EnvFilter;
+
+/// The process's resident set size in bytes (`VmRSS` in `/proc/self/status`), or 0 where the
+/// kernel does not say.
+pub fn resident_memory_bytes() -> i64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            let kb: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kb * 1024)
+        })
+        .unwrap_or(0)
+}
 
 /// Logs to stderr at `default_level` unless `RUST_LOG` says otherwise.
 pub fn init_telemetry(default_level: &str) {

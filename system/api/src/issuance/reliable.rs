@@ -254,9 +254,12 @@ impl Reliable {
             }
             Published::InDoubt(delivery) => {
                 let seq = event.seq;
-                self.parts
-                    .in_doubt
-                    .spawn(self.clone().resolve_in_doubt(event, epoch, delivery));
+                let counted = self.parts.metrics.hold_in_doubt();
+                let resolve = self.clone().resolve_in_doubt(event, epoch, delivery);
+                self.parts.in_doubt.spawn(async move {
+                    resolve.await;
+                    drop(counted);
+                });
                 Ok(Outcome::Pending(seq))
             }
         }

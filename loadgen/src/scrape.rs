@@ -1,0 +1,390 @@
+//! The server's side of a run: while the burst goes, loadgen scrapes the api's and the
+//! consumer's `/metrics` (Prometheus text, parsed by `prometheus-parse`) every `--scrape-every`,
+//! and turns the readings into timelines for the report: consumer lag, rows written, gate and
+//! Kafka-ack latency, applies in doubt, process memory.
+
+use std::{collections::HashMap, time::Duration};
+
+use prometheus_parse::{Scrape, Value};
+use serde::{Deserialize, Serialize};
+use tokio::{sync::watch, task::JoinHandle, time::Instant};
+
+/// One process whose `/metrics` a run reads.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// `api` or `consumer`.
+    pub part: &'static str,
+    pub url: String,
+}
+
+/// What one scrape of one process read: every plain sample by name (summed over labels), and
+/// every histogram's cumulative buckets (upper bound in s, count).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reading {
+    values: HashMap<String, f64>,
+    histograms: HashMap<String, Vec<(f64, f64)>>,
+}
+
+impl Reading {
+    /// Reads the Prometheus text format.
+    pub fn parse(text: &str) -> Self {
+        let lines = text.lines().map(|line| Ok(line.to_owned()));
+        let Ok(scrape) = Scrape::parse(lines) else {
+            return Self::default();
+        };
+        let mut reading = Self::default();
+        for sample in scrape.samples {
+            match sample.value {
+                Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => {
+                    *reading.values.entry(sample.metric).or_default() += v;
+                }
+                Value::Histogram(buckets) => {
+                    let summed = reading.histograms.entry(sample.metric).or_default();
+                    for (i, bucket) in buckets.iter().enumerate() {
+                        match summed.get_mut(i) {
+                            Some(slot) => slot.1 += bucket.count,
+                            None => summed.push((bucket.less_than, bucket.count)),
+                        }
+                    }
+                }
+                Value::Summary(_) => {}
+            }
+        }
+        reading
+    }
+
+    fn value(&self, name: &str) -> Option<f64> {
+        self.values.get(name).copied()
+    }
+}
+
+/// The p99 of the observations a histogram gained between two readings, in ms: the upper
+/// bound of the bucket that holds it. `None` when it gained none.
+fn interval_p99_ms(before: Option<&Reading>, after: &Reading, name: &str) -> Option<f64> {
+    let now = after.histograms.get(name)?;
+    let then = before.and_then(|b| b.histograms.get(name));
+    let gained: Vec<(f64, f64)> = now
+        .iter()
+        .enumerate()
+        .map(|(i, (le, count))| {
+            let earlier = then.and_then(|t| t.get(i)).map_or(0.0, |b| b.1);
+            (*le, count - earlier)
+        })
+        .collect();
+    let total = gained.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let (le, _) = gained.iter().find(|(_, n)| *n >= total * 0.99)?;
+    // The +Inf bucket has no bound: name the last finite one.
+    let bound = if le.is_finite() {
+        *le
+    } else {
+        gained
+            .iter()
+            .rev()
+            .map(|(le, _)| *le)
+            .find(|le| le.is_finite())
+            .unwrap_or(0.0)
+    };
+    Some(bound * 1000.0)
+}
+
+/// One tick: when, and what each endpoint answered (`None`: it did not).
+#[derive(Debug, Clone)]
+struct Tick {
+    at: Duration,
+    readings: Vec<Option<Reading>>,
+}
+
+/// One server-side timeline: a value per scrape, `None` where there was none.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Series {
+    /// `api` or `consumer`.
+    pub part: String,
+    /// What it is, e.g. `lag`.
+    pub name: String,
+    pub unit: String,
+    pub values: Vec<Option<f64>>,
+}
+
+impl Series {
+    /// The largest value, if any.
+    pub fn peak(&self) -> Option<f64> {
+        self.values.iter().flatten().copied().reduce(f64::max)
+    }
+}
+
+/// Every server-side timeline of a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerTimelines {
+    /// The scrape interval, ms.
+    pub every_ms: u64,
+    /// Each scrape's time, ms since the first.
+    pub at_ms: Vec<f64>,
+    pub series: Vec<Series>,
+    /// Endpoints that never answered.
+    pub unreachable: Vec<String>,
+}
+
+impl ServerTimelines {
+    /// The series `name` of `part`.
+    pub fn get(&self, part: &str, name: &str) -> Option<&Series> {
+        self.series
+            .iter()
+            .find(|s| s.part == part && s.name == name)
+    }
+}
+
+/// How each timeline comes from two successive readings of its process.
+struct Derived {
+    part: &'static str,
+    name: &'static str,
+    unit: &'static str,
+    from: fn(Option<&Reading>, &Reading, f64) -> Option<f64>,
+}
+
+const MB: f64 = 1024.0 * 1024.0;
+
+/// The per-second rate of counter `name` between two readings `seconds` apart.
+fn rate(before: Option<&Reading>, after: &Reading, seconds: f64, name: &str) -> Option<f64> {
+    let (then, now) = (before?.value(name)?, after.value(name)?);
+    (seconds > 0.0).then(|| ((now - then) / seconds).max(0.0))
+}
+
+const DERIVED: &[Derived] = &[
+    Derived {
+        part: "api",
+        name: "applies/s",
+        unit: "1/s",
+        from: |b, a, s| rate(b, a, s, "coupon_api_apply_requests_total"),
+    },
+    Derived {
+        part: "api",
+        name: "gate p99",
+        unit: "ms",
+        from: |b, a, _| interval_p99_ms(b, a, "coupon_api_gate_duration_seconds"),
+    },
+    Derived {
+        part: "api",
+        name: "kafka ack p99",
+        unit: "ms",
+        from: |b, a, _| interval_p99_ms(b, a, "coupon_api_publish_duration_seconds"),
+    },
+    Derived {
+        part: "api",
+        name: "in doubt",
+        unit: "applies",
+        from: |_, a, _| a.value("coupon_api_in_doubt"),
+    },
+    Derived {
+        part: "api",
+        name: "memory",
+        unit: "MB",
+        from: |_, a, _| Some(a.value("coupon_api_process_resident_memory_bytes")? / MB),
+    },
+    Derived {
+        part: "consumer",
+        name: "lag",
+        unit: "events",
+        from: |_, a, _| a.value("coupon_consumer_lag"),
+    },
+    Derived {
+        part: "consumer",
+        name: "rows written",
+        unit: "rows",
+        from: |_, a, _| a.value("coupon_consumer_rows_written_total"),
+    },
+    Derived {
+        part: "consumer",
+        name: "rows/s",
+        unit: "1/s",
+        from: |b, a, s| rate(b, a, s, "coupon_consumer_rows_written_total"),
+    },
+    Derived {
+        part: "consumer",
+        name: "memory",
+        unit: "MB",
+        from: |_, a, _| Some(a.value("coupon_consumer_process_resident_memory_bytes")? / MB),
+    },
+];
+
+/// The timelines of `ticks` over `endpoints`.
+fn timelines(endpoints: &[Endpoint], ticks: &[Tick], every: Duration) -> ServerTimelines {
+    let mut series = Vec::new();
+    for (e, endpoint) in endpoints.iter().enumerate() {
+        for derived in DERIVED.iter().filter(|d| d.part == endpoint.part) {
+            let mut previous: Option<(Duration, &Reading)> = None;
+            let values = ticks
+                .iter()
+                .map(|tick| {
+                    let reading = tick.readings.get(e)?.as_ref()?;
+                    let seconds = previous.map_or(0.0, |(at, _)| (tick.at - at).as_secs_f64());
+                    let value = (derived.from)(previous.map(|(_, r)| r), reading, seconds);
+                    previous = Some((tick.at, reading));
+                    value
+                })
+                .collect();
+            series.push(Series {
+                part: endpoint.part.to_owned(),
+                name: derived.name.to_owned(),
+                unit: derived.unit.to_owned(),
+                values,
+            });
+        }
+    }
+    ServerTimelines {
+        every_ms: u64::try_from(every.as_millis()).unwrap_or(u64::MAX),
+        at_ms: ticks.iter().map(|t| t.at.as_secs_f64() * 1000.0).collect(),
+        series,
+        unreachable: endpoints
+            .iter()
+            .enumerate()
+            .filter(|(e, _)| ticks.iter().all(|t| t.readings[*e].is_none()))
+            .map(|(_, endpoint)| format!("{} at {}", endpoint.part, endpoint.url))
+            .collect(),
+    }
+}
+
+/// Scrapes in the background until [`Scraper::finish`].
+#[derive(Debug)]
+pub struct Scraper {
+    endpoints: Vec<Endpoint>,
+    every: Duration,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Vec<Tick>>,
+}
+
+impl Scraper {
+    /// Starts scraping `endpoints` every `every`; each scrape waits at most that long.
+    pub fn start(endpoints: Vec<Endpoint>, every: Duration) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(every.max(Duration::from_millis(100)))
+            .build()?;
+        let (stop, mut stopped) = watch::channel(false);
+        let urls: Vec<String> = endpoints.iter().map(|e| e.url.clone()).collect();
+        let task = tokio::spawn(async move {
+            let started = Instant::now();
+            let mut interval = tokio::time::interval(every);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut ticks = Vec::new();
+            loop {
+                // One last read once told to stop, so the timelines end where the run ended.
+                let last = tokio::select! {
+                    _ = interval.tick() => false,
+                    _ = stopped.wait_for(|s| *s) => true,
+                };
+                let at = started.elapsed();
+                let readings = futures::future::join_all(urls.iter().map(|url| {
+                    let http = http.clone();
+                    async move {
+                        let response = http.get(url).send().await.ok()?;
+                        let text = response.error_for_status().ok()?.text().await.ok()?;
+                        Some(Reading::parse(&text))
+                    }
+                }))
+                .await;
+                ticks.push(Tick { at, readings });
+                if last {
+                    break;
+                }
+            }
+            ticks
+        });
+        Ok(Self {
+            endpoints,
+            every,
+            stop,
+            task,
+        })
+    }
+
+    /// Reads once more, stops, and returns the timelines.
+    pub async fn finish(self) -> ServerTimelines {
+        let _ = self.stop.send(true);
+        let ticks = self.task.await.unwrap_or_default();
+        timelines(&self.endpoints, &ticks, self.every)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What prometheus-client writes for the api, trimmed, at two moments.
+    fn api_text(applies: u64, fast: u64, slow: u64, in_doubt: u64) -> String {
+        format!(
+            "# HELP coupon_api_apply_requests Apply requests by result.\n\
+             # TYPE coupon_api_apply_requests counter\n\
+             coupon_api_apply_requests_total{{result=\"issued\"}} 10\n\
+             coupon_api_apply_requests_total{{result=\"sold_out\"}} {}\n\
+             # TYPE coupon_api_gate_duration_seconds histogram\n\
+             coupon_api_gate_duration_seconds_sum 1.0\n\
+             coupon_api_gate_duration_seconds_count {all}\n\
+             coupon_api_gate_duration_seconds_bucket{{le=\"0.001\"}} {fast}\n\
+             coupon_api_gate_duration_seconds_bucket{{le=\"0.064\"}} {all}\n\
+             coupon_api_gate_duration_seconds_bucket{{le=\"+Inf\"}} {all}\n\
+             # TYPE coupon_api_in_doubt gauge\n\
+             coupon_api_in_doubt {in_doubt}\n\
+             # TYPE coupon_api_process_resident_memory_bytes gauge\n\
+             coupon_api_process_resident_memory_bytes 20971520\n\
+             # EOF\n",
+            applies - 10,
+            all = fast + slow,
+        )
+    }
+
+    #[test]
+    fn readings_become_rates_interval_percentiles_and_gauges() {
+        let endpoints = [Endpoint {
+            part: "api",
+            url: "http://127.0.0.1:1/metrics".into(),
+        }];
+        let ticks = [
+            Tick {
+                at: Duration::ZERO,
+                readings: vec![Some(Reading::parse(&api_text(100, 100, 0, 0)))],
+            },
+            Tick {
+                at: Duration::from_millis(500),
+                readings: vec![None],
+            },
+            Tick {
+                // 400 more applies in 1 s, 200 more gate calls of which 50 slow.
+                at: Duration::from_millis(1000),
+                readings: vec![Some(Reading::parse(&api_text(500, 250, 50, 3)))],
+            },
+        ];
+        let timelines = timelines(&endpoints, &ticks, Duration::from_millis(500));
+        let values = |name: &str| timelines.get("api", name).expect(name).values.clone();
+        assert_eq!(values("applies/s"), vec![None, None, Some(400.0)]);
+        // In the first reading every call was fast; of the 200 after it, a quarter was slow.
+        assert_eq!(values("gate p99"), vec![Some(1.0), None, Some(64.0)]);
+        assert_eq!(values("in doubt"), vec![Some(0.0), None, Some(3.0)]);
+        assert_eq!(values("memory"), vec![Some(20.0), None, Some(20.0)]);
+        assert_eq!(values("kafka ack p99"), vec![None, None, None]);
+        assert!(timelines.unreachable.is_empty());
+        assert_eq!(timelines.at_ms, vec![0.0, 500.0, 1000.0]);
+    }
+
+    #[test]
+    fn an_endpoint_that_never_answers_is_named() {
+        let endpoints = [Endpoint {
+            part: "consumer",
+            url: "http://127.0.0.1:1/metrics".into(),
+        }];
+        let ticks = [Tick {
+            at: Duration::ZERO,
+            readings: vec![None],
+        }];
+        let timelines = timelines(&endpoints, &ticks, Duration::from_millis(250));
+        assert_eq!(
+            timelines.unreachable,
+            vec!["consumer at http://127.0.0.1:1/metrics"]
+        );
+        assert_eq!(
+            timelines.get("consumer", "lag").and_then(Series::peak),
+            None
+        );
+    }
+}
