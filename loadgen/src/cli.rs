@@ -19,8 +19,17 @@ pub const EXIT_THRESHOLD: u8 = 3;
 /// Exit codes: 0 the run completed and every --threshold held (the verifier judges the
 /// guarantee); 2 it could not run; 3 it completed but a --threshold failed.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "loadgen", version, about, long_about = None)]
+#[command(
+    name = "loadgen",
+    version,
+    about,
+    long_about = None,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Distinct virtual users, each applying --repeat times (with --stages, the profile says how
     /// many arrive).
     #[arg(long, default_value_t = 10_000, conflicts_with = "stages")]
@@ -125,6 +134,11 @@ pub struct Cli {
     )]
     pub consumer_metrics: String,
 
+    /// After the run, compare it with this earlier run (a run directory, or a run id under
+    /// --report-dir), as `loadgen diff` does.
+    #[arg(long, value_name = "RUN")]
+    pub baseline: Option<String>,
+
     /// Extra goose log: goose's request log in the run directory (large).
     #[arg(long)]
     pub goose_request_log: bool,
@@ -138,6 +152,27 @@ pub struct Cli {
     /// starts, and used to drain and verify).
     #[command(flatten)]
     pub stack: StackArgs,
+}
+
+/// What loadgen does instead of a run.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Compare two runs: throughput, latency percentiles, result counts, thresholds, the
+    /// server's peaks and the verifier's verdicts, side by side with their changes. Prints the
+    /// table and writes `diff-<baseline>.md` and `.json` into the second run's directory.
+    Diff(DiffArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DiffArgs {
+    /// The baseline: a run directory, or a run id under --report-dir.
+    pub baseline: String,
+    /// The run to compare with it (default: the newest, `latest`).
+    #[arg(default_value = "latest")]
+    pub run: String,
+    /// Where run ids are looked up.
+    #[arg(long, default_value = "reports")]
+    pub report_dir: PathBuf,
 }
 
 /// The strategies a run covers: one, or all of them in turn.
@@ -266,6 +301,10 @@ impl Cli {
             "--strategy applies to the fresh campaign a run creates; it cannot be combined with --campaign"
         );
         anyhow::ensure!(
+            self.baseline.is_none() || self.strategy != Strategies::All,
+            "--baseline compares one run with another; --strategy all writes its own comparison"
+        );
+        anyhow::ensure!(
             self.host.starts_with("http://") || self.host.starts_with("https://"),
             "--host must be a URL like http://127.0.0.1:8080, got {}",
             self.host
@@ -365,6 +404,23 @@ mod tests {
             );
         }
         assert!(Cli::try_parse_from(["loadgen", "--stages", "2s:fast"]).is_err());
+    }
+
+    #[test]
+    fn diff_is_a_subcommand_and_takes_no_run_flags() {
+        let cli = Cli::try_parse_from(["loadgen", "diff", "run-a", "run-b"]).expect("parses");
+        let Some(Command::Diff(diff)) = cli.command else {
+            panic!("not a diff: {cli:?}");
+        };
+        assert_eq!(
+            (diff.baseline.as_str(), diff.run.as_str()),
+            ("run-a", "run-b")
+        );
+        let cli = Cli::try_parse_from(["loadgen", "diff", "run-a"]).expect("parses");
+        assert!(matches!(cli.command, Some(Command::Diff(d)) if d.run == "latest"));
+        assert!(Cli::try_parse_from(["loadgen", "--users", "5", "diff", "a", "b"]).is_err());
+        let run = Cli::try_parse_from(["loadgen", "--users", "5"]).expect("parses");
+        assert!(run.command.is_none());
     }
 
     #[test]

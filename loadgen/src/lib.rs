@@ -16,6 +16,7 @@
 //! - [`stats`]: HDR latency histograms per result class, throughput over time.
 //! - [`scrape`]: the api's and consumer's `/metrics` during the run, as timelines.
 //! - [`threshold`]: `--threshold` budgets over the summary, which set the exit code.
+//! - [`diff`]: `loadgen diff` and `--baseline`: two runs side by side, regressions marked.
 //! - [`report`]: terminal table, `summary.json`, `summary.md`, a self-contained `report.html`.
 //! - [`progress`]: the live progress bar, quiet when not on a terminal or under CI.
 
@@ -23,6 +24,7 @@ pub mod arrivals;
 pub mod cli;
 pub mod client;
 pub mod compare;
+pub mod diff;
 pub mod history;
 pub mod pipeline;
 pub mod progress;

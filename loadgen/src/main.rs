@@ -16,6 +16,18 @@ async fn main() -> std::process::ExitCode {
     }
     coupon_runtime::init_telemetry("warn");
     let cli = Cli::parse();
+    if let Some(loadgen::cli::Command::Diff(args)) = &cli.command {
+        return match loadgen::diff::run(args) {
+            Ok(text) => {
+                println!("{text}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("loadgen diff could not compare: {error:#}");
+                std::process::ExitCode::from(2)
+            }
+        };
+    }
     match loadgen::run(cli).await {
         Ok(outcome) => {
             println!("{}", outcome.describe());

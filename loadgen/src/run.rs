@@ -5,7 +5,7 @@ use anyhow::Context;
 
 use crate::{
     cli::{Cli, Strategies},
-    compare,
+    compare, diff,
     report::{self, Outcome},
     stage,
     target::{self, Target},
@@ -49,6 +49,11 @@ fn check_listen_backlog(users: usize) {
 pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     cli.validate()?;
     let cli = cli.resolved();
+    // A baseline that is not there is found out before the run, not after it.
+    let baseline = match &cli.baseline {
+        Some(run) => Some(diff::locate(&cli.report_dir, run)?),
+        None => None,
+    };
     raise_fd_limit();
     check_listen_backlog(cli.users);
     std::fs::create_dir_all(&cli.report_dir)
@@ -68,7 +73,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         ))
     } else {
         match &cli.strategy {
-            Strategies::One(strategy) => one_stage(&cli, &target, *strategy).await,
+            Strategies::One(strategy) => {
+                one_stage(&cli, &target, *strategy, baseline.as_deref()).await
+            }
             Strategies::All => compare::run(&cli, &target).await,
         }
     };
@@ -89,11 +96,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     outcome
 }
 
-/// A run of one strategy: one stage, in a directory of its own, pointed at by `latest`.
+/// A run of one strategy: one stage, in a directory of its own, pointed at by `latest`; with a
+/// baseline, compared with it.
 async fn one_stage(
     cli: &Cli,
     target: &Target,
     strategy: coupon_domain::Strategy,
+    baseline: Option<&std::path::Path>,
 ) -> anyhow::Result<Outcome> {
     let run_id = report::new_run_id();
     let run_dir = cli.report_dir.join(&run_id);
@@ -103,8 +112,14 @@ async fn one_stage(
     // unfinished (no summary.json) and refuses it, rather than judging the run before.
     report::point_latest(&cli.report_dir, &run_id)?;
     let stage = stage::run(cli, target, strategy, &cli.fault, &run_dir, &run_id).await?;
+    let mut terminal = report::terminal(&stage.summary);
+    if let Some(baseline) = baseline {
+        let baseline = diff::RunFiles::read(baseline)?;
+        let this = diff::RunFiles::read(&stage.run_dir)?;
+        terminal = format!("{terminal}\n{}", diff::write(&baseline, &this)?);
+    }
     Ok(Outcome {
-        terminal: report::terminal(&stage.summary),
+        terminal,
         failed_thresholds: report::failed_thresholds(&stage.summary),
         run_dir: stage.run_dir,
     })

@@ -115,6 +115,31 @@ pub struct Stats {
     pub latency_distribution: Vec<(u64, u64)>,
 }
 
+/// The classes that count as errors: the request got no definite answer.
+pub fn is_error(class: ResultClass) -> bool {
+    matches!(
+        class,
+        ResultClass::Unavailable
+            | ResultClass::Unknown
+            | ResultClass::Timeout
+            | ResultClass::TransportError
+            | ResultClass::Unexpected
+    )
+}
+
+impl Stats {
+    /// The share of requests that got no definite answer (503, 504, a timeout, a transport
+    /// error, an unexpected reply), or `None` without requests.
+    pub fn error_share(&self) -> Option<f64> {
+        let errors: u64 = ResultClass::ALL
+            .into_iter()
+            .filter(|c| is_error(*c))
+            .filter_map(|c| self.by_class.get(c.as_str()))
+            .sum();
+        (self.requests > 0).then(|| errors as f64 / self.requests as f64)
+    }
+}
+
 /// The statistics of `records`, with timelines in buckets of `bucket_ms` and a request that got
 /// no reply counted at `no_reply_us` (the run's `--timeout`).
 pub fn compute(records: &[HistoryRecord], bucket_ms: u64, no_reply_us: u64) -> Stats {

@@ -230,18 +230,6 @@ fn parse_value(metric: Metric, raw: &str) -> Result<Value, String> {
     Ok(Value::Number(parsed * scale))
 }
 
-/// The classes `errors` counts: the request got no definite answer.
-fn is_error(class: ResultClass) -> bool {
-    matches!(
-        class,
-        ResultClass::Unavailable
-            | ResultClass::Unknown
-            | ResultClass::Timeout
-            | ResultClass::TransportError
-            | ResultClass::Unexpected
-    )
-}
-
 /// One threshold as the run met it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Judged {
@@ -295,14 +283,7 @@ impl Threshold {
                 }
                 .map(|latency| quantile.of(latency))
             }
-            Metric::Errors => (stats.requests > 0).then(|| {
-                ResultClass::ALL
-                    .into_iter()
-                    .filter(|c| is_error(*c))
-                    .map(count)
-                    .sum::<f64>()
-                    / stats.requests as f64
-            }),
+            Metric::Errors => stats.error_share(),
             Metric::Rate => Some(stats.responses_per_second),
             Metric::Count(class) => Some(count(class)),
         };

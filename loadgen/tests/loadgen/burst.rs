@@ -140,7 +140,9 @@ async fn repeated_applies_issue_exactly_one_coupon_per_user() -> anyhow::Result<
     isolated.cleanup().await
 }
 
-/// A threshold no run can meet gives exit 3 and names it; the one it met is not named.
+/// A threshold no run can meet gives exit 3 and names it; the one it met is not named. A second
+/// run with a generous threshold exits 0 and compares itself with the first (`--baseline`), and
+/// `loadgen diff` compares the two again.
 #[tokio::test]
 async fn a_failed_threshold_sets_the_exit_code_and_is_named() -> anyhow::Result<()> {
     let isolated = Isolated::new().await?;
@@ -172,5 +174,64 @@ async fn a_failed_threshold_sets_the_exit_code_and_is_named() -> anyhow::Result<
     let summary = loadgen::report::read_summary(&isolated.reports.join("latest"))?;
     let held: Vec<bool> = summary.thresholds.iter().map(|t| t.held).collect();
     assert_eq!(held, vec![false, true]);
+    let first = isolated.reports.join("latest").canonicalize()?;
+
+    let (mut command, _port) = isolated.command(&[
+        "--users",
+        "100",
+        "--limit",
+        "10",
+        "--threshold",
+        "p99<60s",
+        "--baseline",
+        "latest",
+    ])?;
+    let output = command.stdin(std::process::Stdio::null()).output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let second = isolated.reports.join("latest").canonicalize()?;
+    assert_ne!(first, second);
+    let first_id = first
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    assert!(
+        stdout.contains(&format!("against baseline {first_id}")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("failed: p99<0.001ms"), "{stdout}");
+
+    let diff = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["diff", first_id, "latest", "--report-dir"])
+        .arg(&isolated.reports)
+        .output()?;
+    assert!(
+        diff.status.success(),
+        "{}",
+        String::from_utf8_lossy(&diff.stderr)
+    );
+    let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        second.join(format!("diff-{first_id}.json")),
+    )?)?;
+    assert_eq!(written["baseline"], first_id);
+    let issued = written["figures"]
+        .as_array()
+        .and_then(|figures| figures.iter().find(|f| f["figure"] == "issued"))
+        .expect("the issued count is compared");
+    assert_eq!(
+        (issued["baseline"].as_f64(), issued["run"].as_f64()),
+        (Some(10.0), Some(10.0))
+    );
+
+    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["diff", "no-such-run", "--report-dir"])
+        .arg(&isolated.reports)
+        .output()?;
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no run `no-such-run`"));
     isolated.cleanup().await
 }
