@@ -164,18 +164,12 @@ fn latency_figures(
     a: Option<&Latency>,
     b: Option<&Latency>,
 ) {
-    let quantiles: [(&str, fn(&Latency) -> f64); 5] = [
-        ("p50", |l| l.p50_ms),
-        ("p90", |l| l.p90_ms),
-        ("p99", |l| l.p99_ms),
-        ("p99.9", |l| l.p999_ms),
-        ("max", |l| l.max_ms),
-    ];
-    for (name, of) in quantiles {
+    let (a, b) = (a.map(Latency::values), b.map(Latency::values));
+    for (i, name) in Latency::NAMES.iter().enumerate() {
         figures.push(Delta::new(
             format!("{label} {name} ms"),
-            a.map(of),
-            b.map(of),
+            a.map(|values| values[i]),
+            b.map(|values| values[i]),
             Better::Lower,
         ));
     }

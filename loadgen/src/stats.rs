@@ -25,6 +25,22 @@ pub struct Latency {
     pub max_ms: f64,
 }
 
+impl Latency {
+    /// The percentiles' names, in the order of [`Self::values`].
+    pub const NAMES: [&'static str; 5] = ["p50", "p90", "p99", "p99.9", "max"];
+
+    /// p50 to max, in ms.
+    pub fn values(&self) -> [f64; 5] {
+        [
+            self.p50_ms,
+            self.p90_ms,
+            self.p99_ms,
+            self.p999_ms,
+            self.max_ms,
+        ]
+    }
+}
+
 fn latency(histogram: &Histogram<u64>) -> Latency {
     let ms = |us: u64| us as f64 / 1000.0;
     Latency {
