@@ -136,77 +136,123 @@ impl ServerTimelines {
     }
 }
 
-/// How each timeline comes from two successive readings of its process.
+/// How a timeline comes from two successive readings of its metric.
+#[derive(Debug, Clone, Copy)]
+enum How {
+    /// A counter's increase per second.
+    Rate,
+    /// The p99 of a histogram's observations in the interval, ms.
+    IntervalP99,
+    /// The value as read.
+    Value,
+    /// Bytes as read, in MB.
+    Megabytes,
+}
+
+/// One timeline: which process, what it is called, which metric it reads and how.
 struct Derived {
     part: &'static str,
     name: &'static str,
     unit: &'static str,
-    from: fn(Option<&Reading>, &Reading, f64) -> Option<f64>,
+    metric: &'static str,
+    how: How,
 }
 
-const MB: f64 = 1024.0 * 1024.0;
-
-/// The per-second rate of counter `name` between two readings `seconds` apart.
-fn rate(before: Option<&Reading>, after: &Reading, seconds: f64, name: &str) -> Option<f64> {
-    let (then, now) = (before?.value(name)?, after.value(name)?);
-    (seconds > 0.0).then(|| ((now - then) / seconds).max(0.0))
+impl Derived {
+    fn value(&self, before: Option<&Reading>, after: &Reading, seconds: f64) -> Option<f64> {
+        match self.how {
+            How::Rate => {
+                let (then, now) = (before?.value(self.metric)?, after.value(self.metric)?);
+                (seconds > 0.0).then(|| ((now - then) / seconds).max(0.0))
+            }
+            How::IntervalP99 => interval_p99_ms(before, after, self.metric),
+            How::Value => after.value(self.metric),
+            How::Megabytes => Some(after.value(self.metric)? / (1024.0 * 1024.0)),
+        }
+    }
 }
 
+const fn derived(
+    part: &'static str,
+    name: &'static str,
+    unit: &'static str,
+    metric: &'static str,
+    how: How,
+) -> Derived {
+    Derived {
+        part,
+        name,
+        unit,
+        metric,
+        how,
+    }
+}
+
+/// Every timeline the report draws, from the metrics the api and the consumer export.
 const DERIVED: &[Derived] = &[
-    Derived {
-        part: "api",
-        name: "applies/s",
-        unit: "1/s",
-        from: |b, a, s| rate(b, a, s, "coupon_api_apply_requests_total"),
-    },
-    Derived {
-        part: "api",
-        name: "gate p99",
-        unit: "ms",
-        from: |b, a, _| interval_p99_ms(b, a, "coupon_api_gate_duration_seconds"),
-    },
-    Derived {
-        part: "api",
-        name: "kafka ack p99",
-        unit: "ms",
-        from: |b, a, _| interval_p99_ms(b, a, "coupon_api_publish_duration_seconds"),
-    },
-    Derived {
-        part: "api",
-        name: "in doubt",
-        unit: "applies",
-        from: |_, a, _| a.value("coupon_api_in_doubt"),
-    },
-    Derived {
-        part: "api",
-        name: "memory",
-        unit: "MB",
-        from: |_, a, _| Some(a.value("coupon_api_process_resident_memory_bytes")? / MB),
-    },
-    Derived {
-        part: "consumer",
-        name: "lag",
-        unit: "events",
-        from: |_, a, _| a.value("coupon_consumer_lag"),
-    },
-    Derived {
-        part: "consumer",
-        name: "rows written",
-        unit: "rows",
-        from: |_, a, _| a.value("coupon_consumer_rows_written_total"),
-    },
-    Derived {
-        part: "consumer",
-        name: "rows/s",
-        unit: "1/s",
-        from: |b, a, s| rate(b, a, s, "coupon_consumer_rows_written_total"),
-    },
-    Derived {
-        part: "consumer",
-        name: "memory",
-        unit: "MB",
-        from: |_, a, _| Some(a.value("coupon_consumer_process_resident_memory_bytes")? / MB),
-    },
+    derived(
+        "api",
+        "applies/s",
+        "1/s",
+        "coupon_api_apply_requests_total",
+        How::Rate,
+    ),
+    derived(
+        "api",
+        "gate p99",
+        "ms",
+        "coupon_api_gate_duration_seconds",
+        How::IntervalP99,
+    ),
+    derived(
+        "api",
+        "kafka ack p99",
+        "ms",
+        "coupon_api_publish_duration_seconds",
+        How::IntervalP99,
+    ),
+    derived(
+        "api",
+        "in doubt",
+        "applies",
+        "coupon_api_in_doubt",
+        How::Value,
+    ),
+    derived(
+        "api",
+        "memory",
+        "MB",
+        "coupon_api_process_resident_memory_bytes",
+        How::Megabytes,
+    ),
+    derived(
+        "consumer",
+        "lag",
+        "events",
+        "coupon_consumer_lag",
+        How::Value,
+    ),
+    derived(
+        "consumer",
+        "rows written",
+        "rows",
+        "coupon_consumer_rows_written_total",
+        How::Value,
+    ),
+    derived(
+        "consumer",
+        "rows/s",
+        "1/s",
+        "coupon_consumer_rows_written_total",
+        How::Rate,
+    ),
+    derived(
+        "consumer",
+        "memory",
+        "MB",
+        "coupon_consumer_process_resident_memory_bytes",
+        How::Megabytes,
+    ),
 ];
 
 /// The timelines of `ticks` over `endpoints`.
@@ -220,7 +266,7 @@ fn timelines(endpoints: &[Endpoint], ticks: &[Tick], every: Duration) -> ServerT
                 .map(|tick| {
                     let reading = tick.readings.get(e)?.as_ref()?;
                     let seconds = previous.map_or(0.0, |(at, _)| (tick.at - at).as_secs_f64());
-                    let value = (derived.from)(previous.map(|(_, r)| r), reading, seconds);
+                    let value = derived.value(previous.map(|(_, r)| r), reading, seconds);
                     previous = Some((tick.at, reading));
                     value
                 })
@@ -307,9 +353,92 @@ impl Scraper {
     }
 }
 
+/// The metric families a text exposition declares (`# TYPE name ...`).
+pub fn declared_families(text: &str) -> std::collections::BTreeSet<String> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The metric names in `expr` (`coupon_...`) whose family `known` does not declare, with the
+/// sample suffixes (`_total`, `_bucket`, `_sum`, `_count`) taken off.
+pub fn unknown_metrics(expr: &str, known: &std::collections::BTreeSet<String>) -> Vec<String> {
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("coupon_"))
+        .filter(|word| {
+            let family = ["_total", "_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| word.strip_suffix(suffix))
+                .unwrap_or(word);
+            !known.contains(family) && !known.contains(*word)
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every family the api and the consumer declare.
+    fn exported() -> std::collections::BTreeSet<String> {
+        let mut known = declared_families(&coupon_api::metrics::Metrics::default().render());
+        known.extend(declared_families(
+            &coupon_consumer::metrics::Metrics::default().render(),
+        ));
+        known
+    }
+
+    #[test]
+    fn every_timeline_reads_a_metric_the_processes_export() {
+        let known = exported();
+        for derived in DERIVED {
+            assert_eq!(
+                unknown_metrics(derived.metric, &known),
+                Vec::<String>::new(),
+                "timeline {} {}",
+                derived.part,
+                derived.name
+            );
+        }
+        // Control: a renamed metric is caught.
+        assert_eq!(
+            unknown_metrics("rate(coupon_api_gate_seconds_bucket[5s])", &known),
+            vec!["coupon_api_gate_seconds_bucket"]
+        );
+    }
+
+    #[test]
+    fn every_grafana_panel_queries_metrics_the_processes_export() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docker/grafana/dashboards/fcfs-coupons.json"
+        );
+        let dashboard: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).expect("the dashboard is kept"))
+                .expect("the dashboard is JSON");
+        let known = exported();
+        let exprs: Vec<&str> = dashboard["panels"]
+            .as_array()
+            .expect("panels")
+            .iter()
+            .flat_map(|panel| panel["targets"].as_array().into_iter().flatten())
+            .filter_map(|target| target["expr"].as_str())
+            .collect();
+        assert!(
+            exprs.len() >= DERIVED.len(),
+            "a panel for each report timeline"
+        );
+        for expr in exprs {
+            assert_eq!(
+                unknown_metrics(expr, &known),
+                Vec::<String>::new(),
+                "{expr}"
+            );
+        }
+    }
 
     /// What prometheus-client writes for the api, trimmed, at two moments.
     fn api_text(applies: u64, fast: u64, slow: u64, in_doubt: u64) -> String {
