@@ -111,14 +111,15 @@ impl Stages {
 }
 
 /// Within a ramp from `from` to `to` users/s over `seconds`, the time at which `count` users
-/// have arrived: the root of `from·t + (to − from)·t²/(2·seconds) = count`.
+/// have arrived: the root of `a·t² + from·t = count` with `a = (to − from)/(2·seconds)`, as
+/// `2·count / (from + √(from² + 4·a·count))`, which stays exact when `a` is 0 or tiny.
 fn time_to_reach(from: f64, to: f64, seconds: f64, count: f64) -> f64 {
     let a = (to - from) / (2.0 * seconds);
-    if a.abs() < 1e-12 {
-        return if from > 0.0 { count / from } else { 0.0 };
-    }
     let root = (from * from + 4.0 * a * count).max(0.0).sqrt();
-    ((root - from) / (2.0 * a)).clamp(0.0, seconds)
+    if count <= 0.0 || from + root <= 0.0 {
+        return 0.0;
+    }
+    (2.0 * count / (from + root)).clamp(0.0, seconds)
 }
 
 /// When users arrive.

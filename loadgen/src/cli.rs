@@ -301,6 +301,10 @@ impl Cli {
             "--strategy applies to the fresh campaign a run creates; it cannot be combined with --campaign"
         );
         anyhow::ensure!(
+            self.pace.is_none_or(|pace| !pace.is_zero()),
+            "--pace must be above 0 (leave it out for a closed loop)"
+        );
+        anyhow::ensure!(
             self.baseline.is_none() || self.strategy != Strategies::All,
             "--baseline compares one run with another; --strategy all writes its own comparison"
         );
@@ -404,6 +408,9 @@ mod tests {
             );
         }
         assert!(Cli::try_parse_from(["loadgen", "--stages", "2s:fast"]).is_err());
+        let zero =
+            Cli::try_parse_from(["loadgen", "--repeat", "3", "--pace", "0s"]).expect("parses");
+        assert!(zero.validate().is_err(), "a pace of 0 is refused");
     }
 
     #[test]

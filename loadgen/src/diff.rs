@@ -41,7 +41,9 @@ pub fn locate(report_dir: &Path, run: &str) -> anyhow::Result<PathBuf> {
         "no run `{run}`: neither it nor {} holds a summary.json",
         report_dir.join(run).display()
     );
-    Ok(dir.canonicalize().unwrap_or(dir))
+    // Resolved now: `latest` moves when a run with `--baseline latest` starts.
+    dir.canonicalize()
+        .with_context(|| format!("cannot resolve run `{run}` at {}", dir.display()))
 }
 
 impl RunFiles {
@@ -112,7 +114,11 @@ impl Delta {
             (Some(a), Some(b)) if a == b => Some(0.0),
             _ => None,
         };
+        // From 0, any rise is notable: no share of 0 measures it.
+        let rose_from_zero = matches!((baseline, run), (Some(a), Some(b)) if a == 0.0 && b > 0.0);
         let judgement = match (change, better) {
+            (_, Better::Higher) if rose_from_zero => "better",
+            (_, Better::Lower) if rose_from_zero => "worse",
             (Some(c), Better::Higher) if c <= -NOTABLE => "worse",
             (Some(c), Better::Higher) if c >= NOTABLE => "better",
             (Some(c), Better::Lower) if c >= NOTABLE => "worse",
@@ -140,10 +146,17 @@ pub struct Diff {
     pub verdicts: [String; 2],
     /// Each run's failed thresholds.
     pub failed_thresholds: [Vec<String>; 2],
+    /// What the reader should know about the comparison itself.
+    pub notes: Vec<String>,
 }
 
 impl Diff {
-    /// The figures that got notably worse, and a verdict that went from pass to fail.
+    /// Whether the verdict got worse: the run failed, and not just as the baseline did.
+    fn verdict_worse(&self) -> bool {
+        self.verdicts[1].starts_with("FAIL") && self.verdicts[0] != self.verdicts[1]
+    }
+
+    /// The figures that got notably worse, and the verdict when it did.
     pub fn regressions(&self) -> Vec<String> {
         let mut worse: Vec<String> = self
             .figures
@@ -151,7 +164,7 @@ impl Diff {
             .filter(|d| d.judgement == "worse")
             .map(|d| d.figure.clone())
             .collect();
-        if self.verdicts[0] == "pass" && self.verdicts[1].starts_with("FAIL") {
+        if self.verdict_worse() {
             worse.push(format!("verdict ({})", self.verdicts[1]));
         }
         worse
@@ -163,6 +176,7 @@ fn latency_figures(
     label: &str,
     a: Option<&Latency>,
     b: Option<&Latency>,
+    better: Better,
 ) {
     let (a, b) = (a.map(Latency::values), b.map(Latency::values));
     for (i, name) in Latency::NAMES.iter().enumerate() {
@@ -170,7 +184,7 @@ fn latency_figures(
             format!("{label} {name} ms"),
             a.map(|values| values[i]),
             b.map(|values| values[i]),
-            Better::Lower,
+            better,
         ));
     }
 }
@@ -198,17 +212,35 @@ pub fn compare(baseline: &RunFiles, run: &RunFiles) -> Diff {
             Better::Lower,
         ),
     ];
+    // A summary written before latencies counted a request with no reply (at the timeout)
+    // measured another thing: its latencies are shown, not graded.
+    let measured_alike = a.stats.no_reply_counted_ms > 0.0 && b.stats.no_reply_counted_ms > 0.0;
+    let latency_better = if measured_alike {
+        Better::Lower
+    } else {
+        Better::Neither
+    };
+    let mut notes = Vec::new();
+    if !measured_alike {
+        notes.push(
+            "latencies not graded: one run was measured by an older loadgen, which left out \
+             requests that got no reply"
+                .to_owned(),
+        );
+    }
     latency_figures(
         &mut figures,
         "service",
         a.stats.latency_overall.as_ref(),
         b.stats.latency_overall.as_ref(),
+        latency_better,
     );
     latency_figures(
         &mut figures,
         "from due",
         a.stats.intended_overall.as_ref(),
         b.stats.intended_overall.as_ref(),
+        latency_better,
     );
     let classes: std::collections::BTreeSet<&String> = a
         .stats
@@ -229,7 +261,7 @@ pub fn compare(baseline: &RunFiles, run: &RunFiles) -> Diff {
             format!("{class} p99 ms"),
             p99(a),
             p99(b),
-            Better::Lower,
+            latency_better,
         ));
     }
     figures.push(Delta::new(
@@ -260,6 +292,7 @@ pub fn compare(baseline: &RunFiles, run: &RunFiles) -> Diff {
         figures,
         verdicts: [baseline.verdict_text(), run.verdict_text()],
         failed_thresholds: [report::failed_thresholds(a), report::failed_thresholds(b)],
+        notes,
     }
 }
 
@@ -344,15 +377,21 @@ fn headline(diff: &Diff) -> String {
 
 pub fn terminal(diff: &Diff) -> String {
     let table = Table::new(rows(diff)).with(Style::rounded()).to_string();
-    format!("{table}\n{}", headline(diff))
+    let notes: String = diff.notes.iter().map(|n| format!("\nnote: {n}")).collect();
+    format!("{table}\n{}{notes}", headline(diff))
 }
 
 pub fn markdown(diff: &Diff) -> String {
     let table = Table::new(rows(diff)).with(Style::markdown()).to_string();
+    let notes: String = diff
+        .notes
+        .iter()
+        .map(|n| format!("\nNote: {n}.\n"))
+        .collect();
     format!(
         "# loadgen diff: {} against {}\n\n{}\n\n{table}\n\n`worse` and `better` mark changes of more \
-         than {:.0}% in the direction that matters; counts of results describe the runs and are \
-         not graded.\n",
+         than {:.0}% in the direction that matters (any rise from 0); counts of results describe \
+         the runs and are not graded.\n{notes}",
         diff.run,
         diff.baseline,
         headline(diff),
@@ -428,6 +467,25 @@ mod tests {
     }
 
     #[test]
+    fn a_rise_from_zero_is_notable_and_old_summaries_are_not_graded() {
+        let rose = Delta::new("in doubt peak", Some(0.0), Some(40.0), Better::Lower);
+        assert_eq!((rose.change, rose.judgement.as_str()), (None, "worse"));
+        let still = Delta::new("in doubt peak", Some(0.0), Some(0.0), Better::Lower);
+        assert_eq!(still.judgement, "");
+
+        let mut old = report::sample_summary();
+        old.stats.no_reply_counted_ms = 0.0;
+        let mut slower = report::sample_summary();
+        if let Some(latency) = slower.stats.latency_overall.as_mut() {
+            latency.p99_ms *= 3.0;
+        }
+        let diff = compare(&files(old), &files(slower));
+        assert!(diff.regressions().is_empty(), "{:?}", diff.regressions());
+        assert_eq!(diff.notes.len(), 1);
+        assert!(terminal(&diff).contains("note: latencies not graded"));
+    }
+
+    #[test]
     fn a_verdict_that_turns_to_fail_is_a_regression() {
         let mut diff = compare(
             &files(report::sample_summary()),
@@ -436,5 +494,12 @@ mod tests {
         diff.verdicts = ["pass".into(), "FAIL I1".into()];
         assert_eq!(diff.regressions(), vec!["verdict (FAIL I1)".to_owned()]);
         assert!(markdown(&diff).contains("| verdict"));
+        diff.verdicts = ["FAIL I1".into(), "FAIL I1".into()];
+        assert!(
+            diff.regressions().is_empty(),
+            "failing as before is no regression"
+        );
+        diff.verdicts = ["FAIL I1".into(), "FAIL I1 I3".into()];
+        assert_eq!(diff.regressions(), vec!["verdict (FAIL I1 I3)".to_owned()]);
     }
 }

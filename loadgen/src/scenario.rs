@@ -23,8 +23,9 @@ pub struct RunState {
     pub apply_path: String,
     pub history: Arc<History>,
     pub plan: UserPlan,
-    /// When the burst starts, µs since the epoch.
-    pub start_us: i64,
+    /// When the burst started, µs since the epoch: set by the first transaction, so goose's
+    /// own setup (it builds every user before launching the first) is not taken for lateness.
+    pub start_us: std::sync::OnceLock<i64>,
     /// When each user arrives (its first request is due).
     pub arrivals: Arrivals,
     /// `--pace`: the gap between two requests of one user, µs.
@@ -52,7 +53,8 @@ async fn apply_once(state: &RunState, user: &mut GooseUser) -> TransactionResult
     let user_id = state.plan.id_for_request(index, request_id);
     // The first request of a user is due when the burst plan launches it; later ones at the
     // user's pace, or else when the previous one completed (a closed loop).
-    let launched_at_us = state.start_us + state.arrivals.arrival_us(index);
+    let start_us = *state.start_us.get_or_init(now_us);
+    let launched_at_us = start_us + state.arrivals.arrival_us(index);
     let session = user.get_session_data::<UserSession>().cloned();
     let intended_at_us = match (session, state.pace_us) {
         (Some(session), Some(pace)) => launched_at_us + session.requests_sent as i64 * pace,

@@ -7,7 +7,7 @@ use std::{collections::HashMap, time::Duration};
 
 use prometheus_parse::{Scrape, Value};
 use serde::{Deserialize, Serialize};
-use tokio::{sync::watch, task::JoinHandle, time::Instant};
+use tokio::{sync::watch, task::JoinHandle};
 
 /// One process whose `/metrics` a run reads.
 #[derive(Debug, Clone)]
@@ -59,20 +59,21 @@ impl Reading {
 }
 
 /// The p99 of the observations a histogram gained between two readings, in ms: the upper
-/// bound of the bucket that holds it. `None` when it gained none.
+/// bound of the bucket that holds it. `None` without an earlier reading (the first one holds
+/// the process's whole life), when it gained none, or when it went back (a restart).
 fn interval_p99_ms(before: Option<&Reading>, after: &Reading, name: &str) -> Option<f64> {
     let now = after.histograms.get(name)?;
-    let then = before.and_then(|b| b.histograms.get(name));
+    let then = before?.histograms.get(name)?;
+    if then.len() != now.len() {
+        return None;
+    }
     let gained: Vec<(f64, f64)> = now
         .iter()
-        .enumerate()
-        .map(|(i, (le, count))| {
-            let earlier = then.and_then(|t| t.get(i)).map_or(0.0, |b| b.1);
-            (*le, count - earlier)
-        })
+        .zip(then)
+        .map(|((le, count), (_, earlier))| (*le, count - earlier))
         .collect();
     let total = gained.last()?.1;
-    if total <= 0.0 {
+    if total <= 0.0 || gained.iter().any(|(_, n)| *n < 0.0) {
         return None;
     }
     let (le, _) = gained.iter().find(|(_, n)| *n >= total * 0.99)?;
@@ -90,10 +91,10 @@ fn interval_p99_ms(before: Option<&Reading>, after: &Reading, name: &str) -> Opt
     Some(bound * 1000.0)
 }
 
-/// One tick: when, and what each endpoint answered (`None`: it did not).
+/// One tick: when (µs since the epoch), and what each endpoint answered (`None`: it did not).
 #[derive(Debug, Clone)]
 struct Tick {
-    at: Duration,
+    at_us: i64,
     readings: Vec<Option<Reading>>,
 }
 
@@ -120,7 +121,7 @@ impl Series {
 pub struct ServerTimelines {
     /// The scrape interval, ms.
     pub every_ms: u64,
-    /// Each scrape's time, ms since the first.
+    /// Each scrape's time, ms since the run's first request (negative: before it).
     pub at_ms: Vec<f64>,
     pub series: Vec<Series>,
     /// Endpoints that never answered.
@@ -255,19 +256,24 @@ const DERIVED: &[Derived] = &[
     ),
 ];
 
-/// The timelines of `ticks` over `endpoints`.
-fn timelines(endpoints: &[Endpoint], ticks: &[Tick], every: Duration) -> ServerTimelines {
+/// The timelines of `ticks` over `endpoints`, timed from `origin_us` (the first request).
+fn timelines(
+    endpoints: &[Endpoint],
+    ticks: &[Tick],
+    every: Duration,
+    origin_us: i64,
+) -> ServerTimelines {
     let mut series = Vec::new();
     for (e, endpoint) in endpoints.iter().enumerate() {
         for derived in DERIVED.iter().filter(|d| d.part == endpoint.part) {
-            let mut previous: Option<(Duration, &Reading)> = None;
+            let mut previous: Option<(i64, &Reading)> = None;
             let values = ticks
                 .iter()
                 .map(|tick| {
                     let reading = tick.readings.get(e)?.as_ref()?;
-                    let seconds = previous.map_or(0.0, |(at, _)| (tick.at - at).as_secs_f64());
+                    let seconds = previous.map_or(0.0, |(at, _)| (tick.at_us - at) as f64 / 1e6);
                     let value = derived.value(previous.map(|(_, r)| r), reading, seconds);
-                    previous = Some((tick.at, reading));
+                    previous = Some((tick.at_us, reading));
                     value
                 })
                 .collect();
@@ -281,7 +287,10 @@ fn timelines(endpoints: &[Endpoint], ticks: &[Tick], every: Duration) -> ServerT
     }
     ServerTimelines {
         every_ms: u64::try_from(every.as_millis()).unwrap_or(u64::MAX),
-        at_ms: ticks.iter().map(|t| t.at.as_secs_f64() * 1000.0).collect(),
+        at_ms: ticks
+            .iter()
+            .map(|t| (t.at_us - origin_us) as f64 / 1000.0)
+            .collect(),
         series,
         unreachable: endpoints
             .iter()
@@ -302,15 +311,15 @@ pub struct Scraper {
 }
 
 impl Scraper {
-    /// Starts scraping `endpoints` every `every`; each scrape waits at most that long.
+    /// Starts scraping `endpoints` every `every`; each read waits at most that long, and never
+    /// more than 2 s.
     pub fn start(endpoints: Vec<Endpoint>, every: Duration) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
-            .timeout(every.max(Duration::from_millis(100)))
+            .timeout(every.clamp(Duration::from_millis(100), Duration::from_secs(2)))
             .build()?;
         let (stop, mut stopped) = watch::channel(false);
         let urls: Vec<String> = endpoints.iter().map(|e| e.url.clone()).collect();
         let task = tokio::spawn(async move {
-            let started = Instant::now();
             let mut interval = tokio::time::interval(every);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut ticks = Vec::new();
@@ -320,7 +329,7 @@ impl Scraper {
                     _ = interval.tick() => false,
                     _ = stopped.wait_for(|s| *s) => true,
                 };
-                let at = started.elapsed();
+                let at_us = crate::scenario::now_us();
                 let readings = futures::future::join_all(urls.iter().map(|url| {
                     let http = http.clone();
                     async move {
@@ -330,7 +339,7 @@ impl Scraper {
                     }
                 }))
                 .await;
-                ticks.push(Tick { at, readings });
+                ticks.push(Tick { at_us, readings });
                 if last {
                     break;
                 }
@@ -345,11 +354,12 @@ impl Scraper {
         })
     }
 
-    /// Reads once more, stops, and returns the timelines.
-    pub async fn finish(self) -> ServerTimelines {
+    /// Reads once more, stops, and returns the timelines, timed from `origin_us` (the run's
+    /// first request, µs since the epoch).
+    pub async fn finish(self, origin_us: i64) -> ServerTimelines {
         let _ = self.stop.send(true);
         let ticks = self.task.await.unwrap_or_default();
-        timelines(&self.endpoints, &ticks, self.every)
+        timelines(&self.endpoints, &ticks, self.every, origin_us)
     }
 }
 
@@ -471,29 +481,45 @@ mod tests {
         }];
         let ticks = [
             Tick {
-                at: Duration::ZERO,
+                at_us: 1_000_000,
                 readings: vec![Some(Reading::parse(&api_text(100, 100, 0, 0)))],
             },
             Tick {
-                at: Duration::from_millis(500),
+                at_us: 1_500_000,
                 readings: vec![None],
             },
             Tick {
                 // 400 more applies in 1 s, 200 more gate calls of which 50 slow.
-                at: Duration::from_millis(1000),
+                at_us: 2_000_000,
                 readings: vec![Some(Reading::parse(&api_text(500, 250, 50, 3)))],
             },
+            Tick {
+                // The api restarted: its counters began again.
+                at_us: 2_500_000,
+                readings: vec![Some(Reading::parse(&api_text(20, 20, 0, 0)))],
+            },
         ];
-        let timelines = timelines(&endpoints, &ticks, Duration::from_millis(500));
+        // The run's first request went out 0.25 s after the first read.
+        let timelines = timelines(&endpoints, &ticks, Duration::from_millis(500), 1_250_000);
         let values = |name: &str| timelines.get("api", name).expect(name).values.clone();
-        assert_eq!(values("applies/s"), vec![None, None, Some(400.0)]);
-        // In the first reading every call was fast; of the 200 after it, a quarter was slow.
-        assert_eq!(values("gate p99"), vec![Some(1.0), None, Some(64.0)]);
-        assert_eq!(values("in doubt"), vec![Some(0.0), None, Some(3.0)]);
-        assert_eq!(values("memory"), vec![Some(20.0), None, Some(20.0)]);
-        assert_eq!(values("kafka ack p99"), vec![None, None, None]);
+        assert_eq!(
+            values("applies/s"),
+            vec![None, None, Some(400.0), Some(0.0)]
+        );
+        // The first reading holds the api's whole life, not an interval; of the 200 calls
+        // after it, a quarter was slow; a counter that went back gives no interval.
+        assert_eq!(values("gate p99"), vec![None, None, Some(64.0), None]);
+        assert_eq!(
+            values("in doubt"),
+            vec![Some(0.0), None, Some(3.0), Some(0.0)]
+        );
+        assert_eq!(
+            values("memory"),
+            vec![Some(20.0), None, Some(20.0), Some(20.0)]
+        );
+        assert_eq!(values("kafka ack p99"), vec![None; 4]);
         assert!(timelines.unreachable.is_empty());
-        assert_eq!(timelines.at_ms, vec![0.0, 500.0, 1000.0]);
+        assert_eq!(timelines.at_ms, vec![-250.0, 250.0, 750.0, 1250.0]);
     }
 
     #[test]
@@ -503,10 +529,10 @@ mod tests {
             url: "http://127.0.0.1:1/metrics".into(),
         }];
         let ticks = [Tick {
-            at: Duration::ZERO,
+            at_us: 0,
             readings: vec![None],
         }];
-        let timelines = timelines(&endpoints, &ticks, Duration::from_millis(250));
+        let timelines = timelines(&endpoints, &ticks, Duration::from_millis(250), 0);
         assert_eq!(
             timelines.unreachable,
             vec!["consumer at http://127.0.0.1:1/metrics"]

@@ -114,7 +114,7 @@ pub async fn run(
         apply_path: format!("/campaigns/{}/apply", aim.campaign_id),
         history: history.clone(),
         plan: UserPlan::new(cli.seed, cli.hot_users),
-        start_us: now_us(),
+        start_us: std::sync::OnceLock::new(),
         arrivals: cli.arrivals(),
         pace_us: cli
             .pace
@@ -150,7 +150,10 @@ pub async fn run(
     history::write_jsonl(&run_dir.join("history.jsonl"), &records)?;
     let drain = wait_drained(cli, target, &aim).await?;
     let server = match scraper {
-        Some(scraper) => Some(scraper.finish().await),
+        Some(scraper) => {
+            let first_sent = records.first().map_or_else(now_us, |r| r.sent_at_us);
+            Some(scraper.finish(first_sent).await)
+        }
         None => None,
     };
     let campaign_after = target.api.campaign(&aim.campaign_id).await?;

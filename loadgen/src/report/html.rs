@@ -290,14 +290,21 @@ fn server_charts(summary: &Summary) -> String {
     };
     let charts: [(&str, &str, Vec<Line>); 6] = [
         (
-            "Consumer lag",
+            "Consumer lag (the design's consumer group)",
             "events not yet committed",
             vec![("consumer lag", "#c62828", line("consumer", "lag"))],
         ),
         (
             "Rows written",
             "rows (cumulative)",
-            vec![("rows written", "#2e7d32", line("consumer", "rows written"))],
+            vec![
+                ("rows written", "#2e7d32", line("consumer", "rows written")),
+                (
+                    "course stages' rows",
+                    "#6d4c41",
+                    line("consumer", "course rows written"),
+                ),
+            ],
         ),
         (
             "Throughput",
@@ -465,7 +472,7 @@ mod tests {
         assert!(html.contains("consumer lag peak 7"), "the server's line");
         // The lag's gap breaks its line in two.
         let lag = html
-            .split("aria-label=\"Consumer lag\"")
+            .split("aria-label=\"Consumer lag")
             .nth(1)
             .and_then(|rest| rest.split("</svg>").next())
             .expect("a lag chart");
