@@ -152,8 +152,15 @@ pub struct Diff {
 
 impl Diff {
     /// Whether the verdict got worse: the run failed, and not just as the baseline did.
+    /// The run fails an invariant the baseline did not fail.
     fn verdict_worse(&self) -> bool {
-        self.verdicts[1].starts_with("FAIL") && self.verdicts[0] != self.verdicts[1]
+        let failed = |verdict: &str| -> std::collections::BTreeSet<String> {
+            verdict
+                .strip_prefix("FAIL")
+                .map(|ids| ids.split_whitespace().map(str::to_owned).collect())
+                .unwrap_or_default()
+        };
+        !failed(&self.verdicts[1]).is_subset(&failed(&self.verdicts[0]))
     }
 
     /// The figures that got notably worse, and the verdict when it did.
@@ -349,7 +356,7 @@ fn rows(diff: &Diff) -> Vec<Row> {
         baseline: diff.verdicts[0].clone(),
         run: diff.verdicts[1].clone(),
         change: String::new(),
-        judgement: if diff.verdicts[0] != diff.verdicts[1] && diff.verdicts[1].starts_with("FAIL") {
+        judgement: if diff.verdict_worse() {
             "worse".into()
         } else {
             String::new()
@@ -501,5 +508,9 @@ mod tests {
         );
         diff.verdicts = ["FAIL I1".into(), "FAIL I1 I3".into()];
         assert_eq!(diff.regressions(), vec!["verdict (FAIL I1 I3)".to_owned()]);
+        diff.verdicts = ["FAIL I1 I3".into(), "FAIL I1".into()];
+        assert!(diff.regressions().is_empty(), "fixing I3 is no regression");
+        diff.verdicts = ["not verified".into(), "FAIL I2".into()];
+        assert_eq!(diff.regressions(), vec!["verdict (FAIL I2)".to_owned()]);
     }
 }

@@ -249,6 +249,13 @@ const DERIVED: &[Derived] = &[
     ),
     derived(
         "consumer",
+        "course rows written",
+        "rows",
+        "coupon_consumer_course_rows_written_total",
+        How::Value,
+    ),
+    derived(
+        "consumer",
         "memory",
         "MB",
         "coupon_consumer_process_resident_memory_bytes",

@@ -278,6 +278,8 @@ fn server_charts(summary: &Summary) -> String {
             .to_owned();
     };
     let span_ms = server.at_ms.last().copied().unwrap_or(0.0);
+    // Timed from the run's first request, as the client's charts are; reads before it are left
+    // out of the charts (their values are already in the rates after them).
     let line = |part: &str, name: &str| -> Vec<(f64, Option<f64>)> {
         server.get(part, name).map_or_else(Vec::new, |series| {
             server
@@ -285,6 +287,7 @@ fn server_charts(summary: &Summary) -> String {
                 .iter()
                 .copied()
                 .zip(series.values.iter().copied())
+                .filter(|(at_ms, _)| *at_ms >= 0.0)
                 .collect()
         })
     };
@@ -477,6 +480,16 @@ mod tests {
             .and_then(|rest| rest.split("</svg>").next())
             .expect("a lag chart");
         assert_eq!(lag.matches("<polyline").count(), 2);
+        // The read before the first request is left out: no point left of the y axis.
+        let xs: Vec<f64> = lag
+            .split("points=\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .flat_map(|points| points.split(' '))
+            .filter_map(|point| point.split(',').next()?.parse().ok())
+            .collect();
+        assert_eq!(xs.len(), 2, "{xs:?}");
+        assert!(xs.iter().all(|x| *x >= MARGIN), "{xs:?}");
     }
 
     #[test]

@@ -425,12 +425,13 @@ pub(crate) fn sample_summary() -> Summary {
         pace_ms: None,
         server: Some(ServerTimelines {
             every_ms: 250,
-            at_ms: vec![0.0, 250.0, 500.0],
+            // A read before the first request, then three during the run.
+            at_ms: vec![-100.0, 0.0, 250.0, 500.0],
             series: vec![crate::scrape::Series {
                 part: "consumer".into(),
                 name: "lag".into(),
                 unit: "events".into(),
-                values: vec![Some(7.0), None, Some(0.0)],
+                values: vec![Some(7.0), Some(7.0), None, Some(0.0)],
             }],
             unreachable: Vec::new(),
         }),
