@@ -8,8 +8,23 @@ use testkit::eventually;
 
 use crate::isolated::{Isolated, applies_answered, pipeline_children_of};
 
-/// How long the api stays stopped: the fault's length, not a wait for anything.
+/// How long the api stays stopped: the fault's length.
 const PAUSE: Duration = Duration::from_secs(2);
+
+/// Whether process `pid` is stopped by a signal (state `T` in `/proc/PID/stat`).
+fn is_stopped(pid: Pid) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // The state follows the command name, which is in parentheses.
+            let after_name = stat.rsplit_once(')')?.1;
+            after_name
+                .split_whitespace()
+                .next()
+                .map(|state| state == "T")
+        })
+        .unwrap_or(false)
+}
 
 #[tokio::test]
 async fn a_paused_api_shows_in_latency_from_the_intended_send_time() -> anyhow::Result<()> {
@@ -40,7 +55,21 @@ async fn a_paused_api_shows_in_latency_from_the_intended_send_time() -> anyhow::
         ref found => anyhow::bail!("expected one api child, found {found:?}"),
     };
     signal::kill(api, signal::Signal::SIGSTOP)?;
-    tokio::time::sleep(PAUSE).await;
+    eventually("the api to stop", Duration::from_secs(10), || async {
+        Ok(is_stopped(api).then_some(()))
+    })
+    .await?;
+    // The fault lasts PAUSE: poll until the api, still stopped, has been so for that long.
+    let stopped_at = std::time::Instant::now();
+    eventually(
+        "the api to have stayed stopped for the pause",
+        PAUSE + Duration::from_secs(10),
+        || async {
+            anyhow::ensure!(is_stopped(api), "the api left its stopped state early");
+            Ok((stopped_at.elapsed() >= PAUSE).then_some(()))
+        },
+    )
+    .await?;
     signal::kill(api, signal::Signal::SIGCONT)?;
     let output = tokio::task::spawn_blocking(move || run.wait_with_output()).await??;
     anyhow::ensure!(
