@@ -285,12 +285,7 @@ pub fn compare(baseline: &RunFiles, run: &RunFiles) -> Diff {
         ("api", "memory", "api memory peak MB"),
         ("consumer", "memory", "consumer memory peak MB"),
     ] {
-        let peak = |s: &Summary| {
-            s.server
-                .as_ref()
-                .and_then(|server| server.get(part, name))
-                .and_then(crate::scrape::Series::peak)
-        };
+        let peak = |s: &Summary| s.server.as_ref().and_then(|server| server.peak(part, name));
         figures.push(Delta::new(label, peak(a), peak(b), Better::Lower));
     }
     Diff {

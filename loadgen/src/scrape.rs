@@ -135,6 +135,11 @@ impl ServerTimelines {
             .iter()
             .find(|s| s.part == part && s.name == name)
     }
+
+    /// The largest value of the series `name` of `part`, if it has any.
+    pub fn peak(&self, part: &str, name: &str) -> Option<f64> {
+        self.get(part, name).and_then(Series::peak)
+    }
 }
 
 /// How a timeline comes from two successive readings of its metric.
@@ -544,9 +549,6 @@ mod tests {
             timelines.unreachable,
             vec!["consumer at http://127.0.0.1:1/metrics"]
         );
-        assert_eq!(
-            timelines.get("consumer", "lag").and_then(Series::peak),
-            None
-        );
+        assert_eq!(timelines.peak("consumer", "lag"), None);
     }
 }

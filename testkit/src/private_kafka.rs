@@ -70,6 +70,14 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 impl PrivateKafka {
+    /// The local stack with this broker in place of the shared one.
+    pub fn stack(&self) -> crate::Stack {
+        crate::Stack {
+            kafka_brokers: self.brokers.clone(),
+            ..crate::Stack::from_env()
+        }
+    }
+
     /// Formats a fresh data directory and starts the broker; returns once it answers.
     pub async fn start() -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(unique_name("fcfs-test-kafka"));

@@ -17,6 +17,14 @@ pub struct PrivateRedis {
 }
 
 impl PrivateRedis {
+    /// The local stack with this Redis in place of the shared one.
+    pub fn stack(&self) -> crate::Stack {
+        crate::Stack {
+            redis_url: self.url.clone(),
+            ..crate::Stack::from_env()
+        }
+    }
+
     /// Starts `redis-server` (installed by `scripts/stack up`) without automatic persistence,
     /// and waits until it answers PING.
     pub async fn start() -> anyhow::Result<Self> {

@@ -274,6 +274,8 @@ struct Index<'a> {
     events: BTreeMap<u64, Vec<&'a EventFact>>,
     /// Every event, leftovers too, by user: what a row may have been written from.
     all_events: BTreeMap<u64, Vec<&'a EventFact>>,
+    /// Users whose every row predates the campaign's first gate: no run's doing.
+    leftover_rows_only: BTreeSet<u64>,
     replies: BTreeMap<u64, Vec<&'a HistoryRecord>>,
 }
 
@@ -284,13 +286,19 @@ impl<'a> Index<'a> {
             rows.entry(row.user_id).or_default().push(row);
         }
         let mut events: BTreeMap<u64, Vec<&EventFact>> = BTreeMap::new();
-        for event in facts.own_events() {
-            events.entry(event.user_id).or_default().push(event);
-        }
         let mut all_events: BTreeMap<u64, Vec<&EventFact>> = BTreeMap::new();
         for event in &facts.events {
+            if !facts.is_leftover(Some(event.source)) {
+                events.entry(event.user_id).or_default().push(event);
+            }
             all_events.entry(event.user_id).or_default().push(event);
         }
+        // The users whose every row predates the campaign's first gate.
+        let leftover_rows_only = rows
+            .iter()
+            .filter(|(_, rows)| rows.iter().all(|r| facts.is_leftover(r.source)))
+            .map(|(user, _)| *user)
+            .collect();
         let mut replies: BTreeMap<u64, Vec<&HistoryRecord>> = BTreeMap::new();
         for record in facts.history.iter().flatten() {
             replies.entry(record.user_id).or_default().push(record);
@@ -300,6 +308,7 @@ impl<'a> Index<'a> {
             rows,
             events,
             all_events,
+            leftover_rows_only,
             replies,
         }
     }
@@ -434,16 +443,6 @@ fn leftovers(index: &Index) -> Leftovers {
                 .chain(failed.into_iter().flatten()),
         ),
     }
-}
-
-/// The users whose every row predates the campaign's first gate.
-fn with_leftover_rows_only(index: &Index) -> BTreeSet<u64> {
-    index
-        .rows
-        .iter()
-        .filter(|(_, rows)| rows.iter().all(|r| index.facts.is_leftover(r.source)))
-        .map(|(user, _)| *user)
-        .collect()
 }
 
 /// I1: never more coupons than the limit, in any store and in the replies.
@@ -610,7 +609,7 @@ fn no_phantoms(index: &Index) -> Check {
         .map(|row| row.user_id)
         .collect();
     // A row that predates the campaign's first gate is no run's doing (see `leftovers`).
-    let leftover = with_leftover_rows_only(index);
+    let leftover = &index.leftover_rows_only;
     let never_applied: Vec<u64> = match (&index.facts.history, index.facts.campaign_created_by_run)
     {
         (Some(_), true) => index
@@ -651,7 +650,7 @@ fn refusals_left_nothing(index: &Index) -> Check {
         .filter(|(_, rs)| rs.iter().all(|r| r.result.is_definite_refusal()))
         .map(|(u, _)| *u)
         .collect();
-    let leftover = with_leftover_rows_only(index);
+    let leftover = &index.leftover_rows_only;
     let with_rows: Vec<u64> = refused
         .iter()
         .copied()

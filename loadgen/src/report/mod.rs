@@ -110,15 +110,18 @@ fn drain_text(summary: &Summary) -> String {
 }
 
 fn row(result: &str, count: u64, latency: Option<&Latency>) -> Row {
-    let ms = |f: fn(&Latency) -> f64| latency.map_or("-".to_owned(), |l| format!("{:.2}", f(l)));
+    let [p50, p90, p99, p999, max] = latency.map_or_else(
+        || std::array::from_fn(|_| "-".to_owned()),
+        |l| l.values().map(|ms| format!("{ms:.2}")),
+    );
     Row {
         result: result.to_owned(),
         count,
-        p50: ms(|l| l.p50_ms),
-        p90: ms(|l| l.p90_ms),
-        p99: ms(|l| l.p99_ms),
-        p999: ms(|l| l.p999_ms),
-        max: ms(|l| l.max_ms),
+        p50,
+        p90,
+        p99,
+        p999,
+        max,
     }
 }
 
@@ -199,8 +202,7 @@ pub fn terminal(summary: &Summary) -> String {
 fn server_text(server: &ServerTimelines) -> String {
     let peak = |part: &str, name: &str, unit: &str| {
         server
-            .get(part, name)
-            .and_then(crate::scrape::Series::peak)
+            .peak(part, name)
             .map_or_else(|| "-".to_owned(), |v| format!("{v:.0}{unit}"))
     };
     let mut text = format!(

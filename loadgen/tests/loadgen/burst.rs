@@ -86,12 +86,7 @@ async fn a_small_burst_records_every_request_and_issues_exactly_the_limit() -> a
         .as_ref()
         .expect("the server's metrics were read");
     assert!(server.unreachable.is_empty(), "{:?}", server.unreachable);
-    let peak = |part: &str, name: &str| {
-        server
-            .get(part, name)
-            .and_then(loadgen::scrape::Series::peak)
-            .unwrap_or_default()
-    };
+    let peak = |part: &str, name: &str| server.peak(part, name).unwrap_or_default();
     assert_eq!(
         peak("consumer", "rows written"),
         20.0,

@@ -114,10 +114,7 @@ pub async fn write_batch_reading(
                 continue;
             }
             Standing::FencePending { epoch } => {
-                return Err(StoreError::FencePending {
-                    campaign: coupon.event.campaign_id.to_string(),
-                    epoch,
-                });
+                return Err(StoreError::fence_pending(&coupon.event.campaign_id, epoch));
             }
             Standing::Superseded { epoch } => (
                 FailureReason::Superseded,

@@ -57,6 +57,14 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Campaign `campaign`'s rebuild of `epoch` is still setting its fence.
+    pub fn fence_pending(campaign: impl ToString, epoch: u64) -> Self {
+        Self::FencePending {
+            campaign: campaign.to_string(),
+            epoch,
+        }
+    }
+
     /// True for errors that go away on their own: the server is down or restarting, a deadlock,
     /// a lock wait timeout, an idle disconnect, a full pool. Those are retried; anything else is
     /// about the data (or the schema) and is not.

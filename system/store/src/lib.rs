@@ -164,7 +164,6 @@ impl Store {
     }
 }
 
-/// A time for a `DATETIME(3)` column: the schema stores UTC.
 /// Transaction options for writes whose locking reads must lock the gaps where a row is absent
 /// (the consumer's batch and the reconciler's revocation): REPEATABLE READ, set explicitly so
 /// a server configured for READ COMMITTED cannot weaken them.
@@ -174,6 +173,7 @@ pub(crate) fn serializing_tx() -> mysql_async::TxOpts {
     opts
 }
 
+/// A time for a `DATETIME(3)` column: the schema stores UTC.
 pub fn to_utc_datetime(at: time::OffsetDateTime) -> time::PrimitiveDateTime {
     let utc = at.to_offset(time::UtcOffset::UTC);
     time::PrimitiveDateTime::new(utc.date(), utc.time())

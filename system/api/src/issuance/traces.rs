@@ -164,11 +164,7 @@ fn counts(
         fence::Standing::Counts => Ok(true),
         // Another rebuild is setting its fence: whether this event counts is not known yet,
         // and guessing "no" would hand its slot out again.
-        fence::Standing::FencePending { epoch } => Err(StoreError::FencePending {
-            campaign: id.to_string(),
-            epoch,
-        }
-        .into()),
+        fence::Standing::FencePending { epoch } => Err(StoreError::fence_pending(id, epoch).into()),
         fence::Standing::Superseded { .. } | fence::Standing::Revoked { .. } => Ok(false),
     }
 }
