@@ -13,7 +13,11 @@ use crate::configuration::GateMode;
 /// `{"not_open", 0}` or `{"closed", 0}` outside the window by Redis `TIME`, or `{"lost", 0}` when
 /// the campaign's marker is gone (Redis lost the gate's state) or Redis restarted since the gate
 /// was built (it may have lost the last admissions; the script drops the marker).
-const ADMIT: &str = include_str!("gate/admit.lua");
+pub const ADMIT: &str = include_str!("gate/admit.lua");
+
+/// Initialise an empty gate in a given life, recording the server's `run_id` (no-op if one
+/// exists). Public, like [`ADMIT`], for the bench's bare reference apply.
+pub const INITIALISE: &str = include_str!("gate/initialise.lua");
 
 /// Give slots back: an admission whose event could not be published, or admissions the
 /// reconciler revoked. Each only if its user still holds that very slot, in that life.
@@ -196,7 +200,7 @@ impl Gate {
             unlock: Script::new(include_str!("gate/unlock.lua")),
             advance: Script::new(include_str!("gate/advance.lua")),
             lead: Script::new(include_str!("gate/lead.lua")),
-            initialise: Script::new(include_str!("gate/initialise.lua")),
+            initialise: Script::new(INITIALISE),
         })
     }
 
