@@ -66,6 +66,12 @@ pub struct Settings {
     #[arg(skip = true)]
     pub reconcile: bool,
 
+    /// Whether the reconciler skips a campaign whose gate has not changed since a pass found a
+    /// row for every winner. No flag: a test alone turns it off, as the control that sees the
+    /// rows counted on every pass.
+    #[arg(skip = true)]
+    pub reconcile_skips_settled: bool,
+
     /// Redis response timeout; above a burst's queueing time (the redis crate's default is 500ms).
     #[arg(long, env = "REDIS_RESPONSE_TIMEOUT", default_value = "10s", value_parser = coupon_domain::duration::parse)]
     pub redis_response_timeout: Duration,

@@ -188,7 +188,7 @@ impl Gate {
                 "GATE_MODE=two-step: this gate over-issues on purpose (verifier negative control)"
             );
         }
-        Ok(Self {
+        let gate = Self {
             conn,
             mode,
             check_restarts: true,
@@ -201,7 +201,27 @@ impl Gate {
             advance: Script::new(include_str!("gate/advance.lua")),
             lead: Script::new(include_str!("gate/lead.lua")),
             initialise: Script::new(INITIALISE),
-        })
+        };
+        gate.load_scripts().await?;
+        Ok(gate)
+    }
+
+    /// Loads every script into Redis's script cache, so a burst's first calls run them by hash
+    /// at once instead of each being refused (`NOSCRIPT`) and sent again whole.
+    pub async fn load_scripts(&self) -> Result<(), GateError> {
+        let mut conn = self.conn.clone();
+        for script in [
+            &self.admit,
+            &self.release,
+            &self.install,
+            &self.unlock,
+            &self.advance,
+            &self.lead,
+            &self.initialise,
+        ] {
+            script.load_async(&mut conn).await?;
+        }
+        Ok(())
     }
 
     pub fn address(&self) -> &str {

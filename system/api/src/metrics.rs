@@ -28,6 +28,8 @@ pub struct Metrics {
     pub gate_rebuilds: Counter,
     pub readiness_probes: Counter,
     pub campaign_reads: Counter,
+    pub reconciler_row_counts: Counter,
+    pub reconciler_passes: Counter,
     /// Applies answered `pending` whose event the api is still resolving.
     in_doubt: Gauge,
     /// Refreshed each time the metrics are rendered.
@@ -65,6 +67,8 @@ impl Default for Metrics {
         let gate_rebuilds = Counter::default();
         let readiness_probes = Counter::default();
         let campaign_reads = Counter::default();
+        let reconciler_row_counts = Counter::default();
+        let reconciler_passes = Counter::default();
         let in_doubt = Gauge::default();
         let resident_memory = Gauge::default();
         registry.register(
@@ -142,6 +146,16 @@ impl Default for Metrics {
             "Reads of MySQL by the campaign cache: one per new campaign, and for ids it does not know, one read of every campaign a second at most",
             campaign_reads.clone(),
         );
+        registry.register(
+            "reconciler_row_counts",
+            "Times the reconciler counted a campaign's rows in MySQL (campaigns whose gate has not changed since every winner had its row are skipped)",
+            reconciler_row_counts.clone(),
+        );
+        registry.register(
+            "reconciler_passes",
+            "Passes of the reconciler over every campaign, by this api while it leads",
+            reconciler_passes.clone(),
+        );
         Self {
             registry,
             requests,
@@ -157,6 +171,8 @@ impl Default for Metrics {
             gate_rebuilds,
             readiness_probes,
             campaign_reads,
+            reconciler_row_counts,
+            reconciler_passes,
             in_doubt,
             resident_memory,
         }

@@ -88,6 +88,21 @@ impl Publisher {
         })
     }
 
+    /// Connects to the brokers and learns the topic's partition leaders before the first
+    /// publish, so a burst's first winners do not wait for both (what a cold start cost them).
+    pub async fn warm_up(&self, timeout: Duration) -> Result<(), KafkaError> {
+        let producer = self.producer.clone();
+        let topic = self.topic.clone();
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(Some(&topic), timeout)
+                .map(drop)
+        })
+        .await
+        .unwrap_or(Err(KafkaError::Canceled))
+    }
+
     fn send(&self, event: &CouponIssued) -> Result<DeliveryFuture, KafkaError> {
         let key = event.key();
         let payload = event.to_json();

@@ -74,6 +74,10 @@ impl Application {
                 stack.kafka_brokers
             )
         })?;
+        retry_startup("kafka", &stack.kafka_brokers, deadline, || {
+            publisher.warm_up(std::time::Duration::from_secs(5))
+        })
+        .await?;
         let listener = bind(settings.addr, settings.listen_backlog)
             .with_context(|| format!("failed to listen on {}", settings.addr))?;
         let metrics = Arc::new(Metrics::default());
