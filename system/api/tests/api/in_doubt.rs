@@ -112,7 +112,7 @@ async fn a_redis_stall_past_the_timeout_answers_unknown_and_the_reconciler_frees
 async fn the_reconciler_leaves_a_campaign_whose_winners_all_have_rows_alone() -> anyhow::Result<()>
 {
     for skips_settled in [true, false] {
-        let mut pipeline = TestPipeline::spawn_configured(testkit::Stack::from_env(), |s| {
+        let pipeline = TestPipeline::spawn_configured(testkit::Stack::from_env(), |s| {
             s.reconcile_every = Duration::from_millis(100);
             s.reconcile_skips_settled = skips_settled;
         })
