@@ -139,7 +139,14 @@ pub struct Cli {
     #[arg(long, value_name = "RUN")]
     pub baseline: Option<String>,
 
-    /// Extra goose log: goose's request log in the run directory (large).
+    /// Keep goose's own metrics, and its reports in the run directory (goose-report.json and
+    /// .md). Off by default: they cost loadgen CPU on every request, and history.jsonl already
+    /// holds each one.
+    #[arg(long)]
+    pub goose_metrics: bool,
+
+    /// Extra goose log: goose's request log in the run directory (large; implies
+    /// --goose-metrics).
     #[arg(long)]
     pub goose_request_log: bool,
 
@@ -260,6 +267,11 @@ impl Cli {
 }
 
 impl Cli {
+    /// Whether goose keeps its own metrics (its reports and request log need them).
+    pub fn goose_metrics(&self) -> bool {
+        self.goose_metrics || self.goose_request_log
+    }
+
     /// The flags with what follows from them: with --stages, the users are the profile's
     /// arrivals.
     pub fn resolved(mut self) -> Self {

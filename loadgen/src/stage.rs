@@ -112,6 +112,13 @@ pub async fn run(
         run_id: run_id.to_owned(),
         campaign_id: aim.campaign_id.clone(),
         apply_path: format!("/campaigns/{}/apply", aim.campaign_id),
+        apply_url: reqwest::Url::parse(&format!(
+            "{}/campaigns/{}/apply",
+            target.api.base_url, aim.campaign_id
+        ))
+        .with_context(|| format!("--host {} is no URL", target.api.base_url))?,
+        goose_metrics: cli.goose_metrics(),
+        client: scenario::bare_client(cli.timeout)?,
         history: history.clone(),
         plan: UserPlan::new(cli.seed, cli.hot_users),
         start_us: std::sync::OnceLock::new(),

@@ -331,8 +331,8 @@ pub fn markdown(summary: &Summary) -> String {
         "# loadgen run {run}\n\n{facts}\n{table}\n\n{note}\n\n\
          From the intended send time, by result:\n\n{intended}{thresholds}\n\n\
          Latencies are measured by loadgen at µs resolution (HDR histograms). See `report.html` \
-         for the charts, `history.jsonl` for every request, `goose-report.md` and \
-         `goose-report.json` for goose's view.\n",
+         for the charts, `history.jsonl` for every request (with `--goose-metrics`, \
+         `goose-report.md` and `goose-report.json` hold goose's own view).\n",
         run = summary.run.run_id,
         note = latency_note(&summary.stats),
     )
