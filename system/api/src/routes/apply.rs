@@ -145,7 +145,7 @@ impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
 impl ApplyBody {
     /// Exactly `{"user_id": <positive integer that fits u64>}`, with a message naming what is
     /// wrong otherwise. (Plain serde would also take `[1]`, and its messages omit the field.)
-    fn parse(body: serde_json::Value) -> Result<Self, ApiError> {
+    pub fn parse(body: serde_json::Value) -> Result<Self, ApiError> {
         let invalid = |message: String| ApiError::Unprocessable(message);
         let serde_json::Value::Object(fields) = body else {
             return Err(invalid(format!(
