@@ -163,8 +163,8 @@ fn with_spread(values: &mut [f64]) -> String {
     }
 }
 
-/// The markdown table over every run: each figure's median with its range, the goal judged on
-/// the median ratio, and how many runs met it.
+/// The markdown table over every run: each figure's median with its range, and how many runs
+/// met the goal (each run judged on its own ratio).
 pub fn markdown(runs: &[Figures]) -> String {
     let per_run: Vec<Vec<Row>> = runs.iter().map(rows).collect();
     let mut out = String::from(

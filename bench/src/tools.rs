@@ -28,8 +28,11 @@ pub async fn wrk(
         .args(["--latency", "-s", "bench/apply.lua", base])
         .env("CAMPAIGN", campaign)
         .stdin(Stdio::null())
-        .output()
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(u64::from(seconds) + 60), output)
         .await
+        .with_context(|| format!("wrk against {base} did not end"))?
         .context("failed to run wrk (scripts/bench installs it)")?;
     let text = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
@@ -89,8 +92,11 @@ pub async fn redis_benchmark(
         .args(["-r", "1000000000", "--csv"])
         .args(command)
         .stdin(Stdio::null())
-        .output()
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(300), output)
         .await
+        .context("redis-benchmark did not end within 300 s")?
         .context("failed to run redis-benchmark (Debian's redis-tools)")?;
     let text = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {

@@ -150,7 +150,7 @@ pub struct Cli {
     #[arg(long)]
     pub goose_request_log: bool,
 
-    /// goose's own options, after `--` (e.g. `-- --running-metrics 5`). Ours win where both
+    /// goose's own options, after `--` (e.g. `-- --running-metrics 5`; implies --goose-metrics). Ours win where both
     /// set the same thing: users, host, launch rate, iterations, report files.
     #[arg(last = true, value_name = "GOOSE_OPTIONS")]
     pub goose_args: Vec<String>,
@@ -267,9 +267,10 @@ impl Cli {
 }
 
 impl Cli {
-    /// Whether goose keeps its own metrics (its reports and request log need them).
+    /// Whether goose keeps its own metrics: asked for, or needed by the request log or by any
+    /// goose option after `--` (several refuse to run without them, others would show nothing).
     pub fn goose_metrics(&self) -> bool {
-        self.goose_metrics || self.goose_request_log
+        self.goose_metrics || self.goose_request_log || !self.goose_args.is_empty()
     }
 
     /// The flags with what follows from them: with --stages, the users are the profile's

@@ -181,7 +181,8 @@ pub async fn attack(
     }))
     .set_name("apply");
     // One client, one connection pool, shared by every virtual user (goose's default is one
-    // client per user: 10,000 pools for a 10,000-user burst).
+    // client per user: 10,000 pools for a 10,000-user burst). Set even when requests go through
+    // `RunState::client`, so goose does not build one per user for nothing.
     let client = GooseClientBuilder::new()
         .without_cookies()
         .timeout(cli.timeout)
