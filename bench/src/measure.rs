@@ -170,10 +170,10 @@ async fn measure_running(
     figures.api_burst_rate = on_api.rate;
 
     step("an unknown campaign id, flooded (wrk): the api's MySQL reads");
-    let before = metric(&http, &api, "coupon_api_campaign_reads_total").await?;
+    let before = metrics_sum(&http, &api, &["coupon_api_campaign_reads_total"]).await?;
     let flood = tools::wrk(&api, "no-such-campaign", c, 3).await?;
     figures.unknown_campaign_reads =
-        (metric(&http, &api, "coupon_api_campaign_reads_total").await? - before) as u64;
+        (metrics_sum(&http, &api, &["coupon_api_campaign_reads_total"]).await? - before) as u64;
     figures.unknown_campaign_flood_seconds = 3;
     figures.unknown_campaign_applies = flood.rate * 3.0;
 
@@ -328,16 +328,7 @@ async fn gate_script(plan: &Plan, figures: &mut Figures) -> anyhow::Result<()> {
             .invoke_async(&mut conn)
             .await?;
         let mut command: Vec<String> = vec!["EVALSHA".into(), sha.clone(), "5".into()];
-        command.extend(
-            [
-                &keys.marker,
-                &keys.winners,
-                &keys.next_seq,
-                &keys.released,
-                &keys.redis_run,
-            ]
-            .map(String::clone),
-        );
+        command.extend(keys.admit_keys().map(str::to_owned));
         // The api's arguments: the user, the limit, no window, the restart check on.
         command.extend([
             "__rand_int__".into(),
@@ -349,11 +340,7 @@ async fn gate_script(plan: &Plan, figures: &mut Figures) -> anyhow::Result<()> {
         let measured =
             tools::redis_benchmark(&host, port, plan.connections, 300_000, &command).await?;
         let _: () = redis::cmd("DEL")
-            .arg(&keys.marker)
-            .arg(&keys.winners)
-            .arg(&keys.next_seq)
-            .arg(&keys.released)
-            .arg(&keys.redis_run)
+            .arg(&keys.admit_keys()[..])
             .query_async(&mut conn)
             .await?;
         if sold_out {
@@ -376,8 +363,8 @@ fn redis_host_port(url: &str) -> anyhow::Result<(String, u16)> {
     }
 }
 
-/// The value of an unlabelled metric in the service's `/metrics`.
-async fn metric(http: &reqwest::Client, base: &str, name: &str) -> anyhow::Result<f64> {
+/// The sum of the named metrics in the service's `/metrics`, every label of each.
+async fn metrics_sum(http: &reqwest::Client, base: &str, names: &[&str]) -> anyhow::Result<f64> {
     let text = http
         .get(format!("{base}/metrics"))
         .send()
@@ -385,15 +372,16 @@ async fn metric(http: &reqwest::Client, base: &str, name: &str) -> anyhow::Resul
         .with_context(|| format!("{base}/metrics did not answer"))?
         .text()
         .await?;
-    text.lines()
-        .find_map(|line| {
-            line.strip_prefix(name)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|line| {
+            let name = line.split(['{', ' ']).next().unwrap_or_default();
+            names.contains(&name)
         })
-        .with_context(|| format!("{base}/metrics has no {name}"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse().ok())
+        .collect();
+    anyhow::ensure!(!values.is_empty(), "{base}/metrics has none of {names:?}");
+    Ok(values.into_iter().sum())
 }
 
 /// Stops the consumer, fills a campaign of `plan.consumer_coupons` through the api, then starts
@@ -463,22 +451,15 @@ async fn consumer_rate(
         .ready(&format!("{metrics}/metrics"), Duration::from_secs(60))
         .await?;
     // Each queued event ends as a row, or as a redelivery already on file, or a failed event.
-    let rows = || async {
-        let text = http
-            .get(format!("{metrics}/metrics"))
-            .send()
-            .await?
-            .text()
-            .await?;
-        Ok::<f64, anyhow::Error>(
-            text.lines()
-                .filter(|line| {
-                    line.starts_with("coupon_consumer_rows_written_total ")
-                        || line.starts_with("coupon_consumer_already_written_total ")
-                        || line.starts_with("coupon_consumer_failed_events_total{")
-                })
-                .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum(),
+    let rows = || {
+        metrics_sum(
+            http,
+            &metrics,
+            &[
+                "coupon_consumer_rows_written_total",
+                "coupon_consumer_already_written_total",
+                "coupon_consumer_failed_events_total",
+            ],
         )
     };
     let first_row = poll_until(

@@ -118,11 +118,7 @@ async fn create(State(state): State<Reference>, Json(new): Json<NewCampaign>) ->
     let mut conn = state.redis.clone();
     let made: redis::RedisResult<i64> = async {
         redis::cmd("DEL")
-            .arg(&keys.marker)
-            .arg(&keys.winners)
-            .arg(&keys.next_seq)
-            .arg(&keys.released)
-            .arg(&keys.redis_run)
+            .arg(&keys.admit_keys()[..])
             .exec_async(&mut conn)
             .await?;
         Script::new(coupon_api::gate::INITIALISE)
@@ -182,13 +178,11 @@ async fn apply(
     };
     let keys = state.keys(&id);
     let mut conn = state.redis.clone();
-    let decided: redis::RedisResult<(String, i64, String)> = state
-        .admit
-        .key(&keys.marker)
-        .key(&keys.winners)
-        .key(&keys.next_seq)
-        .key(&keys.released)
-        .key(&keys.redis_run)
+    let mut admit = state.admit.prepare_invoke();
+    for key in keys.admit_keys() {
+        admit.key(key);
+    }
+    let decided: redis::RedisResult<(String, i64, String)> = admit
         .arg(body.user_id)
         .arg(limit)
         .arg("")

@@ -256,13 +256,11 @@ impl Gate {
         }
         let keys = self.keys(campaign);
         let mut conn = self.conn.clone();
-        let (verdict, seq, epoch): (String, i64, String) = self
-            .admit
-            .key(&keys.marker)
-            .key(&keys.winners)
-            .key(&keys.next_seq)
-            .key(&keys.released)
-            .key(&keys.redis_run)
+        let mut admit = self.admit.prepare_invoke();
+        for key in keys.admit_keys() {
+            admit.key(key);
+        }
+        let (verdict, seq, epoch): (String, i64, String) = admit
             .arg(user.get())
             .arg(limit)
             .arg(Window::arg(window.opens_at_ms))

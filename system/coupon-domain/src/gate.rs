@@ -51,6 +51,17 @@ impl GateKeys {
             redis_run: format!("{base}:redis_run"),
         }
     }
+
+    /// The keys `admit.lua` takes, in its order (also every key an admission touches).
+    pub fn admit_keys(&self) -> [&str; 5] {
+        [
+            &self.marker,
+            &self.winners,
+            &self.next_seq,
+            &self.released,
+            &self.redis_run,
+        ]
+    }
 }
 
 #[cfg(test)]
