@@ -150,8 +150,9 @@ pub struct Cli {
     #[arg(long)]
     pub goose_request_log: bool,
 
-    /// goose's own options, after `--` (e.g. `-- --running-metrics 5`; implies --goose-metrics). Ours win where both
-    /// set the same thing: users, host, launch rate, iterations, report files.
+    /// goose's own options, after `--` (e.g. `-- --running-metrics 5`; implies --goose-metrics).
+    /// Ours win where both set the same thing: users, host, launch rate, iterations, report
+    /// files.
     #[arg(last = true, value_name = "GOOSE_OPTIONS")]
     pub goose_args: Vec<String>,
 

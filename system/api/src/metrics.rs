@@ -153,7 +153,7 @@ impl Default for Metrics {
         );
         registry.register(
             "reconciler_passes",
-            "Passes of the reconciler over every campaign, by this api while it leads",
+            "Passes of the reconciler over every campaign (finished or failed), by this api while it leads",
             reconciler_passes.clone(),
         );
         Self {

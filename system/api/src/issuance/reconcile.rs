@@ -49,9 +49,9 @@ type Suspect = (CampaignId, UserId, Seq);
 /// gate to a new epoch, which never repeats. So while the epoch and the gate's counts are
 /// unchanged, the winners still have their rows, and the pass skips the campaign without
 /// counting them in MySQL. (Rows lost by hand, a restored backup, are noticed once the gate
-/// changes, the api restarts or another api leads.) Counting every campaign's
-/// rows on every pass cost MariaDB 0.65 s of CPU every 5 s with a million rows on file, and
-/// the burst that met it a tail of hundreds of milliseconds.
+/// changes, the api restarts or another api leads.) Counting every campaign's rows on every
+/// pass cost MariaDB 0.65 s of CPU every 5 s with a million rows on file, and the burst that
+/// met it a tail of hundreds of milliseconds.
 type Settled = HashMap<CampaignId, (Epoch, GateStats)>;
 
 /// Runs passes every `schedule.every` until `stop` is cancelled.
