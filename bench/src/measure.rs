@@ -1,6 +1,6 @@
 //! One bench run: every measurement, in an order that keeps them apart (the cold burst before
-//! anything else runs; the consumer's rate with the consumer alone writing), each a figure of
-//! [`Figures`].
+//! anything else runs; the warm bursts next, before wrk's runs leave ~100k coupons behind; the
+//! consumer's rate with the consumer alone writing), each a figure of [`Figures`].
 
 use std::{
     path::{Path, PathBuf},
@@ -116,6 +116,28 @@ async fn measure_running(
         .build()?;
     let (c, s) = (plan.connections, plan.seconds);
 
+    // First, before the heavy steps leave the processes (and the allocator) in another state.
+    step("the 10,000-user burst: the bare reference, then the api (same loadgen)");
+    let users = plan.burst_users.to_string();
+    let on_reference = loadgen(plan, logs, &["--users", &users, "--host", &reference]).await?;
+    figures.reference_burst_p99_ms = on_reference.p99_ms;
+    let on_api = loadgen(
+        plan,
+        logs,
+        &[
+            "--users",
+            &users,
+            "--host",
+            &api,
+            "--consumer-metrics",
+            &format!("http://{CONSUMER_METRICS}/metrics"),
+        ],
+    )
+    .await?;
+    figures.api_burst_p99_ms = on_api.p99_ms;
+    figures.api_burst_winners_p99_ms = on_api.winners_p99_ms.unwrap_or(f64::NAN);
+    figures.api_burst_rate = on_api.rate;
+
     step("sold-out apply: the bare reference, then the api (wrk)");
     let sold_out = create(&http, &reference, "sold-out", 100).await?;
     figures.reference_sold_out_rate = tools::wrk(&reference, &sold_out, c, s).await?.rate;
@@ -147,27 +169,6 @@ async fn measure_running(
     )
     .await?;
     figures.loadgen_rate = lg.rate;
-
-    step("the 10,000-user burst: the bare reference, then the api (same loadgen)");
-    let users = plan.burst_users.to_string();
-    let on_reference = loadgen(plan, logs, &["--users", &users, "--host", &reference]).await?;
-    figures.reference_burst_p99_ms = on_reference.p99_ms;
-    let on_api = loadgen(
-        plan,
-        logs,
-        &[
-            "--users",
-            &users,
-            "--host",
-            &api,
-            "--consumer-metrics",
-            &format!("http://{CONSUMER_METRICS}/metrics"),
-        ],
-    )
-    .await?;
-    figures.api_burst_p99_ms = on_api.p99_ms;
-    figures.api_burst_winners_p99_ms = on_api.winners_p99_ms.unwrap_or(f64::NAN);
-    figures.api_burst_rate = on_api.rate;
 
     step("an unknown campaign id, flooded (wrk): the api's MySQL reads");
     let before = metrics_sum(&http, &api, &["coupon_api_campaign_reads_total"]).await?;

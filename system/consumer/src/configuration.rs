@@ -20,7 +20,7 @@ pub struct Settings {
     pub crash_after_rows: Option<u64>,
 
     /// Most events written in one transaction.
-    #[arg(long, env = "BATCH_SIZE", default_value_t = 500)]
+    #[arg(long, env = "BATCH_SIZE", default_value_t = 2000)]
     pub batch_size: usize,
 
     /// How often the retry worker re-processes open failed events.

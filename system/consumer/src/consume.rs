@@ -236,26 +236,32 @@ pub async fn run(
     let mut stopping = false;
     tracing::info!(topic = %settings.stack.topic, group = %settings.stack.group, "consumer running");
     let mut refresh = tokio::time::interval(Duration::from_millis(200));
+    // Events received while the previous batch was being written: the next batch starts with
+    // them, so reading Kafka overlaps MySQL's work instead of waiting for it.
+    let mut ahead: Vec<OwnedMessage> = Vec::new();
     loop {
-        let first = tokio::select! {
-            () = &mut shutdown, if !stopping => break,
-            _ = refresh.tick() => {
-                metrics.set_assigned("pipeline", &consumer);
-                continue;
+        let mut batch = std::mem::take(&mut ahead);
+        if batch.is_empty() {
+            let first = tokio::select! {
+                () = &mut shutdown, if !stopping => break,
+                _ = refresh.tick() => {
+                    metrics.set_assigned("pipeline", &consumer);
+                    continue;
+                }
+                received = consumer.recv() => received,
+            };
+            // Broker errors (a restart, a lost connection) surface here; librdkafka reconnects
+            // by itself, so they are logged and the loop goes on.
+            match first {
+                Ok(message) => batch.push(message.detach()),
+                Err(error) => {
+                    metrics.consume_errors.inc();
+                    tracing::warn!(error = %coupon_runtime::chain(&error), "kafka consume error; continuing");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
             }
-            received = consumer.recv() => received,
-        };
-        // Broker errors (a restart, a lost connection) surface here; librdkafka reconnects by
-        // itself, so they are logged and the loop goes on.
-        let mut batch = match first {
-            Ok(message) => vec![message.detach()],
-            Err(error) => {
-                metrics.consume_errors.inc();
-                tracing::warn!(error = %coupon_runtime::chain(&error), "kafka consume error; continuing");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+        }
         while batch.len() < settings.batch_size {
             match tokio::time::timeout(Duration::from_millis(5), consumer.recv()).await {
                 Ok(Ok(message)) => batch.push(message.detach()),
@@ -285,6 +291,18 @@ pub async fn run(
                 () = &mut shutdown, if !stopping => {
                     stopping = true;
                     let _ = stop_tx.send(true);
+                }
+                _ = refresh.tick() => metrics.set_assigned("pipeline", &consumer),
+                // `recv` is cancel-safe: a message is taken only when it is returned. What is
+                // read ahead is not stored as consumed until its own batch commits.
+                received = consumer.recv(), if !stopping && ahead.len() < settings.batch_size => {
+                    match received {
+                        Ok(message) => ahead.push(message.detach()),
+                        Err(error) => {
+                            metrics.consume_errors.inc();
+                            tracing::warn!(error = %coupon_runtime::chain(&error), "kafka consume error");
+                        }
+                    }
                 }
             }
         };
