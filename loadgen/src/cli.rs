@@ -7,6 +7,8 @@ use clap::Parser;
 use coupon_domain::{CampaignId, CouponLimit, Strategy};
 use coupon_runtime::stack::StackArgs;
 
+use crate::nemesis::FaultSpec;
+
 /// The run completed, but a `--threshold` failed.
 pub const EXIT_THRESHOLD: u8 = 3;
 
@@ -45,14 +47,20 @@ pub struct Cli {
     #[arg(long, default_value = "reliable", value_parser = parse_strategies)]
     pub strategy: Strategies,
 
-    /// Inject a fault into the pipeline loadgen starts (repeat, or separate with commas; with
-    /// `--strategy all`, each fault gets a round of its own).
-    /// `consumer-crash`: the consumer is killed (SIGKILL) after writing half the limit in rows,
-    /// and restarted. `db-outage`: the consumer loses MySQL from the start of the burst until
-    /// 8 s after it. Both hit the consumer, so only strategies that use one are affected (kafka,
-    /// per-user, reliable); naive and redis-counter write from the api.
-    #[arg(long, value_enum, value_delimiter = ',')]
-    pub fault: Vec<Fault>,
+    /// Inject a fault into the pipeline loadgen starts: NAME[@WHEN][:FOR] (repeat, or separate
+    /// with commas; with `--strategy all`, each fault gets a round of its own). WHEN is a time
+    /// into the burst (`@2s`) or a count of issued replies (`@50issued`); FOR is how long
+    /// before it heals (`:5s`). Every injection and healing is a line of history.jsonl.
+    /// `consumer-crash`: SIGKILL the consumer, which is restarted (default: once it wrote half
+    /// the limit in rows). `db-outage`: the consumer loses MySQL (default: from the start of
+    /// the burst until 8 s after it). `db-lock`: the campaign's row held locked in an open
+    /// transaction (default 8 s from the start). `poison`: malformed, oversized and foreign
+    /// records produced to the topic (default 200 ms in); healed once each is a failed event.
+    /// `rebalance-storm`: consumers join and leave the group (default 6 s from the start).
+    /// The consumer's faults touch only strategies that run one (kafka, per-user, reliable).
+    /// Details: docs/faults.md.
+    #[arg(long, value_delimiter = ',', value_parser = parse_fault)]
+    pub fault: Vec<FaultSpec>,
 
     /// Coupon limit of the fresh campaign this run creates.
     #[arg(long, default_value = "100", value_parser = parse_limit)]
@@ -220,35 +228,8 @@ fn parse_strategies(raw: &str) -> Result<Strategies, String> {
         .map_err(|e: coupon_domain::strategy::StrategyError| format!("{e}, or all"))
 }
 
-/// A fault loadgen injects into the pipeline it started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Fault {
-    /// Kill the consumer with SIGKILL mid-run, then restart it.
-    ConsumerCrash,
-    /// Cut the consumer's MySQL connection during the burst, then restore it.
-    DbOutage,
-}
-
-impl Fault {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ConsumerCrash => "consumer-crash",
-            Self::DbOutage => "db-outage",
-        }
-    }
-
-    /// `none`, or the faults' names joined by commas.
-    pub fn describe(faults: &[Fault]) -> String {
-        if faults.is_empty() {
-            "none".to_owned()
-        } else {
-            faults
-                .iter()
-                .map(|f| f.as_str())
-                .collect::<Vec<_>>()
-                .join(",")
-        }
-    }
+fn parse_fault(raw: &str) -> Result<FaultSpec, String> {
+    raw.parse()
 }
 
 #[derive(Parser)]
@@ -334,6 +315,7 @@ impl Cli {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nemesis::FaultKind;
 
     #[test]
     fn goose_options_after_the_separator_reach_goose_and_ours_stay_ours() {
@@ -371,15 +353,29 @@ mod tests {
             "all",
             "--fault",
             "consumer-crash,db-outage",
+            "--fault",
+            "db-lock@2s:3s",
         ])
         .expect("parses");
         assert_eq!(cli.strategy.list(), Strategy::ALL.to_vec());
-        assert_eq!(cli.fault, vec![Fault::ConsumerCrash, Fault::DbOutage]);
+        let kinds: Vec<FaultKind> = cli.fault.iter().map(|f| f.kind).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                FaultKind::ConsumerCrash,
+                FaultKind::DbOutage,
+                FaultKind::DbLock
+            ]
+        );
+        assert_eq!(cli.fault[2].to_string(), "db-lock@2s:3s");
         let bad = Cli::try_parse_from(["loadgen", "--strategy", "optimistic"])
             .expect_err("an unknown strategy is refused")
             .to_string();
         assert!(bad.contains("unknown strategy `optimistic`"), "{bad}");
-        assert!(Cli::try_parse_from(["loadgen", "--fault", "power-cut"]).is_err());
+        let bad = Cli::try_parse_from(["loadgen", "--fault", "power-cut"])
+            .expect_err("an unknown fault is refused")
+            .to_string();
+        assert!(bad.contains("unknown fault `power-cut`"), "{bad}");
         let pinned = Cli::try_parse_from(["loadgen", "--campaign", "c", "--strategy", "naive"])
             .expect("parses");
         assert!(

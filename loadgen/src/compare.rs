@@ -10,7 +10,8 @@ use coupon_domain::Strategy;
 use coupon_store::Store;
 
 use crate::{
-    cli::{Cli, Fault},
+    cli::Cli,
+    nemesis::FaultSpec,
     report::{
         self, Outcome,
         compare::{self, StageRow},
@@ -35,13 +36,13 @@ pub async fn run(cli: &Cli, target: &Target) -> anyhow::Result<Outcome> {
         // One round: its own directory when there are several.
         let (round_dir, round_id) = match faults.as_slice() {
             [fault] if rounds.len() > 1 => (
-                dir.join(fault.as_str()),
-                format!("{compare_id}-{}", fault.as_str()),
+                dir.join(fault.kind.as_str()),
+                format!("{compare_id}-{}", fault.kind.as_str()),
             ),
             _ => (dir.clone(), compare_id.clone()),
         };
         for strategy in Strategy::ALL {
-            let label = format!("{strategy} (fault: {})", Fault::describe(faults));
+            let label = format!("{strategy} (fault: {})", describe(faults));
             eprintln!("\n== {label} ==");
             let writes_before = database_writes(&store).await?;
             let stage = stage::run(
@@ -87,12 +88,21 @@ pub async fn run(cli: &Cli, target: &Target) -> anyhow::Result<Outcome> {
 /// The rounds a comparison runs: one with the faults given, or, when several are given, one
 /// per fault (together, one fault can hide another: an outage keeps a consumer from ever
 /// reaching its crash point).
-fn rounds(faults: &[Fault]) -> Vec<Vec<Fault>> {
+fn rounds(faults: &[FaultSpec]) -> Vec<Vec<FaultSpec>> {
     if faults.len() > 1 {
         faults.iter().map(|fault| vec![*fault]).collect()
     } else {
         vec![faults.to_vec()]
     }
+}
+
+/// `none`, or the faults as given, joined by commas.
+pub(crate) fn describe(faults: &[FaultSpec]) -> String {
+    if faults.is_empty() {
+        return "none".to_owned();
+    }
+    let named: Vec<String> = faults.iter().map(ToString::to_string).collect();
+    named.join(",")
 }
 
 /// The verifier's settings for one stage's run directory; the stores come from the same env
@@ -129,14 +139,16 @@ async fn database_writes(store: &Store) -> anyhow::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nemesis::FaultKind;
 
     #[test]
     fn several_faults_get_a_round_each_and_one_fault_or_none_a_single_round() {
-        assert_eq!(rounds(&[]), vec![Vec::<Fault>::new()]);
-        assert_eq!(rounds(&[Fault::DbOutage]), vec![vec![Fault::DbOutage]]);
-        assert_eq!(
-            rounds(&[Fault::ConsumerCrash, Fault::DbOutage]),
-            vec![vec![Fault::ConsumerCrash], vec![Fault::DbOutage]]
-        );
+        let crash = FaultSpec::new(FaultKind::ConsumerCrash);
+        let outage = FaultSpec::new(FaultKind::DbOutage);
+        assert_eq!(rounds(&[]), vec![Vec::<FaultSpec>::new()]);
+        assert_eq!(rounds(&[outage]), vec![vec![outage]]);
+        assert_eq!(rounds(&[crash, outage]), vec![vec![crash], vec![outage]]);
+        assert_eq!(describe(&[crash, outage]), "consumer-crash,db-outage");
+        assert_eq!(describe(&[]), "none");
     }
 }

@@ -1,5 +1,6 @@
 //! The per-request history: every request's record, kept in memory during the burst (a few
-//! hundred bytes each) and written as JSON lines at the end, plus live counters for progress.
+//! hundred bytes each) and written as JSON lines at the end, with the faults' lines between
+//! them, plus live counters for progress.
 
 use std::{
     io::Write,
@@ -11,11 +12,12 @@ use std::{
 };
 
 use anyhow::Context;
-use coupon_domain::history::{HistoryRecord, ResultClass};
+use coupon_domain::history::{FaultLine, HistoryRecord, ResultClass};
 
 #[derive(Debug, Default)]
 pub struct History {
     records: Mutex<Vec<HistoryRecord>>,
+    faults: Mutex<Vec<FaultLine>>,
     by_class: [AtomicU64; ResultClass::ALL.len()],
     next_request_id: AtomicU64,
     started_users: AtomicU64,
@@ -48,6 +50,23 @@ impl History {
         }
     }
 
+    /// A fault's injection or healing, as it happens.
+    pub fn fault(&self, line: FaultLine) {
+        if let Ok(mut faults) = self.faults.lock() {
+            faults.push(line);
+        }
+    }
+
+    /// The faults' lines so far, in the order they happened.
+    pub fn faults(&self) -> Vec<FaultLine> {
+        self.faults.lock().map(|f| f.clone()).unwrap_or_default()
+    }
+
+    /// `issued` replies so far (what `--fault NAME@Nissued` waits for).
+    pub fn issued(&self) -> u64 {
+        self.by_class[slot(ResultClass::Issued)].load(Ordering::Relaxed)
+    }
+
     /// Responses so far, by class (for the progress bar).
     pub fn counts(&self) -> Vec<(ResultClass, u64)> {
         ResultClass::ALL
@@ -75,13 +94,26 @@ impl History {
     }
 }
 
-/// Writes one JSON line per record.
-pub fn write_jsonl(path: &Path, records: &[HistoryRecord]) -> anyhow::Result<()> {
+/// Writes one JSON line per record, and each fault line where it falls in time among them.
+pub fn write_jsonl(
+    path: &Path,
+    records: &[HistoryRecord],
+    faults: &[FaultLine],
+) -> anyhow::Result<()> {
     let file = std::fs::File::create(path)
         .with_context(|| format!("failed to create {}", path.display()))?;
     let mut out = std::io::BufWriter::new(file);
+    let mut faults = faults.iter().peekable();
     for record in records {
+        while let Some(fault) = faults.next_if(|f| f.at_us <= record.sent_at_us) {
+            serde_json::to_writer(&mut out, fault)?;
+            out.write_all(b"\n")?;
+        }
         serde_json::to_writer(&mut out, record)?;
+        out.write_all(b"\n")?;
+    }
+    for fault in faults {
+        serde_json::to_writer(&mut out, fault)?;
         out.write_all(b"\n")?;
     }
     out.flush()?;
@@ -89,7 +121,7 @@ pub fn write_jsonl(path: &Path, records: &[HistoryRecord]) -> anyhow::Result<()>
 }
 
 /// Reads a history file back (the verifier has its own reader; this one serves tests).
-pub fn read_jsonl(path: &Path) -> anyhow::Result<Vec<HistoryRecord>> {
+pub fn read_jsonl(path: &Path) -> anyhow::Result<coupon_domain::history::History> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("failed to read {}", path.display()))?;
     coupon_domain::history::parse_jsonl(&text).with_context(|| format!("in {}", path.display()))

@@ -7,7 +7,9 @@
 //! - [`stage`]: one burst against one campaign, with its faults, written to one directory.
 //! - [`compare`]: `--strategy all`: each strategy in turn, verified, then one comparison.
 //! - [`target`]: the api at --host, or the [`pipeline`] loadgen starts there.
-//! - [`pipeline`]: the api and consumer as child processes, and the faults injected into them.
+//! - [`pipeline`]: the api and consumer as child processes, and the handles faults act on.
+//! - [`nemesis`]: `--fault`: each fault struck and healed on its schedule during the burst,
+//!   recorded in the history.
 //! - [`client`]: the api's admin and campaign endpoints, typed by its wire types.
 //! - [`scenario`]: the goose attack and the one transaction that applies and records.
 //! - [`users`]: which user id each request carries (seeded, reproducible).
@@ -26,6 +28,7 @@ pub mod client;
 pub mod compare;
 pub mod diff;
 pub mod history;
+pub mod nemesis;
 pub mod pipeline;
 pub mod progress;
 pub mod report;

@@ -9,8 +9,9 @@ use coupon_domain::{CampaignId, CouponLimit, Strategy, wire::RunSummary};
 use coupon_runtime::stack::StackArgs;
 
 use crate::{
-    cli::{Cli, Fault},
+    cli::Cli,
     history::{self, History},
+    nemesis::{self, FaultSpec, Scene},
     pipeline::Pipeline,
     progress::Progress,
     report::{self, Summary},
@@ -27,9 +28,6 @@ pub struct StageRun {
     pub run_dir: std::path::PathBuf,
     pub summary: Summary,
 }
-
-/// How long the consumer's database stays cut after the burst, under `--fault db-outage`.
-pub const OUTAGE_AFTER_BURST: Duration = Duration::from_secs(8);
 
 /// The campaign a stage aims at, as the api knows it.
 struct Aim {
@@ -64,36 +62,13 @@ async fn aim(cli: &Cli, target: &Target, strategy: Strategy, run_id: &str) -> an
     })
 }
 
-/// Arms the faults that start before the burst; returns whether the consumer crash is armed.
-async fn arm_faults(
-    pipeline: &Pipeline,
-    target: &Target,
-    faults: &[Fault],
-    aim: &Aim,
-) -> anyhow::Result<bool> {
-    let crash_armed = faults.contains(&Fault::ConsumerCrash) && aim.strategy.uses_kafka();
-    if crash_armed {
-        let rows = u64::from(aim.limit.get() / 2).max(1);
-        eprintln!("fault: the consumer will be killed (SIGKILL) after writing {rows} rows");
-        pipeline.arm_consumer_crash(target.api.http(), rows).await?;
-    }
-    if faults.contains(&Fault::DbOutage) {
-        eprintln!(
-            "fault: the consumer loses mysql now, until {}s after the burst",
-            OUTAGE_AFTER_BURST.as_secs()
-        );
-        pipeline.cut_consumer_database();
-    }
-    Ok(crash_armed)
-}
-
 /// One burst against a fresh campaign of `strategy` (or the campaign of --campaign), with
 /// `faults` injected, written to `run_dir`.
 pub async fn run(
     cli: &Cli,
     target: &Target,
     strategy: Strategy,
-    faults: &[Fault],
+    faults: &[FaultSpec],
     run_dir: &Path,
     run_id: &str,
 ) -> anyhow::Result<StageRun> {
@@ -102,12 +77,22 @@ pub async fn run(
     let aim = aim(cli, target, strategy, run_id).await?;
     let pipeline = target.pipeline.as_ref();
     let restarts_before = pipeline.map_or(0, Pipeline::consumer_restarts);
-    let crash_armed = match pipeline {
-        Some(pipeline) => arm_faults(pipeline, target, faults, &aim).await?,
+    let history = Arc::new(History::default());
+    let scene = pipeline.map(|pipeline| Scene {
+        pipeline,
+        http: target.api.http(),
+        stack: &cli.stack,
+        history: history.clone(),
+        run_id,
+        campaign_id: &aim.campaign_id,
+        strategy: aim.strategy,
+        limit: aim.limit.get(),
+    });
+    let crash_armed = match &scene {
+        Some(scene) => nemesis::prepare(scene, faults).await?,
         None => false,
     };
 
-    let history = Arc::new(History::default());
     let state = Arc::new(RunState {
         run_id: run_id.to_owned(),
         campaign_id: aim.campaign_id.clone(),
@@ -141,20 +126,33 @@ pub async fn run(
         Some(Scraper::start(endpoints, cli.scrape_every)?)
     };
     let progress = Progress::start(history.clone(), (cli.users * cli.repeat) as u64);
-    let attacked = scenario::attack(cli, &target.api.base_url, state, run_dir).await;
+    let (burst_done, burst_over) = tokio::sync::watch::channel(false);
+    let attack = async {
+        let attacked = scenario::attack(cli, &target.api.base_url, state, run_dir).await;
+        let _ = burst_done.send(true);
+        attacked
+    };
+    let faults_run = async {
+        match &scene {
+            Some(scene) => nemesis::run(scene, faults, burst_over).await,
+            None => Ok(()),
+        }
+    };
+    let (attacked, faults_run) = tokio::join!(attack, faults_run);
     progress.finish();
-    if let Some(pipeline) = pipeline
-        && faults.contains(&Fault::DbOutage)
-    {
-        // The fault's length, not a wait for anything: the outage lasts this long.
-        tokio::time::sleep(OUTAGE_AFTER_BURST).await;
-        pipeline.restore_consumer_database();
-        eprintln!("fault: the consumer has mysql again");
-    }
     attacked?;
+    faults_run?;
 
     let records = history.take();
-    history::write_jsonl(&run_dir.join("history.jsonl"), &records)?;
+    let fault_lines = history.faults();
+    history::write_jsonl(&run_dir.join("history.jsonl"), &records, &fault_lines)?;
+    let not_struck = nemesis::not_struck(faults, &fault_lines);
+    if !not_struck.is_empty() {
+        eprintln!(
+            "warning: these faults never struck: {}",
+            not_struck.join(", ")
+        );
+    }
     let drain = wait_drained(cli, target, &aim).await?;
     let server = match scraper {
         Some(scraper) => {
@@ -173,7 +171,7 @@ pub async fn run(
             campaign_id: aim.campaign_id,
             campaign_created: aim.created,
             strategy: campaign_after.strategy,
-            faults: faults.iter().map(|f| f.as_str().to_owned()).collect(),
+            faults: faults.iter().map(ToString::to_string).collect(),
             consumer_restarts: pipeline.map(|p| p.consumer_restarts() - restarts_before),
             limit: campaign_after.limit,
             host: target.api.base_url.clone(),
@@ -195,6 +193,11 @@ pub async fn run(
         stages: cli.stages.as_ref().map(ToString::to_string),
         pace_ms: cli.pace.map(|pace| pace.as_secs_f64() * 1000.0),
         server,
+        fault_windows: nemesis::windows(
+            &fault_lines,
+            records.first().map_or_else(now_us, |r| r.sent_at_us),
+        ),
+        faults_not_struck: not_struck,
     };
     summary.thresholds = crate::threshold::judge_all(&cli.thresholds, &summary);
     if crash_armed && summary.run.consumer_restarts == Some(0) {

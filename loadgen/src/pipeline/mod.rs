@@ -120,6 +120,37 @@ impl Pipeline {
         self.consumer.wait_ready(client).await
     }
 
+    /// Fault `consumer-crash` at a time: SIGKILL the consumer now (the watcher restarts it);
+    /// returns the killed process's pid.
+    pub fn kill_consumer(&self) -> anyhow::Result<u32> {
+        let slot = self
+            .consumer
+            .child
+            .lock()
+            .map_err(|_| anyhow::anyhow!("consumer lock poisoned"))?;
+        let child = slot.as_ref().context("no consumer is running")?;
+        let pid = child.id();
+        signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(pid).context("consumer pid out of range")?),
+            signal::Signal::SIGKILL,
+        )
+        .context("failed to SIGKILL the consumer")?;
+        Ok(pid)
+    }
+
+    /// Fault `rebalance-storm`: one more consumer of the same group (its `/metrics` on a free
+    /// port), logging beside the others. Stop it with [`stop_child`].
+    pub fn spawn_extra_consumer(&self) -> anyhow::Result<Child> {
+        self.consumer
+            .spec
+            .spawn(&[("CONSUMER_METRICS_ADDR", "127.0.0.1:0".to_owned())])
+    }
+
+    /// Where the consumer's database proxy forwards to, and where it listens.
+    pub fn database_proxy(&self) -> String {
+        format!("consumer → proxy {} → mysql", self.database_proxy.addr)
+    }
+
     /// How many times the consumer died and was restarted.
     pub fn consumer_restarts(&self) -> u32 {
         self.consumer.restarts.load(Ordering::SeqCst)
@@ -161,4 +192,11 @@ impl Pipeline {
         .await
         .context("stopping the pipeline children panicked")?
     }
+}
+
+/// Stops a child [`Pipeline::spawn_extra_consumer`] started (SIGTERM, then waits).
+pub async fn stop_child(mut child: Child) -> anyhow::Result<std::process::ExitStatus> {
+    tokio::task::spawn_blocking(move || child::terminate(&mut child))
+        .await
+        .context("stopping a consumer panicked")?
 }

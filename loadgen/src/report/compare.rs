@@ -125,7 +125,7 @@ fn setup(cli: &Cli) -> String {
         cli.users,
         cli.repeat,
         cli.limit,
-        crate::cli::Fault::describe(&cli.fault),
+        crate::compare::describe(&cli.fault),
         if cli.fault.len() > 1 {
             " (one round of every strategy per fault)"
         } else {

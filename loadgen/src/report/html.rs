@@ -5,6 +5,7 @@
 use std::fmt::Write;
 
 use super::Summary;
+use crate::nemesis::FaultWindow;
 
 const WIDTH: f64 = 880.0;
 const HEIGHT: f64 = 260.0;
@@ -48,6 +49,29 @@ fn axes(svg: &mut String, x_label: &str, y_label: &str, y_max: f64) {
 
 fn plot_height() -> f64 {
     HEIGHT - MARGIN / 2.0 - 16.0
+}
+
+/// Each fault's window as a shaded band across a timeline chart spanning `span_ms`, titled with
+/// what was done (a fault not healed by the chart's end runs to its edge).
+fn fault_bands(svg: &mut String, faults: &[FaultWindow], span_ms: f64) {
+    let width = WIDTH - MARGIN - 20.0;
+    let span_ms = span_ms.max(1.0);
+    let x_of = |ms: f64| MARGIN + (ms / span_ms).clamp(0.0, 1.0) * width;
+    for fault in faults {
+        let from = x_of(fault.from_ms);
+        let to = x_of(fault.to_ms.unwrap_or(span_ms)).max(from + 2.0);
+        let _ = write!(
+            svg,
+            r##"<rect x="{from:.1}" y="10" width="{w:.1}" height="{h:.1}" fill="#ff7043" fill-opacity="0.18"><title>{t}</title></rect><text x="{from:.1}" y="22" font-size="10" fill="#bf360c">{name}</text>"##,
+            w = to - from,
+            h = plot_height() + 6.0,
+            t = escape(&format!(
+                "{}: {} ({})",
+                fault.fault, fault.action, fault.target
+            )),
+            name = escape(&fault.fault),
+        );
+    }
 }
 
 /// Seconds under the x axis of a timeline chart with `buckets` bars of `bucket_ms` each.
@@ -119,6 +143,11 @@ fn timeline_chart(summary: &Summary) -> String {
         max,
     );
     time_ticks(&mut svg, timeline.len(), summary.stats.bucket_ms);
+    fault_bands(
+        &mut svg,
+        &summary.fault_windows,
+        (timeline.len() as u64 * summary.stats.bucket_ms) as f64,
+    );
     let bar = (WIDTH - MARGIN - 20.0) / timeline.len().max(1) as f64;
     for (i, bucket) in timeline.iter().enumerate() {
         let mut y = HEIGHT - MARGIN / 2.0;
@@ -154,6 +183,11 @@ fn issued_chart(summary: &Summary) -> String {
         max,
     );
     time_ticks(&mut svg, timeline.len(), summary.stats.bucket_ms);
+    fault_bands(
+        &mut svg,
+        &summary.fault_windows,
+        (timeline.len() as u64 * summary.stats.bucket_ms) as f64,
+    );
     let step = (WIDTH - MARGIN - 20.0) / timeline.len().max(1) as f64;
     let mut points = vec![format!("{MARGIN},{}", HEIGHT - MARGIN / 2.0)];
     let mut running = 0u64;
@@ -179,7 +213,13 @@ fn issued_chart(summary: &Summary) -> String {
 pub(super) type Line<'a> = (&'a str, &'a str, Vec<(f64, Option<f64>)>);
 
 /// One line per series over `span_ms`, on one y axis from 0.
-pub(super) fn line_chart(label: &str, y_label: &str, span_ms: f64, series: &[Line]) -> String {
+pub(super) fn line_chart(
+    label: &str,
+    y_label: &str,
+    span_ms: f64,
+    series: &[Line],
+    faults: &[FaultWindow],
+) -> String {
     let mut svg = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="{}">"#,
         escape(label)
@@ -196,6 +236,7 @@ pub(super) fn line_chart(label: &str, y_label: &str, span_ms: f64, series: &[Lin
         (max * 100.0).round() / 100.0,
     );
     let span_ms = span_ms.max(1.0);
+    fault_bands(&mut svg, faults, span_ms);
     let width = WIDTH - MARGIN - 20.0;
     for i in 0..=8 {
         let _ = write!(
@@ -268,6 +309,7 @@ fn rate_chart(summary: &Summary) -> String {
                 per_second(&stats.sent_timeline),
             ),
         ],
+        &summary.fault_windows,
     )
 }
 
@@ -345,7 +387,7 @@ fn server_charts(summary: &Summary) -> String {
             html,
             "<h3>{}</h3>\n{}\n",
             escape(title),
-            line_chart(title, y_label, span_ms, &series)
+            line_chart(title, y_label, span_ms, &series, &summary.fault_windows)
         );
     }
     html
@@ -405,6 +447,7 @@ h2 {{ margin-top: 28px; }}
 <p>{note}</p>
 <h3>From the intended send time</h3>
 {intended}
+{faults}
 <h2>Latency distribution (service time)</h2>
 {latency}
 <h2>Responses over time, by result</h2>
@@ -434,7 +477,40 @@ h2 {{ margin-top: 28px; }}
         legend = legend(summary),
         timeline = timeline_chart(summary),
         issued = issued_chart(summary),
+        faults = faults_section(summary),
     )
+}
+
+/// The faults of the run, each with when it struck and healed; their bands shade the charts.
+fn faults_section(summary: &Summary) -> String {
+    if summary.fault_windows.is_empty() && summary.faults_not_struck.is_empty() {
+        return String::new();
+    }
+    let mut html = String::from(
+        "<h2>Faults</h2>\n<p>Shaded on every timeline below.</p>\n<table><tr><th>fault</th><th>struck (s)</th><th>healed (s)</th><th>what was done</th><th>to what</th></tr>\n",
+    );
+    for fault in &summary.fault_windows {
+        let _ = writeln!(
+            html,
+            "<tr><td>{}</td><td>{:.2}</td><td>{}</td><td style=\"text-align:left\">{}</td><td style=\"text-align:left\">{}</td></tr>",
+            escape(&fault.fault),
+            fault.from_ms / 1000.0,
+            fault
+                .to_ms
+                .map_or_else(|| "-".to_owned(), |ms| format!("{:.2}", ms / 1000.0)),
+            escape(&fault.action),
+            escape(&fault.target),
+        );
+    }
+    html.push_str("</table>\n");
+    if !summary.faults_not_struck.is_empty() {
+        let _ = writeln!(
+            html,
+            "<p>Never struck: {}</p>",
+            escape(&summary.faults_not_struck.join(", "))
+        );
+    }
+    html
 }
 
 /// What in an HTML report would be loaded from elsewhere (for the self-containment tests).
@@ -507,5 +583,20 @@ mod tests {
         let html = render(&summary());
         assert!(!html.contains("8080/<script>"));
         assert!(html.contains("8080/&lt;script&gt;"));
+    }
+
+    #[test]
+    fn each_fault_is_listed_and_shades_every_timeline() {
+        let band = r#"fill-opacity="0.18""#;
+        let html = render(&summary());
+        assert!(html.contains("<h2>Faults</h2>"));
+        assert!(html.contains("mysql &lt;row&gt;") && !html.contains("mysql <row>"));
+        // The responses and issued charts, the rate chart, and each of the six server charts.
+        assert_eq!(html.matches(band).count(), 9, "one band per timeline");
+        let mut quiet = summary();
+        quiet.fault_windows.clear();
+        let html = render(&quiet);
+        assert_eq!(html.matches(band).count(), 0);
+        assert!(!html.contains("<h2>Faults</h2>"));
     }
 }

@@ -35,6 +35,12 @@ pub struct Summary {
     /// The api's and consumer's `/metrics` during the run, when loadgen read them.
     #[serde(default)]
     pub server: Option<ServerTimelines>,
+    /// Each fault's window, from the history's fault lines (the report's shaded bands).
+    #[serde(default)]
+    pub fault_windows: Vec<crate::nemesis::FaultWindow>,
+    /// Faults asked for that never struck (nothing to act on, or the burst ended first).
+    #[serde(default)]
+    pub faults_not_struck: Vec<String>,
 }
 
 /// What a whole run (one stage, or a comparison) leaves: its directory, its terminal text, and
@@ -437,5 +443,13 @@ pub(crate) fn sample_summary() -> Summary {
             }],
             unreachable: Vec::new(),
         }),
+        fault_windows: vec![crate::nemesis::FaultWindow {
+            fault: "db-lock@2ms:1s".into(),
+            target: "mysql <row>".into(),
+            action: "SELECT ... FOR UPDATE".into(),
+            from_ms: 2.0,
+            to_ms: Some(5.0),
+        }],
+        faults_not_struck: Vec::new(),
     }
 }

@@ -13,7 +13,7 @@ use crate::isolated::Isolated;
 fn history(run: &Path) -> anyhow::Result<Vec<HistoryRecord>> {
     // `HistoryRecord` denies unknown fields and requires every field: a line that parses has
     // exactly the documented fields.
-    loadgen::history::read_jsonl(&run.join("history.jsonl"))
+    Ok(loadgen::history::read_jsonl(&run.join("history.jsonl"))?.requests)
 }
 
 #[tokio::test]

@@ -4,4 +4,5 @@
 mod burst;
 mod isolated;
 mod killed;
+mod nemesis;
 mod paused;

@@ -133,6 +133,37 @@ pub struct HistoryRecord {
     pub seq: Option<u32>,
 }
 
+/// Whether a fault line is a fault's injection or its healing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultPhase {
+    Inject,
+    Heal,
+}
+
+/// One step of a fault loadgen injected, in the same history as the requests: the nemesis's
+/// half of the record. Times are microseconds since the Unix epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultLine {
+    /// The fault as it was asked for (`db-lock@2s:5s`).
+    pub fault: String,
+    pub phase: FaultPhase,
+    pub run_id: String,
+    pub at_us: i64,
+    /// What it was done to (`consumer pid 4121`, `mysql row campaign.id = run-...`).
+    pub target: String,
+    /// What was done (`SIGKILL`, `SELECT ... FOR UPDATE held`, `ROLLBACK`).
+    pub action: String,
+}
+
+/// A `history.jsonl`: the requests, and the faults' lines between them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    pub requests: Vec<HistoryRecord>,
+    pub faults: Vec<FaultLine>,
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("line {line} is not a history record: {source}")]
 pub struct HistoryLineError {
@@ -141,18 +172,38 @@ pub struct HistoryLineError {
     pub source: serde_json::Error,
 }
 
-/// Parses a `history.jsonl` text, one record per non-empty line.
-pub fn parse_jsonl(text: &str) -> Result<Vec<HistoryRecord>, HistoryLineError> {
-    text.lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(i, line)| {
-            serde_json::from_str(line).map_err(|source| HistoryLineError {
-                line: i + 1,
-                source,
-            })
-        })
-        .collect()
+/// Parses a `history.jsonl` text, one request or fault line per non-empty line.
+pub fn parse_jsonl(text: &str) -> Result<History, HistoryLineError> {
+    let mut history = History::default();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let error = match serde_json::from_str(line) {
+            Ok(request) => {
+                history.requests.push(request);
+                continue;
+            }
+            Err(error) => error,
+        };
+        // Not a request: a fault's line, or else the request's error says what is wrong
+        // (the fault's, for a line that names a fault).
+        match serde_json::from_str::<FaultLine>(line) {
+            Ok(fault) => history.faults.push(fault),
+            Err(fault_error) => {
+                let source = if line.contains("\"fault\"") {
+                    fault_error
+                } else {
+                    error
+                };
+                return Err(HistoryLineError {
+                    line: i + 1,
+                    source,
+                });
+            }
+        }
+    }
+    Ok(history)
 }
 
 #[cfg(test)]
@@ -205,12 +256,40 @@ mod tests {
         let line = serde_json::to_string(&record).expect("serialises");
         assert!(!line.contains('\n'));
         let parsed = parse_jsonl(&format!("{line}\n\n{line}\n")).expect("two records");
-        assert_eq!(parsed.len(), 2);
+        assert_eq!(parsed.requests.len(), 2);
+        assert!(parsed.faults.is_empty());
         assert_eq!(parse_jsonl("{}").map_err(|e| e.line).err(), Some(1));
         assert!(line.contains("\"result\":\"issued\""));
         assert_eq!(
             serde_json::from_str::<HistoryRecord>(&line).ok(),
             Some(record)
         );
+    }
+
+    #[test]
+    fn fault_lines_are_read_beside_the_requests_and_a_bad_one_is_named() {
+        let fault = FaultLine {
+            fault: "db-lock@2s:5s".into(),
+            phase: FaultPhase::Inject,
+            run_id: "r".into(),
+            at_us: 11,
+            target: "mysql row campaign.id = c".into(),
+            action: "SELECT ... FOR UPDATE".into(),
+        };
+        let request = r#"{"run_id":"r","campaign_id":"c","user_id":9,"request_id":1,"intended_at_us":10,"sent_at_us":12,"response_us":null,"status":null,"result":"timeout","seq":null}"#;
+        let fault_line = serde_json::to_string(&fault).expect("serialises");
+        assert!(fault_line.contains("\"phase\":\"inject\""));
+        let parsed = parse_jsonl(&format!("{request}\n{fault_line}\n")).expect("parses");
+        assert_eq!(parsed.requests.len(), 1);
+        assert_eq!(parsed.faults, vec![fault]);
+        // A fault line with a field too many is refused, and its error is the fault's.
+        let bad = fault_line.replace("\"at_us\"", "\"extra\":1,\"at_us\"");
+        let error = parse_jsonl(&format!("{request}\n{bad}\n")).expect_err("refused");
+        assert_eq!(error.line, 2);
+        assert!(error.source.to_string().contains("extra"), "{error}");
+        // A request with a field too many: the request's error.
+        let bad = request.replace("\"seq\"", "\"extra\":1,\"seq\"");
+        let error = parse_jsonl(&bad).expect_err("refused");
+        assert!(error.source.to_string().contains("extra"), "{error}");
     }
 }

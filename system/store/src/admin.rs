@@ -186,3 +186,39 @@ fn quoted(name: &str) -> Result<&str, StoreError> {
         )))
     }
 }
+
+/// A campaign's row held locked by an open transaction: the nemesis's `db-lock`. Every coupon
+/// insert of the campaign checks its foreign key against that row, so it waits (and past
+/// `innodb_lock_wait_timeout`, fails with error 1205, which the consumer retries).
+#[derive(Debug)]
+pub struct CampaignRowLock {
+    conn: mysql_async::Conn,
+}
+
+/// Opens a transaction and locks the campaign's row (`SELECT ... FOR UPDATE`); `None` when no
+/// such campaign exists.
+pub async fn lock_campaign_row(
+    store: &Store,
+    campaign_id: &CampaignId,
+) -> Result<Option<CampaignRowLock>, StoreError> {
+    let mut conn = store.conn().await?;
+    conn.query_drop("START TRANSACTION").await?;
+    let found: Option<String> = conn
+        .exec_first(
+            "SELECT id FROM campaign WHERE id = ? FOR UPDATE",
+            (campaign_id.as_str(),),
+        )
+        .await?;
+    if found.is_none() {
+        conn.query_drop("ROLLBACK").await?;
+        return Ok(None);
+    }
+    Ok(Some(CampaignRowLock { conn }))
+}
+
+impl CampaignRowLock {
+    /// Rolls the transaction back: the lock is released.
+    pub async fn release(mut self) -> Result<(), StoreError> {
+        Ok(self.conn.query_drop("ROLLBACK").await?)
+    }
+}

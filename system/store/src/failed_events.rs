@@ -262,6 +262,21 @@ pub async fn list_for(store: &Store, campaign_id: &str) -> Result<Vec<FailedEven
     select(store, "WHERE campaign_id = ?", vec![campaign_id.into()]).await
 }
 
+/// The failed event captured from one record of the topic, if any.
+pub async fn at(
+    store: &Store,
+    partition: i32,
+    offset: i64,
+) -> Result<Option<FailedEvent>, StoreError> {
+    let found = select(
+        store,
+        "WHERE kafka_partition = ? AND kafka_offset = ?",
+        vec![partition.into(), offset.into()],
+    )
+    .await?;
+    Ok(found.into_iter().next())
+}
+
 /// Every failed event, open or resolved, in capture order.
 pub async fn list_all(store: &Store) -> Result<Vec<FailedEvent>, StoreError> {
     select(store, "", Vec::new()).await

@@ -65,6 +65,7 @@ pub fn read(dir: &Path) -> anyhow::Result<RunHistory> {
         dir,
         campaign_created: summary.campaign_created,
         records: records
+            .requests
             .into_iter()
             .filter(|r| r.campaign_id == campaign_id)
             .collect(),

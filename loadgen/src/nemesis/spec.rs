@@ -1,0 +1,255 @@
+//! What `--fault NAME[@when][:for]` says: which fault, when it strikes (a time into the burst,
+//! or once loadgen has seen N `issued` replies), and how long before it heals.
+
+use std::{fmt, str::FromStr, time::Duration};
+
+/// A fault loadgen can inject into the pipeline it started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FaultKind {
+    /// SIGKILL the consumer, which its supervisor restarts.
+    ConsumerCrash,
+    /// Cut the consumer's MySQL connection (a TCP proxy drops it and refuses new ones).
+    DbOutage,
+    /// Hold the campaign's row locked (`SELECT ... FOR UPDATE` in an open transaction): every
+    /// coupon insert waits for it.
+    DbLock,
+    /// Produce malformed, oversized and foreign records straight to the topic.
+    Poison,
+    /// Consumers join and leave the consumer group over and over.
+    RebalanceStorm,
+}
+
+impl FaultKind {
+    pub const ALL: [Self; 5] = [
+        Self::ConsumerCrash,
+        Self::DbOutage,
+        Self::DbLock,
+        Self::Poison,
+        Self::RebalanceStorm,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ConsumerCrash => "consumer-crash",
+            Self::DbOutage => "db-outage",
+            Self::DbLock => "db-lock",
+            Self::Poison => "poison",
+            Self::RebalanceStorm => "rebalance-storm",
+        }
+    }
+
+    /// When it strikes unless `@when` says otherwise.
+    pub fn default_when(self) -> When {
+        match self {
+            // Half the limit in rows (the armed consumer counts its own rows).
+            Self::ConsumerCrash => When::HalfTheLimit,
+            Self::DbOutage | Self::DbLock | Self::RebalanceStorm => When::At(Duration::ZERO),
+            Self::Poison => When::At(Duration::from_millis(200)),
+        }
+    }
+
+    /// How long it lasts unless `:for` says otherwise; `None`: it heals by itself (the crashed
+    /// consumer is restarted at once; poison is a one-off).
+    pub fn default_lasting(self) -> Option<Duration> {
+        match self {
+            Self::ConsumerCrash | Self::Poison => None,
+            Self::DbOutage | Self::DbLock => Some(Duration::from_secs(8)),
+            Self::RebalanceStorm => Some(Duration::from_secs(6)),
+        }
+    }
+
+    /// Whether `:for` means anything for it.
+    fn lasts(self) -> bool {
+        self.default_lasting().is_some()
+    }
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for FaultKind {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == raw)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|k| k.as_str()).collect();
+                format!("unknown fault `{raw}`; the faults are {}", names.join(", "))
+            })
+    }
+}
+
+/// When a fault strikes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// This long after the burst's first request.
+    At(Duration),
+    /// Once this many `issued` replies came back (for `consumer-crash`: once the consumer
+    /// wrote this many rows).
+    Issued(u64),
+    /// `consumer-crash`'s default: half the campaign's limit in rows.
+    HalfTheLimit,
+}
+
+/// One `--fault`: the fault, when, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FaultSpec {
+    pub kind: FaultKind,
+    pub when: When,
+    /// How long before it heals; `None` for the faults that heal by themselves.
+    pub lasting: Option<Duration>,
+    /// Whether `db-outage` heals on its own clock (`:for` given) rather than its default,
+    /// 8 s after the burst ends.
+    pub lasting_given: bool,
+}
+
+impl FaultSpec {
+    /// The fault with its defaults.
+    pub fn new(kind: FaultKind) -> Self {
+        Self {
+            kind,
+            when: kind.default_when(),
+            lasting: kind.default_lasting(),
+            lasting_given: false,
+        }
+    }
+}
+
+impl FromStr for FaultSpec {
+    type Err = String;
+
+    /// `NAME`, `NAME@2s`, `NAME@50issued`, `NAME:5s`, `NAME@1.5s:5s`.
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        let raw = raw.trim();
+        let (head, lasting) = match raw.split_once(':') {
+            Some((head, lasting)) => (head, Some(lasting)),
+            None => (raw, None),
+        };
+        let (name, when) = match head.split_once('@') {
+            Some((name, when)) => (name, Some(when)),
+            None => (head, None),
+        };
+        let mut spec = Self::new(name.parse()?);
+        if let Some(when) = when {
+            spec.when = match when.strip_suffix("issued") {
+                Some(count) => When::Issued(count.parse().ok().filter(|n| *n > 0).ok_or_else(
+                    || format!("`{raw}`: `@{when}` needs a count above 0, like @50issued"),
+                )?),
+                None => When::At(coupon_domain::duration::parse(when).map_err(|e| {
+                    format!("`{raw}`: `@{when}` is neither a time into the burst ({e}) nor a count like 50issued")
+                })?),
+            };
+        }
+        if let Some(lasting) = lasting {
+            if !spec.kind.lasts() {
+                return Err(format!(
+                    "`{raw}`: {} heals by itself, so `:{lasting}` means nothing; leave it out",
+                    spec.kind
+                ));
+            }
+            let lasting = coupon_domain::duration::parse(lasting)
+                .map_err(|e| format!("`{raw}`: `:{lasting}` is no duration: {e}"))?;
+            if lasting.is_zero() {
+                return Err(format!("`{raw}`: a fault must last longer than 0s"));
+            }
+            spec.lasting = Some(lasting);
+            spec.lasting_given = true;
+        }
+        Ok(spec)
+    }
+}
+
+impl fmt::Display for FaultSpec {
+    /// The spec as typed, defaults left out: `db-lock`, `db-lock@2s:5s`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.kind)?;
+        match self.when {
+            When::HalfTheLimit => {}
+            when if when == self.kind.default_when() => {}
+            When::At(at) => write!(f, "@{}", humantime(at))?,
+            When::Issued(n) => write!(f, "@{n}issued")?,
+        }
+        if self.lasting_given
+            && let Some(lasting) = self.lasting
+        {
+            write!(f, ":{}", humantime(lasting))?;
+        }
+        Ok(())
+    }
+}
+
+/// `1.5s`, `250ms`, `2s`: the shortest form [`coupon_domain::duration::parse`] reads back.
+fn humantime(d: Duration) -> String {
+    if d.subsec_millis() == 0 && d.as_secs() > 0 {
+        format!("{}s", d.as_secs())
+    } else if d.as_secs() == 0 {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{}s", d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_name_takes_the_fault_s_defaults() {
+        let spec: FaultSpec = "db-outage".parse().expect("parses");
+        assert_eq!(spec, FaultSpec::new(FaultKind::DbOutage));
+        assert_eq!(spec.when, When::At(Duration::ZERO));
+        assert_eq!(spec.lasting, Some(Duration::from_secs(8)));
+        assert!(!spec.lasting_given);
+        let crash: FaultSpec = "consumer-crash".parse().expect("parses");
+        assert_eq!((crash.when, crash.lasting), (When::HalfTheLimit, None));
+    }
+
+    #[test]
+    fn when_and_how_long_parse_in_every_combination() {
+        let spec: FaultSpec = "db-lock@1.5s:5s".parse().expect("parses");
+        assert_eq!(spec.when, When::At(Duration::from_millis(1500)));
+        assert_eq!(spec.lasting, Some(Duration::from_secs(5)));
+        assert!(spec.lasting_given);
+        let spec: FaultSpec = "consumer-crash@40issued".parse().expect("parses");
+        assert_eq!(spec.when, When::Issued(40));
+        let spec: FaultSpec = "rebalance-storm:3s".parse().expect("parses");
+        assert_eq!(spec.when, When::At(Duration::ZERO));
+        assert_eq!(spec.lasting, Some(Duration::from_secs(3)));
+        let spec: FaultSpec = "poison@250ms".parse().expect("parses");
+        assert_eq!(spec.when, When::At(Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn a_spec_prints_as_it_was_typed_and_reads_back() {
+        for typed in [
+            "db-lock@1.5s:5s",
+            "consumer-crash@40issued",
+            "rebalance-storm:3s",
+            "poison@250ms",
+            "db-outage",
+            "consumer-crash",
+        ] {
+            let spec: FaultSpec = typed.parse().expect("parses");
+            assert_eq!(spec.to_string(), typed);
+            assert_eq!(spec.to_string().parse::<FaultSpec>(), Ok(spec));
+        }
+    }
+
+    #[test]
+    fn bad_specs_are_refused_with_what_was_wrong() {
+        let error = |raw: &str| raw.parse::<FaultSpec>().expect_err(raw);
+        assert!(error("power-cut").contains("unknown fault `power-cut`"));
+        assert!(error("power-cut").contains("db-lock"));
+        assert!(error("db-lock@soon").contains("@soon"));
+        assert!(error("db-lock@0issued").contains("count above 0"));
+        assert!(error("db-lock:forever").contains(":forever"));
+        assert!(error("db-lock:0s").contains("longer than 0s"));
+        assert!(error("consumer-crash:5s").contains("heals by itself"));
+        assert!(error("poison:5s").contains("heals by itself"));
+    }
+}

@@ -1,0 +1,321 @@
+//! What each fault does to the stack when it is due, and how it heals. Each writes its
+//! injection and healing into the history ([`Scene::line`]); a fault that finds nothing to act
+//! on says so and writes no injection, which the stage then reports as not struck.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use coupon_domain::history::FaultPhase;
+use coupon_runtime::backoff::poll_until;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio::{sync::watch, time::Instant};
+
+use super::{FaultKind, FaultSpec, Scene, When, due};
+use crate::pipeline;
+
+/// How long `db-outage` lasts past the burst when no `:for` is given.
+pub const OUTAGE_AFTER_BURST: Duration = Duration::from_secs(8);
+
+/// How long the nemesis waits for a fault's own effect (a crash to be restarted, poison to be
+/// captured) before it calls the fault failed.
+const EFFECT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The size of the oversized poison record (the one that once stopped the consumer).
+const POISON_BYTES: usize = 70_000;
+
+/// How long each extra consumer of `rebalance-storm` stays in the group.
+const STORM_STAY: Duration = Duration::from_millis(1500);
+
+pub(super) async fn one(
+    scene: &Scene<'_>,
+    spec: &FaultSpec,
+    started: Instant,
+    burst_done: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let result = match spec.kind {
+        FaultKind::ConsumerCrash => consumer_crash(scene, spec, started, burst_done).await,
+        FaultKind::DbOutage => db_outage(scene, spec, started, burst_done).await,
+        FaultKind::DbLock => db_lock(scene, spec, started, burst_done).await,
+        FaultKind::Poison => poison(scene, spec, started, burst_done).await,
+        FaultKind::RebalanceStorm => rebalance_storm(scene, spec, started, burst_done).await,
+    };
+    result.with_context(|| format!("fault {spec} failed"))
+}
+
+/// Waits out the fault's length: its `:for`, or for `db-outage` without one, until
+/// [`OUTAGE_AFTER_BURST`] after the burst.
+async fn until_healed(spec: &FaultSpec, mut burst_done: watch::Receiver<bool>) {
+    if spec.kind == FaultKind::DbOutage && !spec.lasting_given {
+        let _ = burst_done.wait_for(|done| *done).await;
+        // The fault's length, not a wait for anything: the outage lasts this long.
+        tokio::time::sleep(OUTAGE_AFTER_BURST).await;
+    } else if let Some(lasting) = spec.lasting {
+        tokio::time::sleep(lasting).await;
+    }
+}
+
+fn skipped(spec: &FaultSpec, why: &str) -> anyhow::Result<()> {
+    eprintln!("fault {spec}: not injected: {why}");
+    Ok(())
+}
+
+/// Waits until the consumer's supervisor has restarted it more than `before` times.
+async fn restarted(scene: &Scene<'_>, before: u32) -> anyhow::Result<()> {
+    poll_until(
+        "the consumer to be restarted",
+        EFFECT_TIMEOUT,
+        Duration::from_millis(50),
+        || async {
+            Ok::<_, anyhow::Error>((scene.pipeline.consumer_restarts() > before).then_some(()))
+        },
+    )
+    .await
+    .map_err(|e| e.into_anyhow())
+}
+
+async fn consumer_crash(
+    scene: &Scene<'_>,
+    spec: &FaultSpec,
+    started: Instant,
+    mut burst_done: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    if !scene.strategy.uses_kafka() {
+        return skipped(spec, "this strategy runs no consumer");
+    }
+    let before = scene.pipeline.consumer_restarts();
+    match spec.when {
+        When::At(_) => {
+            due(scene, spec, started, burst_done).await;
+            let pid = scene.pipeline.kill_consumer()?;
+            scene.line(
+                spec,
+                FaultPhase::Inject,
+                &format!("consumer pid {pid}"),
+                "SIGKILL",
+            );
+        }
+        // Armed before the burst ([`super::prepare`]): the consumer kills itself after its
+        // rows; the crash shows as a restart.
+        When::Issued(_) | When::HalfTheLimit => {
+            let crashed = async {
+                loop {
+                    if scene.pipeline.consumer_restarts() > before {
+                        return true;
+                    }
+                    // A supervisor's restart shows within its 100 ms tick; this polls it.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            };
+            let gave_up = async {
+                let _ = burst_done.wait_for(|done| *done).await;
+                tokio::time::sleep(EFFECT_TIMEOUT).await;
+            };
+            tokio::select! {
+                _ = crashed => {}
+                () = gave_up => {
+                    return skipped(spec, "the consumer never wrote the rows it was armed to crash after");
+                }
+            }
+            scene.line(
+                spec,
+                FaultPhase::Inject,
+                "consumer",
+                "SIGKILL (itself, after writing the rows it was armed for)",
+            );
+        }
+    }
+    restarted(scene, before).await?;
+    scene.line(
+        spec,
+        FaultPhase::Heal,
+        "consumer",
+        "restarted by loadgen's supervisor",
+    );
+    Ok(())
+}
+
+async fn db_outage(
+    scene: &Scene<'_>,
+    spec: &FaultSpec,
+    started: Instant,
+    burst_done: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    if !due(scene, spec, started, burst_done.clone()).await {
+        return skipped(spec, "the burst ended before it was due");
+    }
+    let target = scene.pipeline.database_proxy();
+    scene.pipeline.cut_consumer_database();
+    scene.line(
+        spec,
+        FaultPhase::Inject,
+        &target,
+        "cut: open connections dropped, new ones refused",
+    );
+    until_healed(spec, burst_done).await;
+    scene.pipeline.restore_consumer_database();
+    scene.line(spec, FaultPhase::Heal, &target, "restored");
+    Ok(())
+}
+
+async fn db_lock(
+    scene: &Scene<'_>,
+    spec: &FaultSpec,
+    started: Instant,
+    burst_done: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    if !due(scene, spec, started, burst_done.clone()).await {
+        return skipped(spec, "the burst ended before it was due");
+    }
+    let store = coupon_store::Store::open(&scene.stack.database_url, 1)
+        .await
+        .context("db-lock cannot reach mysql")?;
+    let lock = coupon_store::admin::lock_campaign_row(&store, scene.campaign_id)
+        .await?
+        .with_context(|| format!("campaign {} has no row to lock", scene.campaign_id))?;
+    let target = format!(
+        "mysql {}, row campaign.id = {}",
+        store.address(),
+        scene.campaign_id
+    );
+    scene.line(
+        spec,
+        FaultPhase::Inject,
+        &target,
+        "SELECT ... FOR UPDATE in an open transaction: the campaign's coupon inserts wait",
+    );
+    until_healed(spec, burst_done).await;
+    lock.release().await?;
+    scene.line(
+        spec,
+        FaultPhase::Heal,
+        &target,
+        "ROLLBACK: the lock is released",
+    );
+    store.disconnect().await;
+    Ok(())
+}
+
+/// Three records no event can be, keyed by the campaign (so they sit in its partition, ahead
+/// of its coupons): malformed JSON, 70 KB, and JSON of a foreign shape. The fault has struck
+/// when they are on the topic, and healed when the consumer captured each as a failed event.
+async fn poison(
+    scene: &Scene<'_>,
+    spec: &FaultSpec,
+    started: Instant,
+    burst_done: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    if scene.strategy != coupon_domain::Strategy::Reliable {
+        return skipped(spec, "the course's stages read another topic");
+    }
+    if !due(scene, spec, started, burst_done).await {
+        return skipped(spec, "the burst ended before it was due");
+    }
+    let brokers = &scene.stack.kafka_brokers;
+    let topic = &scene.stack.topic;
+    let producer: FutureProducer = coupon_kafka::producer_config(brokers, Duration::from_secs(10))
+        .set("message.max.bytes", "1000000")
+        .create()
+        .with_context(|| format!("poison cannot produce to kafka at {brokers}"))?;
+    let key = scene.campaign_id.as_str();
+    let oversized: Vec<u8> = (0..POISON_BYTES).map(|i| b'a' + (i % 26) as u8).collect();
+    let foreign = format!(r#"{{"campaign_id":"{key}","user":"nobody","from":"another producer"}}"#);
+    let records: [(&str, &[u8]); 3] = [
+        ("malformed", b"{not an event"),
+        ("oversized", &oversized),
+        ("foreign", foreign.as_bytes()),
+    ];
+    let mut placed = Vec::new();
+    for (what, payload) in records {
+        let delivered = producer
+            .send(
+                FutureRecord::to(topic).key(key).payload(payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(error, _)| error)
+            .with_context(|| format!("kafka at {brokers} refused the {what} record"))?;
+        placed.push((what, delivered.partition, delivered.offset));
+    }
+    let listed: Vec<String> = placed
+        .iter()
+        .map(|(what, p, o)| format!("{what} at p{p}@{o}"))
+        .collect();
+    let target = format!("topic {topic}, key {key}");
+    scene.line(
+        spec,
+        FaultPhase::Inject,
+        &target,
+        &format!("produced {}", listed.join(", ")),
+    );
+    let store = coupon_store::Store::open(&scene.stack.database_url, 1)
+        .await
+        .context("poison cannot reach mysql to see the records captured")?;
+    let captured = poll_until(
+        "the consumer to capture every poison record as a failed event",
+        EFFECT_TIMEOUT,
+        Duration::from_millis(100),
+        || async {
+            let mut reasons = Vec::new();
+            for (_, partition, offset) in &placed {
+                match coupon_store::failed_events::at(&store, *partition, *offset).await? {
+                    Some(failed) => reasons.push(failed.reason.as_str()),
+                    None => return Ok::<_, anyhow::Error>(None),
+                }
+            }
+            Ok(Some(reasons))
+        },
+    )
+    .await
+    .map_err(|e| e.into_anyhow());
+    store.disconnect().await;
+    let reasons = captured?;
+    scene.line(
+        spec,
+        FaultPhase::Heal,
+        &target,
+        &format!("captured as failed events ({})", reasons.join(", ")),
+    );
+    Ok(())
+}
+
+/// Extra consumers join the group and leave it again, one after another, for the fault's
+/// length: every join and every leave makes the group rebalance.
+async fn rebalance_storm(
+    scene: &Scene<'_>,
+    spec: &FaultSpec,
+    started: Instant,
+    burst_done: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    if !scene.strategy.uses_kafka() {
+        return skipped(spec, "this strategy runs no consumer");
+    }
+    if !due(scene, spec, started, burst_done).await {
+        return skipped(spec, "the burst ended before it was due");
+    }
+    let target = format!("consumer group {}", scene.stack.group);
+    scene.line(
+        spec,
+        FaultPhase::Inject,
+        &target,
+        &format!(
+            "consumers join and leave, each staying {} ms",
+            STORM_STAY.as_millis()
+        ),
+    );
+    let until = Instant::now() + spec.lasting.unwrap_or_default();
+    let mut joined = 0;
+    while Instant::now() < until {
+        let extra = scene.pipeline.spawn_extra_consumer()?;
+        joined += 1;
+        // How long it stays in the group: the storm's rhythm, not a wait for anything.
+        tokio::time::sleep(STORM_STAY).await;
+        pipeline::stop_child(extra).await?;
+    }
+    scene.line(
+        spec,
+        FaultPhase::Heal,
+        &target,
+        &format!("over: {joined} consumers joined and left"),
+    );
+    Ok(())
+}
