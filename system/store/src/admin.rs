@@ -188,15 +188,17 @@ fn quoted(name: &str) -> Result<&str, StoreError> {
 }
 
 /// A campaign's row held locked by an open transaction: the nemesis's `db-lock`. Every coupon
-/// insert of the campaign checks its foreign key against that row, so it waits (and past
-/// `innodb_lock_wait_timeout`, fails with error 1205, which the consumer retries).
+/// insert of the campaign checks its foreign key against that row's entry in
+/// `campaign_id_limit`, so it waits (and past `innodb_lock_wait_timeout`, fails with error
+/// 1205, which the consumer retries).
 #[derive(Debug)]
 pub struct CampaignRowLock {
     conn: mysql_async::Conn,
 }
 
-/// Opens a transaction and locks the campaign's row (`SELECT ... FOR UPDATE`); `None` when no
-/// such campaign exists.
+/// Opens a transaction and locks the campaign's row (`SELECT ... FOR UPDATE`) through the index
+/// the coupons' foreign key references: a lock taken through the primary key alone leaves
+/// that index's entry free, and the inserts would not wait. `None` when no such campaign exists.
 pub async fn lock_campaign_row(
     store: &Store,
     campaign_id: &CampaignId,
@@ -205,7 +207,7 @@ pub async fn lock_campaign_row(
     conn.query_drop("START TRANSACTION").await?;
     let found: Option<String> = conn
         .exec_first(
-            "SELECT id FROM campaign WHERE id = ? FOR UPDATE",
+            "SELECT id FROM campaign FORCE INDEX (campaign_id_limit) WHERE id = ? FOR UPDATE",
             (campaign_id.as_str(),),
         )
         .await?;
