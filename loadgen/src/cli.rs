@@ -50,14 +50,17 @@ pub struct Cli {
     /// Inject a fault into the pipeline loadgen starts: NAME[@WHEN][:FOR] (repeat, or separate
     /// with commas; with `--strategy all`, each fault gets a round of its own). WHEN is a time
     /// into the burst (`@2s`) or a count of issued replies (`@50issued`); FOR is how long
-    /// before it heals (`:5s`). Every injection and healing is a line of history.jsonl.
+    /// before it heals (`:5s`). A fault due after the burst ends never strikes. Every injection
+    /// and healing is a line of history.jsonl.
     /// `consumer-crash`: SIGKILL the consumer, which is restarted (default: once it wrote half
-    /// the limit in rows). `db-outage`: the consumer loses MySQL (default: from the start of
-    /// the burst until 8 s after it). `db-lock`: the campaign's row held locked in an open
-    /// transaction (default 8 s from the start). `poison`: malformed, oversized and foreign
-    /// records produced to the topic (default 200 ms in); healed once each is a failed event.
-    /// `rebalance-storm`: consumers join and leave the group (default 6 s from the start).
-    /// The consumer's faults touch only strategies that run one (kafka, per-user, reliable).
+    /// the limit in rows; with `@Nissued`, once it wrote N rows). `db-outage`: the consumer
+    /// loses MySQL (default: from the start of the burst until 8 s after it). `db-lock`: the
+    /// campaign's row held locked in an open transaction, which holds the design's coupon
+    /// inserts (default 8 s from the start). `poison`: malformed, oversized and foreign records
+    /// produced to the design's topic (default 200 ms in; `reliable` only); healed once each is
+    /// a failed event. `rebalance-storm`: consumers join and leave the group (default 6 s from
+    /// the start). The consumer's faults touch only strategies that run one (kafka, per-user,
+    /// reliable).
     /// Details: docs/faults.md.
     #[arg(long, value_delimiter = ',', value_parser = parse_fault)]
     pub fault: Vec<FaultSpec>,

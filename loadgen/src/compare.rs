@@ -32,14 +32,11 @@ pub async fn run(cli: &Cli, target: &Target) -> anyhow::Result<Outcome> {
     let rounds = rounds(&cli.fault);
     let mut rows = Vec::new();
     let mut failed_thresholds = Vec::new();
-    for faults in &rounds {
+    for (index, faults) in rounds.iter().enumerate() {
         // One round: its own directory when there are several.
-        let (round_dir, round_id) = match faults.as_slice() {
-            [fault] if rounds.len() > 1 => (
-                dir.join(fault.kind.as_str()),
-                format!("{compare_id}-{}", fault.kind.as_str()),
-            ),
-            _ => (dir.clone(), compare_id.clone()),
+        let (round_dir, round_id) = match round_name(&rounds, index) {
+            Some(name) => (dir.join(&name), format!("{compare_id}-{name}")),
+            None => (dir.clone(), compare_id.clone()),
         };
         for strategy in Strategy::ALL {
             let label = format!("{strategy} (fault: {})", describe(faults));
@@ -96,6 +93,27 @@ fn rounds(faults: &[FaultSpec]) -> Vec<Vec<FaultSpec>> {
     }
 }
 
+/// The directory (and run-id suffix) of round `index` when there are several: its fault's
+/// name, numbered when another round has a fault of the same kind (`db-lock@1s`, `db-lock@5s`).
+fn round_name(rounds: &[Vec<FaultSpec>], index: usize) -> Option<String> {
+    let [fault] = rounds.get(index)?.as_slice() else {
+        return None;
+    };
+    if rounds.len() < 2 {
+        return None;
+    }
+    let kind = fault.kind.as_str();
+    let same_kind = rounds
+        .iter()
+        .filter(|round| round.first().is_some_and(|f| f.kind == fault.kind))
+        .count();
+    Some(if same_kind > 1 {
+        format!("{kind}-{}", index + 1)
+    } else {
+        kind.to_owned()
+    })
+}
+
 /// `none`, or the faults as given, joined by commas.
 pub(crate) fn describe(faults: &[FaultSpec]) -> String {
     if faults.is_empty() {
@@ -150,5 +168,21 @@ mod tests {
         assert_eq!(rounds(&[crash, outage]), vec![vec![crash], vec![outage]]);
         assert_eq!(describe(&[crash, outage]), "consumer-crash,db-outage");
         assert_eq!(describe(&[]), "none");
+        let rounds_of = |faults: &[&str]| -> Vec<Vec<FaultSpec>> {
+            rounds(
+                &faults
+                    .iter()
+                    .map(|f| f.parse().expect("parses"))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let two = rounds_of(&["db-lock@1s", "poison"]);
+        assert_eq!(round_name(&two, 0).as_deref(), Some("db-lock"));
+        assert_eq!(round_name(&two, 1).as_deref(), Some("poison"));
+        let same = rounds_of(&["db-lock@1s", "db-lock@5s", "poison"]);
+        assert_eq!(round_name(&same, 0).as_deref(), Some("db-lock-1"));
+        assert_eq!(round_name(&same, 1).as_deref(), Some("db-lock-2"));
+        assert_eq!(round_name(&same, 2).as_deref(), Some("poison"));
+        assert_eq!(round_name(&rounds_of(&["poison"]), 0), None);
     }
 }

@@ -126,3 +126,62 @@ pub fn read_jsonl(path: &Path) -> anyhow::Result<coupon_domain::history::History
         .with_context(|| format!("failed to read {}", path.display()))?;
     coupon_domain::history::parse_jsonl(&text).with_context(|| format!("in {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use coupon_domain::history::FaultPhase;
+
+    use super::*;
+
+    fn request(id: u64, sent_at_us: i64) -> HistoryRecord {
+        HistoryRecord {
+            run_id: "r".into(),
+            campaign_id: "c".into(),
+            user_id: id,
+            request_id: id,
+            intended_at_us: sent_at_us,
+            sent_at_us,
+            response_us: Some(1),
+            status: Some(410),
+            result: ResultClass::SoldOut,
+            seq: None,
+        }
+    }
+
+    fn fault(phase: FaultPhase, at_us: i64) -> FaultLine {
+        FaultLine {
+            fault: "db-lock".into(),
+            phase,
+            run_id: "r".into(),
+            at_us,
+            target: "t".into(),
+            action: "a".into(),
+        }
+    }
+
+    #[test]
+    fn fault_lines_fall_between_the_requests_by_time() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("history-merge-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("history.jsonl");
+        let requests = [request(1, 10), request(2, 20), request(3, 30)];
+        let faults = [fault(FaultPhase::Inject, 15), fault(FaultPhase::Heal, 99)];
+        write_jsonl(&path, &requests, &faults)?;
+        let text = std::fs::read_to_string(&path)?;
+        let order: Vec<&str> = text
+            .lines()
+            .map(|line| {
+                if line.starts_with("{\"fault\"") {
+                    "fault"
+                } else {
+                    "request"
+                }
+            })
+            .collect();
+        assert_eq!(order, ["request", "fault", "request", "request", "fault"]);
+        let read = read_jsonl(&path)?;
+        assert_eq!((read.requests.len(), read.faults.len()), (3, 2));
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+}

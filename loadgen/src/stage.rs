@@ -141,7 +141,9 @@ pub async fn run(
     let (attacked, faults_run) = tokio::join!(attack, faults_run);
     progress.finish();
     attacked?;
-    faults_run?;
+    // A fault that failed (a poison record never captured, a crash never restarted) is the
+    // run's error, but only once its history and reports are written: they show what happened.
+    let fault_failure = faults_run.err();
 
     let records = history.take();
     let fault_lines = history.faults();
@@ -206,6 +208,12 @@ pub async fn run(
         );
     }
     report::write_all(run_dir, &summary)?;
+    if let Some(error) = fault_failure {
+        return Err(error.context(format!(
+            "a fault failed; the run's history and reports are in {}",
+            run_dir.display()
+        )));
+    }
     Ok(StageRun {
         run_dir: run_dir.to_owned(),
         summary,

@@ -96,8 +96,8 @@ pub async fn run(
     Ok(())
 }
 
-/// Waits until `spec` is due: its time into the burst, or its count of `issued` replies.
-/// Returns `false` when the burst ended (and, for a count, nothing more can come) first.
+/// Waits until `spec` is due: its time since the burst started, or its count of `issued`
+/// replies. Returns `false` when the burst ended first: a fault due after it never strikes.
 async fn due(
     scene: &Scene<'_>,
     spec: &FaultSpec,
@@ -105,10 +105,10 @@ async fn due(
     mut burst_done: watch::Receiver<bool>,
 ) -> bool {
     match spec.when {
-        When::At(at) => {
-            tokio::time::sleep_until(started + at).await;
-            true
-        }
+        When::At(at) => tokio::select! {
+            () = tokio::time::sleep_until(started + at) => true,
+            _ = burst_done.wait_for(|done| *done) => false,
+        },
         When::Issued(count) => loop {
             if scene.history.issued() >= count {
                 return true;
@@ -131,7 +131,7 @@ pub struct FaultWindow {
     pub target: String,
     pub action: String,
     pub from_ms: f64,
-    /// `None`: it never healed (or heals by itself, as a crash does, at once).
+    /// `None`: it never healed (poison never captured; a crash never restarted).
     pub to_ms: Option<f64>,
 }
 

@@ -14,7 +14,7 @@ use super::{FaultKind, FaultSpec, Scene, When, due};
 use crate::pipeline;
 
 /// How long `db-outage` lasts past the burst when no `:for` is given.
-pub const OUTAGE_AFTER_BURST: Duration = Duration::from_secs(8);
+const OUTAGE_AFTER_BURST: Duration = Duration::from_secs(8);
 
 /// How long the nemesis waits for a fault's own effect (a crash to be restarted, poison to be
 /// captured) before it calls the fault failed.
@@ -85,7 +85,9 @@ async fn consumer_crash(
     let before = scene.pipeline.consumer_restarts();
     match spec.when {
         When::At(_) => {
-            due(scene, spec, started, burst_done).await;
+            if !due(scene, spec, started, burst_done).await {
+                return skipped(spec, "the burst ended before it was due");
+            }
             let pid = scene.pipeline.kill_consumer()?;
             scene.line(
                 spec,
@@ -195,8 +197,8 @@ async fn db_lock(
     Ok(())
 }
 
-/// Three records no event can be, keyed by the campaign (so they sit in its partition, ahead
-/// of its coupons): malformed JSON, 70 KB, and JSON of a foreign shape. The fault has struck
+/// Three records no event can be, keyed by the campaign (so they land in its partition, among
+/// its coupons): malformed JSON, 70 KB, and JSON of a foreign shape. The fault has struck
 /// when they are on the topic, and healed when the consumer captured each as a failed event.
 async fn poison(
     scene: &Scene<'_>,
@@ -205,7 +207,10 @@ async fn poison(
     burst_done: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     if scene.strategy != coupon_domain::Strategy::Reliable {
-        return skipped(spec, "the course's stages read another topic");
+        return skipped(
+            spec,
+            "poison goes to the design's topic; this strategy reads another one, or none",
+        );
     }
     if !due(scene, spec, started, burst_done).await {
         return skipped(spec, "the burst ended before it was due");

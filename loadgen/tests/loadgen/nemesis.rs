@@ -168,10 +168,16 @@ async fn a_fault_due_after_the_burst_never_strikes_and_is_named() -> anyhow::Res
         "10",
         "--fault",
         "db-lock@500issued:1s",
+        // Due a minute in, long after 20 users are answered: the stage does not wait for it.
+        "--fault",
+        "db-outage@60s:1s",
     ])?;
     let history = loadgen::history::read_jsonl(&run.join("history.jsonl"))?;
     assert!(history.faults.is_empty(), "{:?}", history.faults);
     let summary = loadgen::report::read_summary(&run)?;
-    assert_eq!(summary.faults_not_struck, vec!["db-lock@500issued:1s"]);
+    assert_eq!(
+        summary.faults_not_struck,
+        vec!["db-lock@500issued:1s", "db-outage@60s:1s"]
+    );
     isolated.cleanup().await
 }

@@ -217,6 +217,22 @@ fn next_offsets(topic: &str, messages: &[OwnedMessage]) -> anyhow::Result<TopicP
     Ok(list)
 }
 
+/// What was read ahead, less the events of partitions a rebalance took away meanwhile: their
+/// new owner starts from the committed offset and writes them; writing them here as well would
+/// only duplicate its work, and storing their offsets could move a returned partition back.
+fn still_assigned(consumer: &StreamConsumer, ahead: Vec<OwnedMessage>) -> Vec<OwnedMessage> {
+    if ahead.is_empty() {
+        return ahead;
+    }
+    let Ok(assigned) = consumer.assignment() else {
+        return ahead;
+    };
+    ahead
+        .into_iter()
+        .filter(|m| assigned.find_partition(m.topic(), m.partition()).is_some())
+        .collect()
+}
+
 /// Consumes until `shutdown` resolves; the batch in hand is finished and committed first.
 pub async fn run(
     settings: &Settings,
@@ -240,7 +256,7 @@ pub async fn run(
     // them, so reading Kafka overlaps MySQL's work instead of waiting for it.
     let mut ahead: Vec<OwnedMessage> = Vec::new();
     loop {
-        let mut batch = std::mem::take(&mut ahead);
+        let mut batch = still_assigned(&consumer, std::mem::take(&mut ahead));
         if batch.is_empty() {
             let first = tokio::select! {
                 () = &mut shutdown, if !stopping => break,
@@ -298,6 +314,8 @@ pub async fn run(
                 received = consumer.recv(), if !stopping && ahead.len() < settings.batch_size => {
                     match received {
                         Ok(message) => ahead.push(message.detach()),
+                        // Logged; the next `recv` waits for librdkafka's reconnect, and the
+                        // batch being written is unaffected.
                         Err(error) => {
                             metrics.consume_errors.inc();
                             tracing::warn!(error = %coupon_runtime::chain(&error), "kafka consume error");

@@ -165,7 +165,7 @@ pub struct History {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("line {line} is not a history record: {source}")]
+#[error("line {line} is neither a request nor a fault line: {source}")]
 pub struct HistoryLineError {
     pub line: usize,
     #[source]
@@ -191,7 +191,8 @@ pub fn parse_jsonl(text: &str) -> Result<History, HistoryLineError> {
         match serde_json::from_str::<FaultLine>(line) {
             Ok(fault) => history.faults.push(fault),
             Err(fault_error) => {
-                let source = if line.contains("\"fault\"") {
+                // A fault line is written with its `fault` field first.
+                let source = if line.trim_start().starts_with("{\"fault\"") {
                     fault_error
                 } else {
                     error
