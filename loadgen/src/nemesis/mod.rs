@@ -61,7 +61,9 @@ impl Scene<'_> {
 pub async fn prepare(scene: &Scene<'_>, faults: &[FaultSpec]) -> anyhow::Result<bool> {
     let mut armed = false;
     for spec in faults {
-        if spec.kind == FaultKind::ConsumerCrash && scene.strategy.uses_kafka() {
+        if spec.kind == FaultKind::ConsumerCrash
+            && strike::not_applicable(spec.kind, scene.strategy).is_none()
+        {
             let rows = match spec.when {
                 When::Issued(rows) => Some(rows),
                 When::HalfTheLimit => Some(u64::from(scene.limit / 2).max(1)),

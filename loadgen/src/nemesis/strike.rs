@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use coupon_domain::history::FaultPhase;
+use coupon_domain::{Strategy, history::FaultPhase};
 use coupon_runtime::backoff::poll_until;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::{sync::watch, time::Instant};
@@ -26,18 +26,41 @@ const POISON_BYTES: usize = 70_000;
 /// How long each extra consumer of `rebalance-storm` stays in the group.
 const STORM_STAY: Duration = Duration::from_millis(1500);
 
+/// Why a fault has nothing to act on under `strategy`, if it has not.
+pub(super) fn not_applicable(kind: FaultKind, strategy: Strategy) -> Option<&'static str> {
+    match kind {
+        FaultKind::ConsumerCrash | FaultKind::RebalanceStorm if !strategy.uses_kafka() => {
+            Some("this strategy runs no consumer")
+        }
+        FaultKind::Poison if strategy != Strategy::Reliable => {
+            Some("poison goes to the design's topic; this strategy reads another one, or none")
+        }
+        _ => None,
+    }
+}
+
+/// One fault: skipped when it has nothing to act on, or when the burst ends before it is due
+/// (an armed crash is due from the start: the consumer strikes itself); else struck and healed.
 pub(super) async fn one(
     scene: &Scene<'_>,
     spec: &FaultSpec,
     started: Instant,
     burst_done: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    if let Some(why) = not_applicable(spec.kind, scene.strategy) {
+        return skipped(spec, why);
+    }
+    // An armed crash counts rows, not replies, in the consumer itself: it is due at once.
+    let armed = spec.kind == FaultKind::ConsumerCrash && !matches!(spec.when, When::At(_));
+    if !armed && !due(scene, spec, started, burst_done.clone()).await {
+        return skipped(spec, "the burst ended before it was due");
+    }
     let result = match spec.kind {
-        FaultKind::ConsumerCrash => consumer_crash(scene, spec, started, burst_done).await,
-        FaultKind::DbOutage => db_outage(scene, spec, started, burst_done).await,
-        FaultKind::DbLock => db_lock(scene, spec, started, burst_done).await,
-        FaultKind::Poison => poison(scene, spec, started, burst_done).await,
-        FaultKind::RebalanceStorm => rebalance_storm(scene, spec, started, burst_done).await,
+        FaultKind::ConsumerCrash => consumer_crash(scene, spec, burst_done).await,
+        FaultKind::DbOutage => db_outage(scene, spec, burst_done).await,
+        FaultKind::DbLock => db_lock(scene, spec, burst_done).await,
+        FaultKind::Poison => poison(scene, spec).await,
+        FaultKind::RebalanceStorm => rebalance_storm(scene, spec).await,
     };
     result.with_context(|| format!("fault {spec} failed"))
 }
@@ -76,18 +99,11 @@ async fn restarted(scene: &Scene<'_>, before: u32) -> anyhow::Result<()> {
 async fn consumer_crash(
     scene: &Scene<'_>,
     spec: &FaultSpec,
-    started: Instant,
     mut burst_done: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    if !scene.strategy.uses_kafka() {
-        return skipped(spec, "this strategy runs no consumer");
-    }
     let before = scene.pipeline.consumer_restarts();
     match spec.when {
         When::At(_) => {
-            if !due(scene, spec, started, burst_done).await {
-                return skipped(spec, "the burst ended before it was due");
-            }
             let pid = scene.pipeline.kill_consumer()?;
             scene.line(
                 spec,
@@ -139,12 +155,8 @@ async fn consumer_crash(
 async fn db_outage(
     scene: &Scene<'_>,
     spec: &FaultSpec,
-    started: Instant,
     burst_done: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    if !due(scene, spec, started, burst_done.clone()).await {
-        return skipped(spec, "the burst ended before it was due");
-    }
     let target = scene.pipeline.database_proxy();
     scene.pipeline.cut_consumer_database();
     scene.line(
@@ -162,12 +174,8 @@ async fn db_outage(
 async fn db_lock(
     scene: &Scene<'_>,
     spec: &FaultSpec,
-    started: Instant,
     burst_done: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    if !due(scene, spec, started, burst_done.clone()).await {
-        return skipped(spec, "the burst ended before it was due");
-    }
     let store = coupon_store::Store::open(&scene.stack.database_url, 1)
         .await
         .context("db-lock cannot reach mysql")?;
@@ -200,21 +208,7 @@ async fn db_lock(
 /// Three records no event can be, keyed by the campaign (so they land in its partition, among
 /// its coupons): malformed JSON, 70 KB, and JSON of a foreign shape. The fault has struck
 /// when they are on the topic, and healed when the consumer captured each as a failed event.
-async fn poison(
-    scene: &Scene<'_>,
-    spec: &FaultSpec,
-    started: Instant,
-    burst_done: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    if scene.strategy != coupon_domain::Strategy::Reliable {
-        return skipped(
-            spec,
-            "poison goes to the design's topic; this strategy reads another one, or none",
-        );
-    }
-    if !due(scene, spec, started, burst_done).await {
-        return skipped(spec, "the burst ended before it was due");
-    }
+async fn poison(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> {
     let brokers = &scene.stack.kafka_brokers;
     let topic = &scene.stack.topic;
     let producer: FutureProducer = coupon_kafka::producer_config(brokers, Duration::from_secs(10))
@@ -285,18 +279,7 @@ async fn poison(
 
 /// Extra consumers join the group and leave it again, one after another, for the fault's
 /// length: every join and every leave makes the group rebalance.
-async fn rebalance_storm(
-    scene: &Scene<'_>,
-    spec: &FaultSpec,
-    started: Instant,
-    burst_done: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    if !scene.strategy.uses_kafka() {
-        return skipped(spec, "this strategy runs no consumer");
-    }
-    if !due(scene, spec, started, burst_done).await {
-        return skipped(spec, "the burst ended before it was due");
-    }
+async fn rebalance_storm(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> {
     let target = format!("consumer group {}", scene.stack.group);
     scene.line(
         spec,

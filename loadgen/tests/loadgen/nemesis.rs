@@ -71,20 +71,8 @@ async fn each_fault_strikes_heals_and_is_recorded_and_the_guarantee_holds() -> a
     let html = std::fs::read_to_string(run.join("report.html"))?;
     assert!(html.contains("<h2>Faults</h2>"));
 
-    let mut verifier = verifier::cli::Cli::try_parse_from([
-        "verifier".as_ref(),
-        "--report-dir".as_ref(),
-        isolated.reports.as_os_str(),
-    ])?;
-    verifier.stack = isolated.stack_args();
-    let judgement = verifier::verify::judge(&verifier).await?;
-    assert_eq!(judgement.exit_code, 0, "{}", judgement.final_line);
-    let rows = judgement
-        .verdicts
-        .first()
-        .map(|v| v.tally.coupons)
-        .unwrap_or_default();
-    assert_eq!(rows, 60, "exactly the limit, through every fault");
+    // Exactly the limit, through every fault.
+    verified(&isolated, 60).await?;
     isolated.cleanup().await
 }
 
