@@ -23,6 +23,51 @@ pub struct CompareLine {
     pub violated: Vec<CheckId>,
 }
 
+/// One line of loadgen's `matrix.json` (`--fault all`): the fields the gate reads.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct MatrixLine {
+    pub fault: String,
+    pub struck: bool,
+    pub healed: bool,
+    pub violated: Vec<CheckId>,
+    pub error: Option<String>,
+}
+
+/// Every fault of `expected` has its round, and each round was verified clean with its fault
+/// struck and healed.
+pub fn matrix_holds(lines: &[MatrixLine], expected: &[&str]) -> Judgement {
+    let missing: Vec<&str> = expected
+        .iter()
+        .filter(|name| !lines.iter().any(|line| line.fault == **name))
+        .copied()
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!("no round for {}", missing.join(", ")));
+    }
+    let failed: Vec<String> = lines
+        .iter()
+        .filter_map(|line| {
+            let why = if let Some(error) = &line.error {
+                format!("error: {error}")
+            } else if !line.violated.is_empty() {
+                format!("violated {}", ids_text(&line.violated))
+            } else if !line.struck {
+                "never struck".to_owned()
+            } else if !line.healed {
+                "never healed".to_owned()
+            } else {
+                return None;
+            };
+            Some(format!("{}: {why}", line.fault))
+        })
+        .collect();
+    if failed.is_empty() {
+        Ok(format!("{} rounds, each holding", lines.len()))
+    } else {
+        Err(failed.join("; "))
+    }
+}
+
 /// The verifier's exit code and its `verdict.json`, for the run's campaign.
 pub fn verdict(expect: Expect, exit: Option<i32>, file: &VerdictFile, campaign: &str) -> Judgement {
     let failed = file.failed();
@@ -235,6 +280,42 @@ mod tests {
             line(Strategy::PerUser, &[]),
             line(Strategy::Reliable, &[]),
         ]
+    }
+
+    #[test]
+    fn a_matrix_holds_only_with_every_round_verified_clean_and_its_fault_struck() {
+        let line = |fault: &str| MatrixLine {
+            fault: fault.to_owned(),
+            struck: true,
+            healed: true,
+            violated: Vec::new(),
+            error: None,
+        };
+        let clean = vec![line("poison"), line("kafka-kill")];
+        assert!(matrix_holds(&clean, &["poison", "kafka-kill"]).is_ok());
+        assert_eq!(
+            matrix_holds(&clean, &["poison", "redis-kill"]),
+            Err("no round for redis-kill".to_owned())
+        );
+        let mut violated = clean.clone();
+        violated[1].violated = vec![CheckId::I3];
+        assert_eq!(
+            matrix_holds(&violated, &["poison"]),
+            Err("kafka-kill: violated I3".to_owned())
+        );
+        let mut silent = clean.clone();
+        silent[0].struck = false;
+        assert_eq!(
+            matrix_holds(&silent, &["poison"]),
+            Err("poison: never struck".to_owned())
+        );
+        let mut unhealed = clean;
+        unhealed[0].healed = false;
+        unhealed[1].error = Some("the broker never answered".to_owned());
+        assert_eq!(
+            matrix_holds(&unhealed, &[]),
+            Err("poison: never healed; kafka-kill: error: the broker never answered".to_owned())
+        );
     }
 
     #[test]

@@ -76,8 +76,9 @@ async fn run_loadgen(cli: &Cli, load: &Load) -> anyhow::Result<()> {
         .envs(load.env.iter().copied());
     let finished = children::run(command, true).await?;
     println!("{}", tail(&finished.stdout, load.show));
+    let judged_by_files = load.verifies_itself && finished.code() == Some(LOADGEN_EXIT_VERDICT);
     anyhow::ensure!(
-        finished.status.success(),
+        finished.status.success() || judged_by_files,
         "loadgen failed ({}) for {}",
         finished.status,
         load.dir
@@ -111,6 +112,9 @@ async fn judge(cli: &Cli, check: &Check) -> Judgement {
         }
         Check::ComparisonVerdicts { dir, .. } => comparison(&cli.report_dir, dir)
             .map(|(lines, html_bytes)| judge::comparison_verdicts(&lines, html_bytes)),
+        Check::MatrixHolds { dir, faults, .. } => {
+            matrix(&cli.report_dir, dir).map(|lines| judge::matrix_holds(&lines, faults))
+        }
     };
     outcome.unwrap_or_else(|error| Err(format!("{error:#}")))
 }
@@ -177,4 +181,16 @@ fn comparison(report_dir: &Path, dir: &str) -> anyhow::Result<(Vec<CompareLine>,
         .with_context(|| format!("{} is not a loadgen comparison", json_path.display()))?;
     let html_bytes = std::fs::metadata(latest.join("compare.html")).map_or(0, |m| m.len());
     Ok((lines, html_bytes))
+}
+
+/// loadgen's exit code when it verified a run itself and a verdict failed (`--fault all`).
+const LOADGEN_EXIT_VERDICT: i32 = 1;
+
+/// The fault matrix's lines (`matrix.json`).
+fn matrix(report_dir: &Path, dir: &str) -> anyhow::Result<Vec<judge::MatrixLine>> {
+    let json_path = latest(report_dir, dir).join("matrix.json");
+    let text = std::fs::read_to_string(&json_path)
+        .with_context(|| format!("cannot read {}", json_path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a loadgen fault matrix", json_path.display()))
 }

@@ -7,10 +7,18 @@ use clap::Parser;
 use coupon_domain::{CampaignId, CouponLimit, Strategy};
 use coupon_runtime::stack::StackArgs;
 
-use crate::nemesis::FaultSpec;
+use crate::nemesis::{FaultKind, FaultSpec};
+
+/// Over how many seconds the users of each `--fault all` round arrive, unless `--rate` or
+/// `--stages` say otherwise.
+pub const MATRIX_SECONDS: usize = 30;
 
 /// The run completed, but a `--threshold` failed.
 pub const EXIT_THRESHOLD: u8 = 3;
+
+/// loadgen verified the run itself (`--fault all`, or a fault on stores of the run's own), and
+/// a verdict failed or a fault never struck.
+pub const EXIT_VERDICT: u8 = 1;
 
 /// Fire a burst of distinct users at the apply api, record every request, write reports.
 ///
@@ -19,7 +27,9 @@ pub const EXIT_THRESHOLD: u8 = 3;
 /// KAFKA_BROKERS), so one command runs the whole pipeline.
 ///
 /// Exit codes: 0 the run completed and every --threshold held (the verifier judges the
-/// guarantee); 2 it could not run; 3 it completed but a --threshold failed.
+/// guarantee); 1 loadgen verified the run itself (`--fault all`, or a Redis or Kafka fault) and
+/// a verdict failed or a fault never struck; 2 it could not run; 3 it completed but a
+/// --threshold failed.
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "loadgen",
@@ -61,9 +71,23 @@ pub struct Cli {
     /// a failed event. `rebalance-storm`: consumers join and leave the group (default 6 s from
     /// the start). The consumer's faults touch only strategies that run one (kafka, per-user,
     /// reliable).
+    /// `redis-kill`, `redis-flush`, `redis-rollback`, `kafka-kill`, `kafka-pause` act on Redis or
+    /// Kafka themselves, so their run gets stores of its own (a Redis, a Kafka broker and a
+    /// database, started and stopped by loadgen), and loadgen verifies it before stopping them.
+    /// `all`: the fault matrix, every fault with its defaults in a round of its own, each
+    /// verified, written to `<report-dir>/faults-<id>/matrix.{md,json,html}`; its users arrive
+    /// over about thirty seconds unless --rate or --stages say otherwise.
     /// Details: docs/faults.md.
-    #[arg(long, value_delimiter = ',', value_parser = parse_fault)]
+    #[arg(long = "fault", value_name = "FAULT", value_delimiter = ',', value_parser = parse_fault)]
+    pub fault_args: Vec<FaultArg>,
+
+    /// The faults `--fault` named (every one for `all`), filled in by [`Cli::resolved`].
+    #[arg(skip)]
     pub fault: Vec<FaultSpec>,
+
+    /// `--fault all`: the fault matrix.
+    #[arg(skip)]
+    pub fault_matrix: bool,
 
     /// Coupon limit of the fresh campaign this run creates.
     #[arg(long, default_value = "100", value_parser = parse_limit)]
@@ -231,8 +255,18 @@ fn parse_strategies(raw: &str) -> Result<Strategies, String> {
         .map_err(|e: coupon_domain::strategy::StrategyError| format!("{e}, or all"))
 }
 
-fn parse_fault(raw: &str) -> Result<FaultSpec, String> {
-    raw.parse()
+/// One `--fault` value: a fault, or `all` of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultArg {
+    All,
+    One(FaultSpec),
+}
+
+fn parse_fault(raw: &str) -> Result<FaultArg, String> {
+    if raw.trim() == "all" {
+        return Ok(FaultArg::All);
+    }
+    raw.parse().map(FaultArg::One)
 }
 
 #[derive(Parser)]
@@ -264,6 +298,25 @@ impl Cli {
         if let Some(stages) = &self.stages {
             self.users = stages.arrivals();
         }
+        self.fault_matrix = self.fault_args.contains(&FaultArg::All);
+        // The matrix's sale outlasts its faults: users arrive over about thirty seconds (unless
+        // --rate or --stages say otherwise), so that demand goes on after each fault heals
+        // (a gate rebuilt after Redis lost it waits out the producer's 10 s delivery timeout
+        // first) and the limit can still be reached (I7), as in a sale where users keep coming.
+        if self.fault_matrix && self.rate.is_none() && self.stages.is_none() {
+            self.rate = Some((self.users / MATRIX_SECONDS).max(1));
+        }
+        self.fault = if self.fault_matrix {
+            FaultKind::ALL.into_iter().map(FaultSpec::new).collect()
+        } else {
+            self.fault_args
+                .iter()
+                .filter_map(|arg| match arg {
+                    FaultArg::One(spec) => Some(*spec),
+                    FaultArg::All => None,
+                })
+                .collect()
+        };
         self
     }
 
@@ -311,6 +364,22 @@ impl Cli {
             "--host must be a URL like http://127.0.0.1:8080, got {}",
             self.host
         );
+        anyhow::ensure!(
+            !self.fault_args.contains(&FaultArg::All) || self.fault_args.len() == 1,
+            "--fault all runs every fault with its defaults; it takes no other fault beside it"
+        );
+        anyhow::ensure!(
+            self.campaign.is_none() || !self.fault_args.contains(&FaultArg::All),
+            "--fault all creates a campaign per fault; it cannot be combined with --campaign"
+        );
+        anyhow::ensure!(
+            self.campaign.is_none()
+                || !self
+                    .fault_args
+                    .iter()
+                    .any(|arg| matches!(arg, FaultArg::One(spec) if spec.kind.needs_sandbox())),
+            "a Redis or Kafka fault runs on stores of the run's own, where --campaign's campaign does not exist"
+        );
         Ok(())
     }
 }
@@ -318,7 +387,6 @@ impl Cli {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nemesis::FaultKind;
 
     #[test]
     fn goose_options_after_the_separator_reach_goose_and_ours_stay_ours() {
@@ -359,7 +427,8 @@ mod tests {
             "--fault",
             "db-lock@2s:3s",
         ])
-        .expect("parses");
+        .expect("parses")
+        .resolved();
         assert_eq!(cli.strategy.list(), Strategy::ALL.to_vec());
         let kinds: Vec<FaultKind> = cli.fault.iter().map(|f| f.kind).collect();
         assert_eq!(
@@ -371,6 +440,15 @@ mod tests {
             ]
         );
         assert_eq!(cli.fault[2].to_string(), "db-lock@2s:3s");
+        assert!(!cli.fault_matrix);
+        let all = Cli::try_parse_from(["loadgen", "--fault", "all"])
+            .expect("parses")
+            .resolved();
+        assert!(all.fault_matrix);
+        assert_eq!(all.rate, Some(333), "10,000 users over thirty seconds");
+        assert_eq!(all.fault.len(), FaultKind::ALL.len());
+        let mixed = Cli::try_parse_from(["loadgen", "--fault", "all,poison"]).expect("parses");
+        assert!(mixed.validate().is_err(), "all takes no other fault");
         let bad = Cli::try_parse_from(["loadgen", "--strategy", "optimistic"])
             .expect_err("an unknown strategy is refused")
             .to_string();

@@ -2,15 +2,13 @@
 //! this project's design), each drained and verified by the verifier, then one comparison. With
 //! several faults, one round of every strategy per fault.
 
-use std::path::Path;
-
 use anyhow::Context;
-use clap::Parser;
 use coupon_domain::Strategy;
 use coupon_store::Store;
 
 use crate::{
     cli::Cli,
+    judge,
     nemesis::FaultSpec,
     report::{
         self, Outcome,
@@ -20,7 +18,7 @@ use crate::{
     target::Target,
 };
 
-pub async fn run(cli: &Cli, target: &Target) -> anyhow::Result<Outcome> {
+pub async fn run(cli: &Cli, target: &mut Target) -> anyhow::Result<Outcome> {
     let compare_id = report::new_run_id();
     let name = format!("compare-{compare_id}");
     let dir = cli.report_dir.join(&name);
@@ -28,7 +26,6 @@ pub async fn run(cli: &Cli, target: &Target) -> anyhow::Result<Outcome> {
     // As for one stage: `latest` names the comparison from its start, unfinished until
     // compare.json is written.
     report::point_latest(&cli.report_dir, &name)?;
-    let store = verifier::collect::mysql::connect(&cli.stack.database_url).await?;
     let rounds = rounds(&cli.fault);
     let mut rows = Vec::new();
     let mut failed_thresholds = Vec::new();
@@ -38,6 +35,9 @@ pub async fn run(cli: &Cli, target: &Target) -> anyhow::Result<Outcome> {
             Some(name) => (dir.join(&name), format!("{compare_id}-{name}")),
             None => (dir.clone(), compare_id.clone()),
         };
+        // A round whose fault acts on Redis or Kafka gets a pipeline on stores of its own.
+        target.renew(faults).await?;
+        let store = verifier::collect::mysql::connect(&target.stack.database_url).await?;
         for strategy in Strategy::ALL {
             let label = format!("{strategy} (fault: {})", describe(faults));
             eprintln!("\n== {label} ==");
@@ -52,12 +52,12 @@ pub async fn run(cli: &Cli, target: &Target) -> anyhow::Result<Outcome> {
             )
             .await
             .with_context(|| format!("the {label} run failed"))?;
-            let judgement = verifier::verify::judge(&verifier_cli(
-                &cli.stack,
+            let judgement = judge::verify(
+                &target.stack,
                 &round_dir,
-                strategy,
+                strategy.as_str(),
                 cli.drain_timeout,
-            )?)
+            )
             .await
             .with_context(|| format!("the verifier could not verify the {label} run"))?;
             let writes = database_writes(&store).await? - writes_before;
@@ -73,12 +73,14 @@ pub async fn run(cli: &Cli, target: &Target) -> anyhow::Result<Outcome> {
             );
             rows.push(StageRow::new(&stage.summary, verdict, &judgement, writes));
         }
+        store.disconnect().await;
     }
     compare::write_all(&dir, &rows, cli)?;
     Ok(Outcome {
         terminal: compare::terminal(&rows),
         run_dir: dir,
         failed_thresholds,
+        failed_rounds: Vec::new(),
     })
 }
 
@@ -121,27 +123,6 @@ pub(crate) fn describe(faults: &[FaultSpec]) -> String {
     }
     let named: Vec<String> = faults.iter().map(ToString::to_string).collect();
     named.join(",")
-}
-
-/// The verifier's settings for one stage's run directory; the stores come from the same env
-/// vars the pipeline uses.
-fn verifier_cli(
-    stack: &coupon_runtime::stack::StackArgs,
-    dir: &Path,
-    strategy: Strategy,
-    drain_timeout: std::time::Duration,
-) -> anyhow::Result<verifier::cli::Cli> {
-    let mut cli = verifier::cli::Cli::try_parse_from([
-        "verifier".as_ref(),
-        "--report-dir".as_ref(),
-        dir.as_os_str(),
-        "--run".as_ref(),
-        strategy.as_str().as_ref(),
-    ])
-    .context("bad verifier settings")?;
-    cli.drain_timeout = drain_timeout;
-    cli.stack = stack.clone();
-    Ok(cli)
 }
 
 /// INSERT statements the server ran since it started (every client's: the comparison takes

@@ -6,8 +6,12 @@
 //! - [`run`]: the whole run from the top: one stage, or [`compare`] for `--strategy all`.
 //! - [`stage`]: one burst against one campaign, with its faults, written to one directory.
 //! - [`compare`]: `--strategy all`: each strategy in turn, verified, then one comparison.
+//! - [`matrix`]: `--fault all`: each fault in a round of its own, verified, then one matrix.
+//! - [`judge`]: the verifier's judgement of a run, from inside loadgen, on the run's stores.
 //! - [`target`]: the api at --host, or the [`pipeline`] loadgen starts there.
 //! - [`pipeline`]: the api and consumer as child processes, and the handles faults act on.
+//! - [`sandbox`]: stores of a run's own (Redis, a Kafka broker, a database) for the faults
+//!   that act on Redis or Kafka themselves.
 //! - [`nemesis`]: `--fault`: each fault struck and healed on its schedule during the burst,
 //!   recorded in the history.
 //! - [`client`]: the api's admin and campaign endpoints, typed by its wire types.
@@ -28,11 +32,14 @@ pub mod client;
 pub mod compare;
 pub mod diff;
 pub mod history;
+pub mod judge;
+pub mod matrix;
 pub mod nemesis;
 pub mod pipeline;
 pub mod progress;
 pub mod report;
 pub mod run;
+pub mod sandbox;
 pub mod scenario;
 pub mod scrape;
 pub mod stage;

@@ -31,7 +31,13 @@ async fn main() -> std::process::ExitCode {
     match loadgen::run(cli).await {
         Ok(outcome) => {
             println!("{}", outcome.describe());
-            if outcome.failed_thresholds.is_empty() {
+            if !outcome.failed_rounds.is_empty() {
+                eprintln!(
+                    "loadgen: the verdict failed: {}",
+                    outcome.failed_rounds.join("; ")
+                );
+                std::process::ExitCode::from(loadgen::cli::EXIT_VERDICT)
+            } else if outcome.failed_thresholds.is_empty() {
                 std::process::ExitCode::SUCCESS
             } else {
                 eprintln!(

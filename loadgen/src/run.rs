@@ -5,7 +5,7 @@ use anyhow::Context;
 
 use crate::{
     cli::{Cli, Strategies},
-    compare, diff,
+    compare, diff, judge, matrix,
     report::{self, Outcome},
     stage,
     target::{self, Target},
@@ -59,11 +59,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     std::fs::create_dir_all(&cli.report_dir)
         .with_context(|| format!("failed to create {}", cli.report_dir.display()))?;
     let pipeline_log = cli.report_dir.join("pipeline.log");
+    // One stage runs where its faults need; the matrix and the comparison move the pipeline
+    // into a sandbox and out again round by round.
+    let several_rounds = cli.fault_matrix || cli.strategy == Strategies::All;
+    let first_faults = if several_rounds { &[][..] } else { &cli.fault };
     let mut target = target::find_or_start(
         &cli.stack,
         &cli.host,
         cli.admin_token.clone(),
         &pipeline_log,
+        first_faults,
     )
     .await?;
     let outcome = if !cli.fault.is_empty() && target.pipeline.is_none() {
@@ -73,14 +78,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         ))
     } else {
         match &cli.strategy {
+            Strategies::One(strategy) if cli.fault_matrix => {
+                matrix::run(&cli, &mut target, *strategy).await
+            }
             Strategies::One(strategy) => {
                 one_stage(&cli, &target, *strategy, baseline.as_deref()).await
             }
-            Strategies::All => compare::run(&cli, &target).await,
+            Strategies::All => compare::run(&cli, &mut target).await,
         }
     };
-    if let Some(pipeline) = target.pipeline.take() {
-        let stopped = pipeline.stop().await.with_context(|| {
+    if target.pipeline.is_some() {
+        let stopped = target.stop_started().await.with_context(|| {
             format!(
                 "the api/consumer children failed; see {}",
                 pipeline_log.display()
@@ -113,6 +121,25 @@ async fn one_stage(
     report::point_latest(&cli.report_dir, &run_id)?;
     let stage = stage::run(cli, target, strategy, &cli.fault, &run_dir, &run_id).await?;
     let mut terminal = report::terminal(&stage.summary);
+    // Stores of the run's own stop with loadgen: the run is verified here, before they do.
+    let mut failed_rounds = Vec::new();
+    if target.sandbox.is_some() {
+        let judgement =
+            judge::verify(&target.stack, &cli.report_dir, &run_id, cli.drain_timeout).await?;
+        terminal = format!(
+            "{terminal}\nverified on the run's own stores, before loadgen stopped them:\n{}",
+            judgement.final_line
+        );
+        if judgement.verdicts.iter().any(|v| !v.holds()) {
+            failed_rounds.push(judgement.final_line.clone());
+        }
+        if !stage.summary.faults_not_struck.is_empty() {
+            failed_rounds.push(format!(
+                "never struck: {}",
+                stage.summary.faults_not_struck.join(", ")
+            ));
+        }
+    }
     if let Some(baseline) = baseline {
         let baseline = diff::RunFiles::read(baseline)?;
         let this = diff::RunFiles::read(&stage.run_dir)?;
@@ -121,6 +148,7 @@ async fn one_stage(
     Ok(Outcome {
         terminal,
         failed_thresholds: report::failed_thresholds(&stage.summary),
+        failed_rounds,
         run_dir: stage.run_dir,
     })
 }

@@ -81,12 +81,13 @@ pub async fn run(
     let scene = pipeline.map(|pipeline| Scene {
         pipeline,
         http: target.api.http(),
-        stack: &cli.stack,
+        stack: &target.stack,
         history: history.clone(),
         run_id,
         campaign_id: &aim.campaign_id,
         strategy: aim.strategy,
         limit: aim.limit.get(),
+        sandbox: target.sandbox.as_ref(),
     });
     let crash_armed = match &scene {
         Some(scene) => nemesis::prepare(scene, faults).await?,
@@ -156,11 +157,10 @@ pub async fn run(
         );
     }
     let drain = wait_drained(cli, target, &aim).await?;
+    let first_sent = records.first().map_or_else(now_us, |r| r.sent_at_us);
+    let drained_at_ms = drain.map(|_| (now_us() - first_sent) as f64 / 1000.0);
     let server = match scraper {
-        Some(scraper) => {
-            let first_sent = records.first().map_or_else(now_us, |r| r.sent_at_us);
-            Some(scraper.finish(first_sent).await)
-        }
+        Some(scraper) => Some(scraper.finish(first_sent).await),
         None => None,
     };
     let campaign_after = target.api.campaign(&aim.campaign_id).await?;
@@ -185,6 +185,7 @@ pub async fn run(
             started_at,
             drain_seconds: drain.map(|d| d.as_secs_f64()),
             campaign_after,
+            private_stores: target.sandbox.as_ref().map(crate::sandbox::Sandbox::stores),
         },
         stats: stats::compute(
             &records,
@@ -195,11 +196,9 @@ pub async fn run(
         stages: cli.stages.as_ref().map(ToString::to_string),
         pace_ms: cli.pace.map(|pace| pace.as_secs_f64() * 1000.0),
         server,
-        fault_windows: nemesis::windows(
-            &fault_lines,
-            records.first().map_or_else(now_us, |r| r.sent_at_us),
-        ),
+        fault_windows: nemesis::windows(&fault_lines, &records, first_sent),
         faults_not_struck: not_struck,
+        drained_at_ms,
     };
     summary.thresholds = crate::threshold::judge_all(&cli.thresholds, &summary);
     if crash_armed && summary.run.consumer_restarts == Some(0) {
@@ -226,7 +225,7 @@ pub async fn run(
 /// verifier, whose counts never settle where a stage lost coupons.
 async fn wait_drained(cli: &Cli, target: &Target, aim: &Aim) -> anyhow::Result<Option<Duration>> {
     if target.pipeline.is_some() {
-        return drain_like_the_verifier(&cli.stack, aim, cli.drain_timeout).await;
+        return drain_like_the_verifier(&target.stack, aim, cli.drain_timeout).await;
     }
     if !aim.strategy.has_gate() {
         return Ok(None);

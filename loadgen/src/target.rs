@@ -1,33 +1,59 @@
 //! The api a run aims at: one already answering at --host, or the [`Pipeline`] loadgen starts
-//! on that loopback address.
+//! on that loopback address, on the configured stack or in a [`Sandbox`] of the run's own.
 
-use std::{net::SocketAddr, path::Path};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use coupon_runtime::stack::StackArgs;
 
-use crate::{client::ApiClient, pipeline::Pipeline, scrape::Endpoint};
+use crate::{
+    client::ApiClient,
+    nemesis::FaultSpec,
+    pipeline::Pipeline,
+    sandbox::{self, Sandbox},
+    scrape::Endpoint,
+};
 
 #[derive(Debug)]
 pub struct Target {
     pub api: ApiClient,
     /// The api and consumer loadgen started, if it started them.
     pub pipeline: Option<Pipeline>,
+    /// The stores the run uses: the configured stack, or the sandbox's.
+    pub stack: StackArgs,
+    /// The stores of the run's own, when its faults act on Redis or Kafka themselves.
+    pub sandbox: Option<Sandbox>,
+    /// How to start the pipeline again (in a fresh sandbox, or out of one) between rounds.
+    restart: Option<Restart>,
+}
+
+#[derive(Debug)]
+struct Restart {
+    base: StackArgs,
+    addr: SocketAddr,
+    log_path: PathBuf,
 }
 
 /// Finds the api at `base_url`, or starts the pipeline on that loopback address, logging to
-/// `log_path`.
+/// `log_path`; in a fresh [`Sandbox`] when any of `faults` needs one.
 pub async fn find_or_start(
     stack: &StackArgs,
     base_url: &str,
     admin_token: Option<String>,
     log_path: &Path,
+    faults: &[FaultSpec],
 ) -> anyhow::Result<Target> {
     let api = ApiClient::new(base_url, admin_token.clone())?;
     if api.answers().await {
         return Ok(Target {
             api,
             pipeline: None,
+            stack: stack.clone(),
+            sandbox: None,
+            restart: None,
         });
     }
     let Some(addr) = loopback_addr(&api.base_url) else {
@@ -43,14 +69,70 @@ pub async fn find_or_start(
     );
     let token = admin_token.unwrap_or_else(|| format!("loadgen-{:016x}", rand::random::<u64>()));
     let api = ApiClient::new(base_url, Some(token))?;
-    let pipeline = Pipeline::start(stack, addr, &api, log_path).await?;
+    let restart = Restart {
+        base: stack.clone(),
+        addr,
+        log_path: log_path.to_owned(),
+    };
+    start(api, restart, faults).await
+}
+
+/// The pipeline at `restart.addr`, on the configured stack or in a fresh sandbox for `faults`.
+async fn start(api: ApiClient, restart: Restart, faults: &[FaultSpec]) -> anyhow::Result<Target> {
+    let sandbox = if sandbox::needed(faults) {
+        Some(Sandbox::start(&restart.base, faults).await?)
+    } else {
+        None
+    };
+    let stack = sandbox
+        .as_ref()
+        .map_or_else(|| restart.base.clone(), |s| s.stack.clone());
+    let pipeline = match Pipeline::start(&stack, restart.addr, &api, &restart.log_path).await {
+        Ok(pipeline) => pipeline,
+        Err(error) => {
+            if let Some(sandbox) = sandbox {
+                let _ = sandbox.stop().await;
+            }
+            return Err(error);
+        }
+    };
     Ok(Target {
         api,
         pipeline: Some(pipeline),
+        stack,
+        sandbox,
+        restart: Some(restart),
     })
 }
 
 impl Target {
+    /// Before a round whose faults need a sandbox (or after one that had it): stops the
+    /// pipeline loadgen started, and its sandbox, and starts it again at the same address, in
+    /// a fresh sandbox when `faults` need one. Nothing to do for an api loadgen did not start,
+    /// or when neither round is sandboxed.
+    pub async fn renew(&mut self, faults: &[FaultSpec]) -> anyhow::Result<()> {
+        if self.restart.is_none() || (!sandbox::needed(faults) && self.sandbox.is_none()) {
+            return Ok(());
+        }
+        let restart = self.restart.take().context("no pipeline to restart")?;
+        self.stop_started().await?;
+        let renewed = start(self.api.clone(), restart, faults).await?;
+        *self = renewed;
+        Ok(())
+    }
+
+    /// Stops what loadgen started: the pipeline, then its sandbox.
+    pub async fn stop_started(&mut self) -> anyhow::Result<()> {
+        let stopped = match self.pipeline.take() {
+            Some(pipeline) => pipeline.stop().await,
+            None => Ok(()),
+        };
+        if let Some(sandbox) = self.sandbox.take() {
+            sandbox.stop().await?;
+        }
+        stopped
+    }
+
     /// The `/metrics` of the api, and of the consumer: the one loadgen started, or the one at
     /// `consumer_metrics`.
     pub fn metrics_endpoints(&self, consumer_metrics: &str) -> Vec<Endpoint> {

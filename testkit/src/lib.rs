@@ -8,14 +8,14 @@
 //! - [`TestDatabase`], [`TestTopic`], [`RedisNamespace`]: created per test, dropped by `cleanup`.
 //! - [`eventually`]: poll a condition until a deadline, instead of sleeping.
 //! - [`pipeline::TestPipeline`]: the api and the consumer in-process, on a test's own stores.
-//! - [`private_kafka::PrivateKafka`]: a broker of a test's own, to kill and restart.
-//! - [`private_redis::PrivateRedis`]: a Redis of a test's own, to FLUSHALL.
+//! - [`private_kafka::PrivateKafka`], [`private_redis::PrivateRedis`]: a broker or a Redis of
+//!   a test's own, to kill, pause, flush or restart ([`sandbox`], which loadgen's faults use
+//!   too), and [`Stack::on_kafka`], [`Stack::on_redis`] to aim at one.
 //! - [`proxy::TcpProxy`]: take a real service away from one client, and give it back.
 
 pub mod pipeline;
-pub mod private_kafka;
-pub mod private_redis;
 pub use coupon_runtime::proxy;
+pub use sandbox::{kafka as private_kafka, redis as private_redis};
 
 use std::{future::Future, time::Duration};
 
@@ -55,6 +55,22 @@ impl Stack {
         }
     }
 
+    /// The local stack with `broker` in place of the shared Kafka.
+    pub fn on_kafka(broker: &private_kafka::PrivateKafka) -> Self {
+        Self {
+            kafka_brokers: broker.brokers.clone(),
+            ..Self::from_env()
+        }
+    }
+
+    /// The local stack with `redis` in place of the shared Redis.
+    pub fn on_redis(redis: &private_redis::PrivateRedis) -> Self {
+        Self {
+            redis_url: redis.url.clone(),
+            ..Self::from_env()
+        }
+    }
+
     /// The stack's settings with a test's own names: `--flag value` pairs over the env's.
     pub fn args(&self, overrides: &[(&str, &str)]) -> StackArgs {
         let mut flags: Vec<(&str, &str)> = vec![
@@ -77,7 +93,7 @@ impl Stack {
 
 /// A name no other test run will pick: `<prefix>_<random hex>`, lowercase, safe everywhere.
 pub fn unique_name(prefix: &str) -> String {
-    format!("{prefix}_{:016x}", rand::random::<u64>())
+    sandbox::unique_name(prefix)
 }
 
 /// A fresh consumer group name, so committed offsets never leak between tests.

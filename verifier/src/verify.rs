@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use coupon_domain::Strategy;
+use coupon_runtime::stack::StackArgs;
 
 use crate::{
     cli::{Cli, EXIT_HOLDS, EXIT_VIOLATED},
@@ -29,8 +30,31 @@ fn scope(cli: &Cli) -> anyhow::Result<(Option<RunHistory>, Option<Vec<String>>)>
     }
     let run = cli.run.clone().unwrap_or_else(|| "latest".to_owned());
     let history = collect::history::read(&cli.report_dir.join(&run))?;
+    on_its_stores(&history, &cli.stack)?;
     let campaign = history.campaign_id.clone();
     Ok((Some(history), Some(vec![campaign])))
+}
+
+/// A run loadgen gave stores of its own (a sandbox for a Redis or Kafka fault) is judged only
+/// on those: loadgen verified it before it stopped them; any other stack lacks its campaign.
+fn on_its_stores(history: &RunHistory, stack: &StackArgs) -> anyhow::Result<()> {
+    match &history.private_stores {
+        Some(stores)
+            if stores.redis_url != stack.redis_url
+                || stores.kafka_brokers != stack.kafka_brokers =>
+        {
+            anyhow::bail!(
+                "run {} ran on stores of its own (redis {}, kafka {}, database {}), which \
+                 loadgen verified it against and then stopped; its verdict is in {}",
+                history.run_id,
+                stores.redis_url,
+                stores.kafka_brokers,
+                stores.database_url,
+                history.dir.join("verdict.md").display()
+            )
+        }
+        _ => Ok(()),
+    }
 }
 
 /// What a verification found: one verdict per campaign, and where it was written.
@@ -160,4 +184,44 @@ async fn read_topics(cli: &Cli, strategies: &[(String, Strategy)]) -> anyhow::Re
         .await?;
     }
     Ok(shared)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_on_stores_of_its_own_is_judged_only_on_those() {
+        let stack = StackArgs::from_env();
+        let mut history = RunHistory {
+            run_id: "r".into(),
+            dir: "reports/r".into(),
+            campaign_id: "c".into(),
+            campaign_created: true,
+            records: Vec::new(),
+            private_stores: None,
+        };
+        assert!(
+            on_its_stores(&history, &stack).is_ok(),
+            "the configured stack"
+        );
+        history.private_stores = Some(coupon_domain::wire::PrivateStores {
+            redis_url: "redis://127.0.0.1:1".into(),
+            kafka_brokers: stack.kafka_brokers.clone(),
+            database_url: "mysql://x@127.0.0.1:3306/coupons_fault_1".into(),
+        });
+        let refused = on_its_stores(&history, &stack)
+            .expect_err("another redis")
+            .to_string();
+        assert!(refused.contains("redis://127.0.0.1:1"), "{refused}");
+        assert!(refused.contains("reports/r/verdict.md"), "{refused}");
+        let on_them = StackArgs {
+            redis_url: "redis://127.0.0.1:1".into(),
+            ..stack
+        };
+        assert!(
+            on_its_stores(&history, &on_them).is_ok(),
+            "loadgen's own check"
+        );
+    }
 }

@@ -13,14 +13,14 @@ use std::{sync::Arc, time::Duration};
 
 use coupon_domain::{
     CampaignId, Strategy,
-    history::{FaultLine, FaultPhase},
+    history::{FaultLine, FaultPhase, HistoryRecord},
 };
 use coupon_runtime::stack::StackArgs;
 use serde::{Deserialize, Serialize};
 pub use spec::{FaultKind, FaultSpec, When};
 use tokio::sync::watch;
 
-use crate::{history::History, pipeline::Pipeline, scenario::now_us};
+use crate::{history::History, pipeline::Pipeline, sandbox::Sandbox, scenario::now_us};
 
 /// What a stage's faults act on.
 #[derive(Debug)]
@@ -35,6 +35,8 @@ pub struct Scene<'a> {
     pub strategy: Strategy,
     /// The campaign's limit (`consumer-crash`'s default is half of it in rows).
     pub limit: u32,
+    /// The stores of the run's own, for the faults that act on Redis or Kafka themselves.
+    pub sandbox: Option<&'a Sandbox>,
 }
 
 impl Scene<'_> {
@@ -67,6 +69,7 @@ pub async fn prepare(scene: &Scene<'_>, faults: &[FaultSpec]) -> anyhow::Result<
             let rows = match spec.when {
                 When::Issued(rows) => Some(rows),
                 When::HalfTheLimit => Some(u64::from(scene.limit / 2).max(1)),
+                When::QuarterTheLimit => Some(u64::from(scene.limit / 4).max(1)),
                 When::At(_) => None,
             };
             if let Some(rows) = rows {
@@ -106,23 +109,27 @@ async fn due(
     started: tokio::time::Instant,
     mut burst_done: watch::Receiver<bool>,
 ) -> bool {
-    match spec.when {
-        When::At(at) => tokio::select! {
-            () = tokio::time::sleep_until(started + at) => true,
-            _ = burst_done.wait_for(|done| *done) => false,
-        },
-        When::Issued(count) => loop {
-            if scene.history.issued() >= count {
-                return true;
-            }
-            if *burst_done.borrow_and_update() {
-                return false;
-            }
-            // A poll of an in-memory counter, 10 ms apart: the fault strikes within 10 ms of
-            // the reply that reached the count.
-            let _ = tokio::time::timeout(Duration::from_millis(10), burst_done.changed()).await;
-        },
-        When::HalfTheLimit => true,
+    let count = match spec.when {
+        When::At(at) => {
+            return tokio::select! {
+                () = tokio::time::sleep_until(started + at) => true,
+                _ = burst_done.wait_for(|done| *done) => false,
+            };
+        }
+        When::HalfTheLimit => return true,
+        When::Issued(count) => count,
+        When::QuarterTheLimit => u64::from(scene.limit / 4).max(1),
+    };
+    loop {
+        if scene.history.issued() >= count {
+            return true;
+        }
+        if *burst_done.borrow_and_update() {
+            return false;
+        }
+        // A poll of an in-memory counter, 10 ms apart: the fault strikes within 10 ms of
+        // the reply that reached the count.
+        let _ = tokio::time::timeout(Duration::from_millis(10), burst_done.changed()).await;
     }
 }
 
@@ -135,10 +142,39 @@ pub struct FaultWindow {
     pub from_ms: f64,
     /// `None`: it never healed (poison never captured; a crash never restarted).
     pub to_ms: Option<f64>,
+    /// Requests sent inside the window (until the run's last one, if it never healed).
+    #[serde(default)]
+    pub requests: usize,
+    /// Their 99th-percentile service time (those that got a reply).
+    #[serde(default)]
+    pub p99_ms: Option<f64>,
 }
 
-/// Pairs each injection with the healing that follows it, relative to `first_us`.
-pub fn windows(lines: &[FaultLine], first_us: i64) -> Vec<FaultWindow> {
+/// Pairs each injection with the healing that follows it, relative to `first_us`, with the
+/// requests sent in between.
+pub fn windows(lines: &[FaultLine], records: &[HistoryRecord], first_us: i64) -> Vec<FaultWindow> {
+    let mut windows = pair(lines, first_us);
+    for window in &mut windows {
+        let from_us = first_us + (window.from_ms * 1000.0) as i64;
+        let to_us = window
+            .to_ms
+            .map_or(i64::MAX, |to| first_us + (to * 1000.0) as i64);
+        let inside: Vec<&HistoryRecord> = records
+            .iter()
+            .filter(|r| (from_us..=to_us).contains(&r.sent_at_us))
+            .collect();
+        let mut service: Vec<u64> = inside.iter().filter_map(|r| r.response_us).collect();
+        service.sort_unstable();
+        window.requests = inside.len();
+        window.p99_ms = (!service.is_empty()).then(|| {
+            let rank = (service.len() * 99).div_ceil(100).max(1) - 1;
+            service[rank] as f64 / 1000.0
+        });
+    }
+    windows
+}
+
+fn pair(lines: &[FaultLine], first_us: i64) -> Vec<FaultWindow> {
     let ms = |at_us: i64| (at_us - first_us) as f64 / 1000.0;
     let mut windows: Vec<FaultWindow> = Vec::new();
     for line in lines {
@@ -149,6 +185,8 @@ pub fn windows(lines: &[FaultLine], first_us: i64) -> Vec<FaultWindow> {
                 action: line.action.clone(),
                 from_ms: ms(line.at_us),
                 to_ms: None,
+                requests: 0,
+                p99_ms: None,
             }),
             FaultPhase::Heal => {
                 if let Some(open) = windows
@@ -201,7 +239,7 @@ mod tests {
             line("poison", FaultPhase::Inject, 3_000),
             line("db-lock", FaultPhase::Heal, 9_000),
         ];
-        let windows = windows(&lines, 1_000);
+        let windows = windows(&lines, &[], 1_000);
         assert_eq!(windows.len(), 2);
         assert_eq!(
             (
@@ -215,6 +253,38 @@ mod tests {
             (windows[1].fault.as_str(), windows[1].to_ms),
             ("poison", None)
         );
+    }
+
+    #[test]
+    fn a_window_counts_the_requests_sent_inside_it_and_their_p99() {
+        let lines = [
+            line("kafka-pause", FaultPhase::Inject, 10_000),
+            line("kafka-pause", FaultPhase::Heal, 20_000),
+        ];
+        let record = |sent_at_us: i64, response_us: Option<u64>| HistoryRecord {
+            run_id: "r".into(),
+            campaign_id: "c".into(),
+            user_id: 1,
+            request_id: 1,
+            intended_at_us: sent_at_us,
+            sent_at_us,
+            response_us,
+            status: None,
+            result: coupon_domain::history::ResultClass::Pending,
+            seq: None,
+        };
+        let mut records = vec![record(5_000, Some(1_000)), record(25_000, Some(1_000))];
+        records.extend((0..100).map(|i| record(10_000 + i * 10, Some(2_000 + i as u64 * 1_000))));
+        records.push(record(20_000, None));
+        let inside = windows(&lines, &records, 0);
+        assert_eq!(inside[0].requests, 101, "the 100 inside, and the timeout");
+        assert_eq!(
+            inside[0].p99_ms,
+            Some(100.0),
+            "the 99th of 100 replies: 2 + 98 ms"
+        );
+        let outside = windows(&lines, &records[..2], 0);
+        assert_eq!((outside[0].requests, outside[0].p99_ms), (0, None));
     }
 
     #[test]

@@ -17,15 +17,30 @@ pub enum FaultKind {
     Poison,
     /// Consumers join and leave the consumer group over and over.
     RebalanceStorm,
+    /// SIGKILL the run's own Redis; restart it from its append-only file.
+    RedisKill,
+    /// FLUSHALL on the run's own Redis: every gate gone at once.
+    RedisFlush,
+    /// Restart the run's own Redis from an older snapshot: the admissions since are gone.
+    RedisRollback,
+    /// SIGKILL the run's own Kafka broker; restart it.
+    KafkaKill,
+    /// SIGSTOP the run's own Kafka broker; SIGCONT it.
+    KafkaPause,
 }
 
 impl FaultKind {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 10] = [
         Self::ConsumerCrash,
         Self::DbOutage,
         Self::DbLock,
         Self::Poison,
         Self::RebalanceStorm,
+        Self::RedisKill,
+        Self::RedisFlush,
+        Self::RedisRollback,
+        Self::KafkaKill,
+        Self::KafkaPause,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -35,7 +50,25 @@ impl FaultKind {
             Self::DbLock => "db-lock",
             Self::Poison => "poison",
             Self::RebalanceStorm => "rebalance-storm",
+            Self::RedisKill => "redis-kill",
+            Self::RedisFlush => "redis-flush",
+            Self::RedisRollback => "redis-rollback",
+            Self::KafkaKill => "kafka-kill",
+            Self::KafkaPause => "kafka-pause",
         }
+    }
+
+    /// Whether it acts on Redis or Kafka themselves, which every other run and test on the
+    /// shared stack uses: such a fault runs on stores of the run's own (a sandbox).
+    pub fn needs_sandbox(self) -> bool {
+        matches!(
+            self,
+            Self::RedisKill
+                | Self::RedisFlush
+                | Self::RedisRollback
+                | Self::KafkaKill
+                | Self::KafkaPause
+        )
     }
 
     /// When it strikes unless `@when` says otherwise.
@@ -45,6 +78,12 @@ impl FaultKind {
             Self::ConsumerCrash => When::HalfTheLimit,
             Self::DbOutage | Self::DbLock | Self::RebalanceStorm => When::At(Duration::ZERO),
             Self::Poison => When::At(Duration::from_millis(200)),
+            // Mid-sale: the gate holds admissions, and more are coming.
+            Self::RedisKill
+            | Self::RedisFlush
+            | Self::RedisRollback
+            | Self::KafkaKill
+            | Self::KafkaPause => When::QuarterTheLimit,
         }
     }
 
@@ -52,9 +91,15 @@ impl FaultKind {
     /// consumer is restarted at once; poison is a one-off).
     pub fn default_lasting(self) -> Option<Duration> {
         match self {
-            Self::ConsumerCrash | Self::Poison => None,
+            Self::ConsumerCrash | Self::Poison | Self::RedisFlush => None,
             Self::DbOutage | Self::DbLock => Some(Duration::from_secs(8)),
             Self::RebalanceStorm => Some(Duration::from_secs(6)),
+            // Down this long before the restart.
+            Self::RedisKill => Some(Duration::from_secs(1)),
+            // Admissions go on this long after the snapshot the restart goes back to.
+            Self::RedisRollback => Some(Duration::from_millis(500)),
+            Self::KafkaKill => Some(Duration::from_secs(2)),
+            Self::KafkaPause => Some(Duration::from_secs(3)),
         }
     }
 
@@ -94,6 +139,8 @@ pub enum When {
     Issued(u64),
     /// `consumer-crash`'s default: half the campaign's limit in rows.
     HalfTheLimit,
+    /// The store faults' default: once a quarter of the limit was issued (at least one).
+    QuarterTheLimit,
 }
 
 /// One `--fault`: the fault, when, and for how long.
@@ -169,7 +216,7 @@ impl fmt::Display for FaultSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.kind)?;
         match self.when {
-            When::HalfTheLimit => {}
+            When::HalfTheLimit | When::QuarterTheLimit => {}
             when if when == self.kind.default_when() => {}
             When::At(at) => write!(f, "@{}", humantime(at))?,
             When::Issued(n) => write!(f, "@{n}issued")?,
@@ -207,6 +254,26 @@ mod tests {
         assert!(!spec.lasting_given);
         let crash: FaultSpec = "consumer-crash".parse().expect("parses");
         assert_eq!((crash.when, crash.lasting), (When::HalfTheLimit, None));
+        let kill: FaultSpec = "kafka-kill".parse().expect("parses");
+        assert_eq!(
+            (kill.when, kill.lasting),
+            (When::QuarterTheLimit, Some(Duration::from_secs(2)))
+        );
+        let sandboxed: Vec<&str> = FaultKind::ALL
+            .iter()
+            .filter(|k| k.needs_sandbox())
+            .map(|k| k.as_str())
+            .collect();
+        assert_eq!(
+            sandboxed,
+            [
+                "redis-kill",
+                "redis-flush",
+                "redis-rollback",
+                "kafka-kill",
+                "kafka-pause"
+            ]
+        );
     }
 
     #[test]
@@ -233,6 +300,9 @@ mod tests {
             "poison@250ms",
             "db-outage",
             "consumer-crash",
+            "redis-kill@2s:3s",
+            "redis-flush@10issued",
+            "kafka-pause",
         ] {
             let spec: FaultSpec = typed.parse().expect("parses");
             assert_eq!(spec.to_string(), typed);
@@ -251,5 +321,6 @@ mod tests {
         assert!(error("db-lock:0s").contains("longer than 0s"));
         assert!(error("consumer-crash:5s").contains("heals by itself"));
         assert!(error("poison:5s").contains("heals by itself"));
+        assert!(error("redis-flush:1s").contains("heals by itself"));
     }
 }

@@ -11,7 +11,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::{sync::watch, time::Instant};
 
 use super::{FaultKind, FaultSpec, Scene, When, due};
-use crate::pipeline;
+use crate::{pipeline, sandbox::Sandbox};
 
 /// How long `db-outage` lasts past the burst when no `:for` is given.
 const OUTAGE_AFTER_BURST: Duration = Duration::from_secs(8);
@@ -34,6 +34,14 @@ pub(super) fn not_applicable(kind: FaultKind, strategy: Strategy) -> Option<&'st
         }
         FaultKind::Poison if strategy != Strategy::Reliable => {
             Some("poison goes to the design's topic; this strategy reads another one, or none")
+        }
+        FaultKind::RedisKill | FaultKind::RedisFlush | FaultKind::RedisRollback
+            if strategy == Strategy::Naive =>
+        {
+            Some("this strategy uses no Redis")
+        }
+        FaultKind::KafkaKill | FaultKind::KafkaPause if !strategy.uses_kafka() => {
+            Some("this strategy uses no Kafka")
         }
         _ => None,
     }
@@ -61,6 +69,11 @@ pub(super) async fn one(
         FaultKind::DbLock => db_lock(scene, spec, burst_done).await,
         FaultKind::Poison => poison(scene, spec).await,
         FaultKind::RebalanceStorm => rebalance_storm(scene, spec).await,
+        FaultKind::RedisKill => redis_kill(scene, spec).await,
+        FaultKind::RedisFlush => redis_flush(scene, spec).await,
+        FaultKind::RedisRollback => redis_rollback(scene, spec).await,
+        FaultKind::KafkaKill => kafka_kill(scene, spec).await,
+        FaultKind::KafkaPause => kafka_pause(scene, spec).await,
     };
     result.with_context(|| format!("fault {spec} failed"))
 }
@@ -114,7 +127,7 @@ async fn consumer_crash(
         }
         // Armed before the burst ([`super::prepare`]): the consumer kills itself after its
         // rows; the crash shows as a restart.
-        When::Issued(_) | When::HalfTheLimit => {
+        When::Issued(_) | When::HalfTheLimit | When::QuarterTheLimit => {
             let crashed = async {
                 loop {
                     if scene.pipeline.consumer_restarts() > before {
@@ -305,5 +318,124 @@ async fn rebalance_storm(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<
         &target,
         &format!("over: {joined} consumers joined and left"),
     );
+    Ok(())
+}
+
+fn sandbox<'a>(scene: &Scene<'a>) -> anyhow::Result<&'a Sandbox> {
+    scene
+        .sandbox
+        .context("this fault acts on stores of the run's own, and the run has none")
+}
+
+/// The fault's `:for` (each store fault has a default one).
+fn lasting(spec: &FaultSpec) -> Duration {
+    spec.lasting.unwrap_or_default()
+}
+
+/// SIGKILL, down for the fault's length, then a restart from the append-only file (fsynced on
+/// every write): nothing acknowledged is lost, but the server is a new one (a new `run_id`),
+/// so every gate is checked and rebuilt before it admits again.
+async fn redis_kill(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> {
+    let mut redis = sandbox(scene)?.redis.lock().await;
+    let target = format!(
+        "redis {} (pid {})",
+        redis.url,
+        redis.pid().unwrap_or_default()
+    );
+    redis.kill();
+    scene.line(spec, FaultPhase::Inject, &target, "SIGKILL");
+    // The fault's length: Redis stays down this long.
+    tokio::time::sleep(lasting(spec)).await;
+    redis.restart().await?;
+    scene.line(
+        spec,
+        FaultPhase::Heal,
+        &format!(
+            "redis {} (pid {})",
+            redis.url,
+            redis.pid().unwrap_or_default()
+        ),
+        "restarted from its append-only file",
+    );
+    Ok(())
+}
+
+/// FLUSHALL: every gate, marker and lease gone at once; the next admission finds no marker and
+/// rebuilds the gate from MySQL and Kafka.
+async fn redis_flush(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> {
+    let redis = sandbox(scene)?.redis.lock().await;
+    let target = format!("redis {}", redis.url);
+    redis.flush_all().await?;
+    scene.line(spec, FaultPhase::Inject, &target, "FLUSHALL");
+    scene.line(
+        spec,
+        FaultPhase::Heal,
+        &target,
+        "over at once: what the flush took is for the gate's rebuild to restore",
+    );
+    Ok(())
+}
+
+/// A snapshot (`SAVE`), admissions going on for the fault's length, then SIGKILL and a
+/// restart that loads the snapshot: the server comes back with the marker but without the last
+/// admissions (partial loss), as after a restart from an old RDB file or a lagging replica.
+async fn redis_rollback(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> {
+    let mut redis = sandbox(scene)?.redis.lock().await;
+    let target = format!("redis {}", redis.url);
+    redis.save().await?;
+    scene.line(
+        spec,
+        FaultPhase::Inject,
+        &target,
+        "SAVE: the snapshot the restart will go back to",
+    );
+    // The fault's length: admissions this long after the snapshot are the ones lost.
+    tokio::time::sleep(lasting(spec)).await;
+    redis.kill_and_restart().await?;
+    scene.line(
+        spec,
+        FaultPhase::Heal,
+        &target,
+        "SIGKILL and restart from the snapshot: the admissions since are gone",
+    );
+    Ok(())
+}
+
+/// SIGKILL the broker, down for the fault's length, then a restart on the same data.
+async fn kafka_kill(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> {
+    let mut kafka = sandbox(scene)?.kafka.lock().await;
+    let target = format!(
+        "kafka {} (pid {})",
+        kafka.brokers,
+        kafka.pid().unwrap_or_default()
+    );
+    kafka.kill()?;
+    scene.line(spec, FaultPhase::Inject, &target, "SIGKILL");
+    // The fault's length: the broker stays down this long.
+    tokio::time::sleep(lasting(spec)).await;
+    kafka.restart().await?;
+    scene.line(
+        spec,
+        FaultPhase::Heal,
+        &format!("kafka {}", kafka.brokers),
+        "restarted on the same data, answering",
+    );
+    Ok(())
+}
+
+/// SIGSTOP the broker for the fault's length: connections stay open and nothing answers.
+async fn kafka_pause(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> {
+    let kafka = sandbox(scene)?.kafka.lock().await;
+    let target = format!(
+        "kafka {} (pid {})",
+        kafka.brokers,
+        kafka.pid().unwrap_or_default()
+    );
+    kafka.pause()?;
+    scene.line(spec, FaultPhase::Inject, &target, "SIGSTOP");
+    // The fault's length: the broker stays stopped this long.
+    tokio::time::sleep(lasting(spec)).await;
+    kafka.resume()?;
+    scene.line(spec, FaultPhase::Heal, &target, "SIGCONT");
     Ok(())
 }

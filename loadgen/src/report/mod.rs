@@ -3,6 +3,7 @@
 
 pub mod compare;
 pub mod html;
+pub mod matrix;
 
 use std::path::{Path, PathBuf};
 
@@ -41,6 +42,10 @@ pub struct Summary {
     /// Faults asked for that never struck (nothing to act on, or the burst ended first).
     #[serde(default)]
     pub faults_not_struck: Vec<String>,
+    /// When the pipeline had drained (every winner a row or a failed event), in ms since the
+    /// first request; `None` when it did not, or loadgen did not wait for it.
+    #[serde(default)]
+    pub drained_at_ms: Option<f64>,
 }
 
 /// What a whole run (one stage, or a comparison) leaves: its directory, its terminal text, and
@@ -50,6 +55,9 @@ pub struct Outcome {
     pub run_dir: PathBuf,
     pub terminal: String,
     pub failed_thresholds: Vec<String>,
+    /// `--fault all`, and a run on stores of its own (verified by loadgen): each round or run
+    /// whose verdict failed, or whose fault never struck or healed.
+    pub failed_rounds: Vec<String>,
 }
 
 impl Outcome {
@@ -426,6 +434,7 @@ pub(crate) fn sample_summary() -> Summary {
                 strategy: coupon_domain::Strategy::Reliable,
                 gate: None,
             },
+            private_stores: None,
         },
         stats: crate::stats::compute(&records, 100, 30_000_000),
         thresholds: Vec::new(),
@@ -449,7 +458,10 @@ pub(crate) fn sample_summary() -> Summary {
             action: "SELECT ... FOR UPDATE".into(),
             from_ms: 2.0,
             to_ms: Some(5.0),
+            requests: 3,
+            p99_ms: Some(1.5),
         }],
         faults_not_struck: Vec::new(),
+        drained_at_ms: Some(900.0),
     }
 }

@@ -194,6 +194,19 @@ pub struct RunSummary {
     pub drain_seconds: Option<f64>,
     /// The campaign as the api reported it after the run.
     pub campaign_after: CampaignView,
+    /// Stores of the run's own (the sandbox a Redis or Kafka fault runs in), which loadgen
+    /// verified the run against and then stopped; `None` on the configured stack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_stores: Option<PrivateStores>,
+}
+
+/// Where a sandboxed run's stores were while they ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrivateStores {
+    pub redis_url: String,
+    pub kafka_brokers: String,
+    /// Without its password.
+    pub database_url: String,
 }
 
 impl RunSummary {

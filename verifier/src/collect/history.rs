@@ -13,6 +13,8 @@ pub struct RunHistory {
     pub campaign_id: String,
     pub campaign_created: bool,
     pub records: Vec<HistoryRecord>,
+    /// The stores of the run's own it ran on, if it had a sandbox.
+    pub private_stores: Option<coupon_domain::wire::PrivateStores>,
 }
 
 /// loadgen writes `summary.json` last (a comparison, `compare.json`): a run without it was
@@ -24,6 +26,12 @@ fn ensure_complete(run_dir: &Path) -> anyhow::Result<()> {
     if run_dir.join("compare.json").is_file() {
         anyhow::bail!(
             "{} is a comparison of several runs: verify one of them with --run <comparison>/<strategy>",
+            run_dir.display()
+        );
+    }
+    if run_dir.join("matrix.json").is_file() {
+        anyhow::bail!(
+            "{} is a fault matrix, each round verified by loadgen (matrix.md): verify a round again with --run <matrix>/<fault>",
             run_dir.display()
         );
     }
@@ -64,6 +72,7 @@ pub fn read(dir: &Path) -> anyhow::Result<RunHistory> {
         run_id: summary.run_id,
         dir,
         campaign_created: summary.campaign_created,
+        private_stores: summary.private_stores,
         records: records
             .requests
             .into_iter()
@@ -88,6 +97,8 @@ mod tests {
                 .unwrap_or_default()
         };
         assert!(refusal().contains("did not complete"), "{}", refusal());
+        std::fs::write(dir.join("matrix.json"), "[]")?;
+        assert!(refusal().contains("is a fault matrix"), "{}", refusal());
         std::fs::write(dir.join("compare.json"), "[]")?;
         assert!(
             refusal().contains("--run <comparison>/<strategy>"),

@@ -58,7 +58,7 @@ async fn mysql_unreachable_while_consuming_then_rows_arrive_afterwards() -> anyh
 async fn kafka_broker_killed_and_restarted_during_a_burst_loses_no_issued_coupon()
 -> anyhow::Result<()> {
     let mut broker = testkit::private_kafka::PrivateKafka::start().await?;
-    let stack = broker.stack();
+    let stack = testkit::Stack::on_kafka(&broker);
     let pipeline = std::sync::Arc::new(TestPipeline::spawn_on(stack).await?);
     pipeline.create_campaign("broker", 300).await?;
 
@@ -179,8 +179,11 @@ async fn kafka_broker_killed_and_restarted_during_a_burst_loses_no_issued_coupon
 
 #[tokio::test]
 async fn flushall_mid_campaign_never_over_issues_nor_issues_twice() -> anyhow::Result<()> {
-    let redis = testkit::private_redis::PrivateRedis::start().await?;
-    let stack = redis.stack();
+    let redis = testkit::private_redis::PrivateRedis::start(
+        testkit::private_redis::Persistence::SnapshotOnly,
+    )
+    .await?;
+    let stack = testkit::Stack::on_redis(&redis);
     let pipeline = TestPipeline::spawn_on(stack).await?;
     pipeline.create_campaign("flushall", 50).await?;
     for user in 1..=30 {
@@ -297,8 +300,11 @@ async fn restart_from_an_older_snapshot(
     TestPipeline,
     testkit::private_redis::PrivateRedis,
 )> {
-    let mut redis = testkit::private_redis::PrivateRedis::start().await?;
-    let stack = redis.stack();
+    let mut redis = testkit::private_redis::PrivateRedis::start(
+        testkit::private_redis::Persistence::SnapshotOnly,
+    )
+    .await?;
+    let stack = testkit::Stack::on_redis(&redis);
     let pipeline = TestPipeline::spawn_configured(stack, |settings| {
         settings.restart_check = restart_check;
     })

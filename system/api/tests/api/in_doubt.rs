@@ -48,8 +48,8 @@ async fn gate_holds(pipeline: &TestPipeline, campaign: &str, winners: u64) -> an
 #[tokio::test]
 async fn a_redis_stall_past_the_timeout_answers_unknown_and_the_reconciler_frees_its_slots()
 -> anyhow::Result<()> {
-    let redis = PrivateRedis::start().await?;
-    let stack = redis.stack();
+    let redis = PrivateRedis::start(testkit::private_redis::Persistence::SnapshotOnly).await?;
+    let stack = testkit::Stack::on_redis(&redis);
     let mut pipeline = TestPipeline::spawn_configured(stack, without_reconciler).await?;
     pipeline.create_campaign("stall", 10).await?;
     let api = impatient_api(&mut pipeline, true).await?;
@@ -230,7 +230,7 @@ impl Drop for ApiProcess {
 #[tokio::test]
 async fn a_graceful_stop_publishes_the_admissions_in_doubt_before_exiting() -> anyhow::Result<()> {
     let mut broker = testkit::private_kafka::PrivateKafka::start().await?;
-    let stack = broker.stack();
+    let stack = testkit::Stack::on_kafka(&broker);
     let mut pipeline = TestPipeline::spawn_configured(stack, without_reconciler).await?;
     pipeline.create_campaign("waits", 10).await?;
     pipeline.create_campaign("drops", 10).await?;

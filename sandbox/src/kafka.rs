@@ -1,6 +1,6 @@
-//! A Kafka broker of a test's own: the real broker from the jars `scripts/stack up` fetched,
-//! on free ports with its own data directory, so a test can kill and restart it without
-//! touching the shared stack.
+//! A Kafka broker of one run's or one test's own: the real broker from the jars
+//! `scripts/stack up` fetched, on free ports with its own data directory, so it can be killed,
+//! paused and restarted without touching the shared stack.
 
 use std::{
     net::TcpListener,
@@ -70,17 +70,9 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 impl PrivateKafka {
-    /// The local stack with this broker in place of the shared one.
-    pub fn stack(&self) -> crate::Stack {
-        crate::Stack {
-            kafka_brokers: self.brokers.clone(),
-            ..crate::Stack::from_env()
-        }
-    }
-
     /// Formats a fresh data directory and starts the broker; returns once it answers.
     pub async fn start() -> anyhow::Result<Self> {
-        let dir = std::env::temp_dir().join(unique_name("fcfs-test-kafka"));
+        let dir = std::env::temp_dir().join(unique_name("fcfs-kafka"));
         std::fs::create_dir_all(dir.join("data"))?;
         let (port, controller_port) = (free_port()?, free_port()?);
         let config = kraft_properties("127.0.0.1", port, controller_port, &dir.join("data"));
@@ -115,6 +107,27 @@ impl PrivateKafka {
             .args(["-Xms128m", "-Xmx384m", "-XX:+UseSerialGC", "-cp"])
             .arg(format!("{}/*", kafka_libs()?.display()));
         Ok(command)
+    }
+
+    /// The broker's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGSTOP: the broker stops answering but keeps its connections (a stall, as under a long
+    /// GC pause or a frozen VM).
+    pub fn pause(&self) -> anyhow::Result<()> {
+        self.send(nix::sys::signal::Signal::SIGSTOP)
+    }
+
+    /// SIGCONT: the stalled broker goes on.
+    pub fn resume(&self) -> anyhow::Result<()> {
+        self.send(nix::sys::signal::Signal::SIGCONT)
+    }
+
+    fn send(&self, signal: nix::sys::signal::Signal) -> anyhow::Result<()> {
+        let pid = self.pid().context("the broker is not running")?;
+        crate::signal(pid, signal, "the private kafka broker")
     }
 
     /// Kills the broker with SIGKILL: no clean shutdown, as in a crash.
@@ -169,6 +182,7 @@ impl PrivateKafka {
 
 impl Drop for PrivateKafka {
     fn drop(&mut self) {
+        let _ = self.resume();
         let _ = self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -191,7 +205,7 @@ mod tests {
 
     #[test]
     fn the_properties_are_the_ones_scripts_stack_writes() -> anyhow::Result<()> {
-        let state_dir = std::env::temp_dir().join(unique_name("fcfs-test-stack"));
+        let state_dir = std::env::temp_dir().join(unique_name("fcfs-stack"));
         let stack = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/stack");
         let output = Command::new(&stack)
             .arg("kafka-properties")

@@ -1,0 +1,40 @@
+//! Stores of one run or one test, for the faults that would disturb everyone else on the
+//! shared stack: the real Kafka broker from the jars `scripts/stack up` fetched, and the real
+//! `redis-server` it installed, each on free ports with a data directory of its own, and a
+//! database of its own on the project's MySQL server. Nothing here is a stand-in.
+//!
+//! # Layout
+//! - [`kafka::PrivateKafka`]: a single-node KRaft broker to SIGKILL, SIGSTOP and restart.
+//! - [`redis::PrivateRedis`]: a Redis to SIGKILL, SIGSTOP, FLUSHALL, or restart from an older
+//!   snapshot.
+//! - [`database::PrivateDatabase`]: `<project database>_<purpose>_<hex>`, dropped afterwards.
+
+pub mod database;
+pub mod kafka;
+pub mod redis;
+
+use std::{future::Future, time::Duration};
+
+/// A name no other run will pick: `<prefix>_<random hex>`, lowercase, safe everywhere.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}_{:016x}", rand::random::<u64>())
+}
+
+/// Polls `check` every 50 ms until it yields a value, or names what it waited for.
+async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Option<T>>>,
+{
+    coupon_runtime::poll_until(what, deadline, Duration::from_millis(50), &mut check)
+        .await
+        .map_err(coupon_runtime::PollError::into_anyhow)
+}
+
+/// Sends `signal` to the process `pid`.
+fn signal(pid: u32, signal: nix::sys::signal::Signal, what: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let pid = i32::try_from(pid).context("pid out of range")?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
+        .with_context(|| format!("failed to send {signal} to {what}"))
+}
