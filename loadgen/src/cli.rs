@@ -368,6 +368,26 @@ impl Cli {
             !self.fault_args.contains(&FaultArg::All) || self.fault_args.len() == 1,
             "--fault all runs every fault with its defaults; it takes no other fault beside it"
         );
+        let kinds: Vec<FaultKind> = self
+            .fault_args
+            .iter()
+            .filter_map(|arg| match arg {
+                FaultArg::One(spec) => Some(spec.kind),
+                FaultArg::All => None,
+            })
+            .collect();
+        anyhow::ensure!(
+            !(kinds.contains(&FaultKind::RedisRollback) && kinds.contains(&FaultKind::RedisKill)),
+            "redis-rollback needs a Redis without an append-only file, and redis-kill one with it: \
+             give each a run of its own"
+        );
+        if let Strategies::One(strategy) = self.strategy {
+            for kind in kinds.iter().filter(|k| k.needs_sandbox()) {
+                if let Some(why) = crate::nemesis::not_applicable(*kind, strategy) {
+                    anyhow::bail!("--fault {kind} does nothing under --strategy {strategy}: {why}");
+                }
+            }
+        }
         anyhow::ensure!(
             self.campaign.is_none() || !self.fault_args.contains(&FaultArg::All),
             "--fault all creates a campaign per fault; it cannot be combined with --campaign"
@@ -449,6 +469,17 @@ mod tests {
         assert_eq!(all.fault.len(), FaultKind::ALL.len());
         let mixed = Cli::try_parse_from(["loadgen", "--fault", "all,poison"]).expect("parses");
         assert!(mixed.validate().is_err(), "all takes no other fault");
+        let both = Cli::try_parse_from(["loadgen", "--fault", "redis-kill,redis-rollback"])
+            .expect("parses");
+        assert!(both.validate().is_err(), "two kinds of Redis persistence");
+        let naive =
+            Cli::try_parse_from(["loadgen", "--strategy", "naive", "--fault", "redis-flush"])
+                .expect("parses");
+        let refused = naive
+            .validate()
+            .expect_err("naive has no Redis")
+            .to_string();
+        assert!(refused.contains("uses no Redis"), "{refused}");
         let bad = Cli::try_parse_from(["loadgen", "--strategy", "optimistic"])
             .expect_err("an unknown strategy is refused")
             .to_string();

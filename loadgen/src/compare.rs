@@ -29,6 +29,7 @@ pub async fn run(cli: &Cli, target: &mut Target) -> anyhow::Result<Outcome> {
     let rounds = rounds(&cli.fault);
     let mut rows = Vec::new();
     let mut failed_thresholds = Vec::new();
+    let mut failed_rounds = Vec::new();
     for (index, faults) in rounds.iter().enumerate() {
         // One round: its own directory when there are several.
         let (round_dir, round_id) = match round_name(&rounds, index) {
@@ -66,6 +67,11 @@ pub async fn run(cli: &Cli, target: &mut Target) -> anyhow::Result<Outcome> {
                 .first()
                 .context("the verifier returned no verdict")?;
             eprintln!("{label}: {}", judgement.final_line);
+            // On stores of the round's own, nobody can verify the round after loadgen: the
+            // design failing there fails the run (the course's stages are meant to fail).
+            if target.sandbox.is_some() && strategy == Strategy::Reliable && !verdict.holds() {
+                failed_rounds.push(format!("{label}: {}", judgement.final_line));
+            }
             failed_thresholds.extend(
                 crate::report::failed_thresholds(&stage.summary)
                     .into_iter()
@@ -80,7 +86,7 @@ pub async fn run(cli: &Cli, target: &mut Target) -> anyhow::Result<Outcome> {
         terminal: compare::terminal(&rows),
         run_dir: dir,
         failed_thresholds,
-        failed_rounds: Vec::new(),
+        failed_rounds,
     })
 }
 

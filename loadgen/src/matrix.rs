@@ -26,6 +26,7 @@ pub async fn run(cli: &Cli, target: &mut Target, strategy: Strategy) -> anyhow::
     // As for a comparison: `latest` names the matrix from its start.
     report::point_latest(&cli.report_dir, &name)?;
     let mut rows = Vec::new();
+    let mut failed_thresholds = Vec::new();
     for (index, spec) in cli.fault.iter().enumerate() {
         eprintln!(
             "\n== fault {}/{}: {spec} ({strategy}) ==",
@@ -33,8 +34,21 @@ pub async fn run(cli: &Cli, target: &mut Target, strategy: Strategy) -> anyhow::
             cli.fault.len()
         );
         // A fault that acts on Redis or Kafka gets a pipeline on stores of its own.
-        target.renew(&[*spec]).await?;
-        let row = round(cli, target, strategy, spec, &dir, &matrix_id).await;
+        let row = match target.renew(&[*spec]).await {
+            Ok(()) => {
+                let (row, thresholds) = round(cli, target, strategy, spec, &dir, &matrix_id).await;
+                failed_thresholds.extend(
+                    thresholds
+                        .into_iter()
+                        .map(|threshold| format!("{threshold} ({spec})")),
+                );
+                row
+            }
+            Err(error) => MatrixRow::failed(
+                spec,
+                format!("could not start the round's pipeline: {error:#}"),
+            ),
+        };
         eprintln!("fault {spec}: {}", row.verdict());
         rows.push(row);
     }
@@ -47,13 +61,13 @@ pub async fn run(cli: &Cli, target: &mut Target, strategy: Strategy) -> anyhow::
     Ok(Outcome {
         terminal: matrix::terminal(&rows),
         run_dir: dir,
-        failed_thresholds: Vec::new(),
+        failed_thresholds,
         failed_rounds,
     })
 }
 
-/// One fault's round, verified; a round that could not run or be verified is a row that says
-/// why, and the matrix goes on with the next fault.
+/// One fault's round, verified, with the thresholds it failed; a round that could not run or
+/// be verified is a row that says why, and the matrix goes on with the next fault.
 async fn round(
     cli: &Cli,
     target: &Target,
@@ -61,7 +75,7 @@ async fn round(
     spec: &FaultSpec,
     dir: &std::path::Path,
     matrix_id: &str,
-) -> MatrixRow {
+) -> (MatrixRow, Vec<String>) {
     let name = spec.kind.as_str();
     let faults = [*spec];
     let stage = match stage::run(
@@ -75,13 +89,15 @@ async fn round(
     .await
     {
         Ok(stage) => stage,
-        Err(error) => return MatrixRow::failed(spec, format!("{error:#}")),
+        Err(error) => return (MatrixRow::failed(spec, format!("{error:#}")), Vec::new()),
     };
-    match judge::verify(&target.stack, dir, name, cli.drain_timeout).await {
+    let thresholds = report::failed_thresholds(&stage.summary);
+    let row = match judge::verify(&target.stack, dir, name, cli.drain_timeout).await {
         Ok(judgement) => match judgement.verdicts.first() {
             Some(verdict) => MatrixRow::new(spec, &stage.summary, verdict),
             None => MatrixRow::failed(spec, "the verifier returned no verdict".to_owned()),
         },
         Err(error) => MatrixRow::failed(spec, format!("could not verify: {error:#}")),
-    }
+    };
+    (row, thresholds)
 }

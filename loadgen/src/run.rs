@@ -119,7 +119,17 @@ async fn one_stage(
     // `latest` moves before the burst: should the run not finish, the verifier finds it
     // unfinished (no summary.json) and refuses it, rather than judging the run before.
     report::point_latest(&cli.report_dir, &run_id)?;
-    let stage = stage::run(cli, target, strategy, &cli.fault, &run_dir, &run_id).await?;
+    let staged = stage::run(cli, target, strategy, &cli.fault, &run_dir, &run_id).await;
+    if staged.is_err() && target.sandbox.is_some() {
+        // A fault failed, but the run's history and summary are written: verify it while its
+        // stores still run, so its verdict is there to read.
+        if let Ok(judgement) =
+            judge::verify(&target.stack, &cli.report_dir, &run_id, cli.drain_timeout).await
+        {
+            eprintln!("{}", judgement.final_line);
+        }
+    }
+    let stage = staged?;
     let mut terminal = report::terminal(&stage.summary);
     // Stores of the run's own stop with loadgen: the run is verified here, before they do.
     let mut failed_rounds = Vec::new();

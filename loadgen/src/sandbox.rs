@@ -45,7 +45,18 @@ impl Sandbox {
             PrivateKafka::start(),
             PrivateDatabase::create(&base.database_url, "fault"),
         );
-        let (redis, kafka, database) = (redis?, kafka?, database?);
+        let (redis, kafka, database) = match (redis, kafka, database) {
+            (Ok(redis), Ok(kafka), Ok(database)) => (redis, kafka, database),
+            (redis, kafka, database) => {
+                // Whatever did start stops here (Redis and the broker on drop).
+                if let Ok(database) = database {
+                    let _ = database.drop().await;
+                }
+                redis?;
+                kafka?;
+                anyhow::bail!("unreachable: every store started");
+            }
+        };
         let stack = StackArgs {
             redis_url: redis.url.clone(),
             kafka_brokers: kafka.brokers.clone(),

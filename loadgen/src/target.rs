@@ -30,7 +30,7 @@ pub struct Target {
     restart: Option<Restart>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Restart {
     base: StackArgs,
     addr: SocketAddr,
@@ -67,6 +67,10 @@ pub async fn find_or_start(
         api.base_url,
         log_path.display()
     );
+    // One log for the whole run: every pipeline started (one per round that moves into or out
+    // of a sandbox) appends to it.
+    std::fs::write(log_path, "")
+        .with_context(|| format!("failed to create {}", log_path.display()))?;
     let token = admin_token.unwrap_or_else(|| format!("loadgen-{:016x}", rand::random::<u64>()));
     let api = ApiClient::new(base_url, Some(token))?;
     let restart = Restart {
@@ -111,14 +115,23 @@ impl Target {
     /// a fresh sandbox when `faults` need one. Nothing to do for an api loadgen did not start,
     /// or when neither round is sandboxed.
     pub async fn renew(&mut self, faults: &[FaultSpec]) -> anyhow::Result<()> {
-        if self.restart.is_none() || (!sandbox::needed(faults) && self.sandbox.is_none()) {
+        let unchanged =
+            !sandbox::needed(faults) && self.sandbox.is_none() && self.pipeline.is_some();
+        if self.restart.is_none() || unchanged {
             return Ok(());
         }
+        let stopped = self.stop_started().await;
         let restart = self.restart.take().context("no pipeline to restart")?;
-        self.stop_started().await?;
-        let renewed = start(self.api.clone(), restart, faults).await?;
-        *self = renewed;
-        Ok(())
+        let again = restart.clone();
+        match start(self.api.clone(), restart, faults).await {
+            Ok(renewed) => *self = renewed,
+            // The next round tries again from here (no pipeline, no sandbox).
+            Err(error) => {
+                self.restart = Some(again);
+                return Err(error);
+            }
+        }
+        stopped.context("the pipeline of the round before failed as it stopped")
     }
 
     /// Stops what loadgen started: the pipeline, then its sandbox.

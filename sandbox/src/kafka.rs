@@ -65,8 +65,13 @@ pub fn kraft_properties(host: &str, port: u16, controller_port: u16, log_dir: &P
         })
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// Two distinct free ports (both bound at once, so never the same one twice).
+fn free_ports() -> anyhow::Result<(u16, u16)> {
+    let (a, b) = (
+        TcpListener::bind("127.0.0.1:0")?,
+        TcpListener::bind("127.0.0.1:0")?,
+    );
+    Ok((a.local_addr()?.port(), b.local_addr()?.port()))
 }
 
 impl PrivateKafka {
@@ -74,7 +79,7 @@ impl PrivateKafka {
     pub async fn start() -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(unique_name("fcfs-kafka"));
         std::fs::create_dir_all(dir.join("data"))?;
-        let (port, controller_port) = (free_port()?, free_port()?);
+        let (port, controller_port) = free_ports()?;
         let config = kraft_properties("127.0.0.1", port, controller_port, &dir.join("data"));
         std::fs::write(dir.join("server.properties"), config)?;
         let mut broker = Self {
@@ -82,8 +87,8 @@ impl PrivateKafka {
             dir,
             child: None,
         };
-        let status = broker
-            .java()?
+        let mut format = broker.java()?;
+        format
             .args([
                 "kafka.tools.StorageTool",
                 "format",
@@ -93,8 +98,11 @@ impl PrivateKafka {
             .arg("--config")
             .arg(broker.dir.join("server.properties"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
+            .stderr(Stdio::null());
+        // A JVM's start: off the async runtime, so the other stores start meanwhile.
+        let status = tokio::task::spawn_blocking(move || format.status())
+            .await
+            .context("kafka StorageTool's wait panicked")?
             .context("failed to run kafka StorageTool")?;
         anyhow::ensure!(status.success(), "kafka StorageTool format failed");
         broker.restart().await?;

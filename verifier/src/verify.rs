@@ -43,14 +43,19 @@ fn on_its_stores(history: &RunHistory, stack: &StackArgs) -> anyhow::Result<()> 
             if stores.redis_url != stack.redis_url
                 || stores.kafka_brokers != stack.kafka_brokers =>
         {
+            let verdict = history.dir.join("verdict.md");
+            let where_verdict = if verdict.is_file() {
+                format!("its verdict is in {}", verdict.display())
+            } else {
+                "loadgen could not verify it (see its output and pipeline.log)".to_owned()
+            };
             anyhow::bail!(
                 "run {} ran on stores of its own (redis {}, kafka {}, database {}), which \
-                 loadgen verified it against and then stopped; its verdict is in {}",
+                 loadgen stopped when it finished; {where_verdict}",
                 history.run_id,
                 stores.redis_url,
                 stores.kafka_brokers,
                 stores.database_url,
-                history.dir.join("verdict.md").display()
             )
         }
         _ => Ok(()),
@@ -214,7 +219,7 @@ mod tests {
             .expect_err("another redis")
             .to_string();
         assert!(refused.contains("redis://127.0.0.1:1"), "{refused}");
-        assert!(refused.contains("reports/r/verdict.md"), "{refused}");
+        assert!(refused.contains("could not verify it"), "{refused}");
         let on_them = StackArgs {
             redis_url: "redis://127.0.0.1:1".into(),
             ..stack

@@ -18,6 +18,7 @@ use coupon_domain::{
 use coupon_runtime::stack::StackArgs;
 use serde::{Deserialize, Serialize};
 pub use spec::{FaultKind, FaultSpec, When};
+pub use strike::not_applicable;
 use tokio::sync::watch;
 
 use crate::{history::History, pipeline::Pipeline, sandbox::Sandbox, scenario::now_us};

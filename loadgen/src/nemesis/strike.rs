@@ -27,7 +27,7 @@ const POISON_BYTES: usize = 70_000;
 const STORM_STAY: Duration = Duration::from_millis(1500);
 
 /// Why a fault has nothing to act on under `strategy`, if it has not.
-pub(super) fn not_applicable(kind: FaultKind, strategy: Strategy) -> Option<&'static str> {
+pub fn not_applicable(kind: FaultKind, strategy: Strategy) -> Option<&'static str> {
     match kind {
         FaultKind::ConsumerCrash | FaultKind::RebalanceStorm if !strategy.uses_kafka() => {
             Some("this strategy runs no consumer")

@@ -56,7 +56,6 @@ impl Pipeline {
             .admin_token
             .clone()
             .context("the api loadgen starts needs an admin token")?;
-        std::fs::write(log, "").with_context(|| format!("failed to create {}", log.display()))?;
         let database_proxy = TcpProxy::start(stack.database_socket_addr().await?)
             .await
             .context("failed to start the consumer's database proxy")?;
