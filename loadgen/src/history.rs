@@ -149,14 +149,7 @@ mod tests {
     }
 
     fn fault(phase: FaultPhase, at_us: i64) -> FaultLine {
-        FaultLine {
-            fault: "db-lock".into(),
-            phase,
-            run_id: "r".into(),
-            at_us,
-            target: "t".into(),
-            action: "a".into(),
-        }
+        crate::nemesis::test_line("db-lock", phase, at_us)
     }
 
     #[test]

@@ -188,6 +188,18 @@ impl PrivateKafka {
     }
 }
 
+/// `kafka <brokers> (pid N)`, as a fault's history line names it (pid 0 while it is down).
+impl std::fmt::Display for PrivateKafka {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "kafka {} (pid {})",
+            self.brokers,
+            self.pid().unwrap_or_default()
+        )
+    }
+}
+
 impl Drop for PrivateKafka {
     fn drop(&mut self) {
         let _ = self.resume();

@@ -20,8 +20,14 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}_{:016x}", rand::random::<u64>())
 }
 
-/// Polls `check` every 50 ms until it yields a value, or names what it waited for.
-async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> anyhow::Result<T>
+/// Polls `check` every 50 ms until it yields `Some`, or fails once `deadline` has passed,
+/// naming what it waited for: the way tests and faults wait for something asynchronous, on a
+/// condition, never on a sleep (testkit re-exports it).
+pub async fn eventually<T, F, Fut>(
+    what: &str,
+    deadline: Duration,
+    mut check: F,
+) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = anyhow::Result<Option<T>>>,

@@ -160,6 +160,18 @@ fn spawn(port: u16, dir: &Path, persistence: Persistence) -> anyhow::Result<Chil
         .context("failed to start redis-server (run scripts/stack up first)")
 }
 
+/// `redis <url> (pid N)`, as a fault's history line names it (pid 0 while it is down).
+impl std::fmt::Display for PrivateRedis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "redis {} (pid {})",
+            self.url,
+            self.pid().unwrap_or_default()
+        )
+    }
+}
+
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
         let _ = self.resume();

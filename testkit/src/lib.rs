@@ -17,11 +17,11 @@ pub mod pipeline;
 pub use coupon_runtime::proxy;
 pub use sandbox::{kafka as private_kafka, redis as private_redis};
 
-use std::{future::Future, time::Duration};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use coupon_runtime::stack::StackArgs;
-use coupon_store::{Store, admin};
+use coupon_store::Store;
 use rdkafka::{
     ClientConfig,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
@@ -108,36 +108,24 @@ pub struct TestDatabase {
     pub url: String,
     /// A pool on the test database (not migrated: the code under test migrates it).
     pub store: Store,
-    server: Store,
+    database: sandbox::database::PrivateDatabase,
 }
 
 impl TestDatabase {
     /// Creates `<project database>_test_<hex>`; the project account may create any database
     /// whose name starts with the project database's name (see `scripts/stack`).
     pub async fn create(stack: &Stack) -> anyhow::Result<Self> {
-        let (server_url, base) = stack
-            .database_url
-            .rsplit_once('/')
-            .context("DATABASE_URL has no database name")?;
-        let name = unique_name(&format!("{base}_test"));
-        let server = Store::open(&stack.database_url, 2).await.with_context(|| {
-            format!(
-                "failed to connect to mysql at {}",
-                coupon_store::redact(server_url)
-            )
-        })?;
-        admin::create_database(&server, &name)
+        let database = sandbox::database::PrivateDatabase::create(&stack.database_url, "test")
             .await
-            .with_context(|| format!("failed to create test database {name}"))?;
-        let url = format!("{server_url}/{name}");
-        let store = Store::open(&url, 16)
+            .context("failed to create a test database")?;
+        let store = Store::open(&database.url, 16)
             .await
-            .with_context(|| format!("failed to connect to test database {name}"))?;
+            .with_context(|| format!("failed to connect to test database {}", database.name))?;
         Ok(Self {
-            name,
-            url,
+            name: database.name.clone(),
+            url: database.url.clone(),
             store,
-            server,
+            database,
         })
     }
 
@@ -148,9 +136,7 @@ impl TestDatabase {
 
     pub async fn cleanup(self) -> anyhow::Result<()> {
         self.store.disconnect().await;
-        admin::drop_database(&self.server, &self.name).await?;
-        self.server.disconnect().await;
-        Ok(())
+        self.database.drop().await
     }
 }
 
@@ -250,18 +236,4 @@ impl RedisNamespace {
     }
 }
 
-/// Polls `check` until it yields `Some`, or fails once `deadline` has passed. The way tests
-/// wait for an asynchronous pipeline: on a condition, never on a sleep.
-pub async fn eventually<T, F, Fut>(
-    what: &str,
-    deadline: Duration,
-    mut check: F,
-) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<Option<T>>>,
-{
-    coupon_runtime::poll_until(what, deadline, Duration::from_millis(50), &mut check)
-        .await
-        .map_err(coupon_runtime::PollError::into_anyhow)
-}
+pub use sandbox::eventually;

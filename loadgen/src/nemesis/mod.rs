@@ -67,13 +67,7 @@ pub async fn prepare(scene: &Scene<'_>, faults: &[FaultSpec]) -> anyhow::Result<
         if spec.kind == FaultKind::ConsumerCrash
             && strike::not_applicable(spec.kind, scene.strategy).is_none()
         {
-            let rows = match spec.when {
-                When::Issued(rows) => Some(rows),
-                When::HalfTheLimit => Some(u64::from(scene.limit / 2).max(1)),
-                When::QuarterTheLimit => Some(u64::from(scene.limit / 4).max(1)),
-                When::At(_) => None,
-            };
-            if let Some(rows) = rows {
+            if let Some(rows) = spec.when.count(scene.limit) {
                 eprintln!(
                     "fault {spec}: the consumer will SIGKILL itself after writing {rows} rows"
                 );
@@ -110,16 +104,16 @@ async fn due(
     started: tokio::time::Instant,
     mut burst_done: watch::Receiver<bool>,
 ) -> bool {
-    let count = match spec.when {
-        When::At(at) => {
+    let count = match (spec.when, spec.when.count(scene.limit)) {
+        (When::At(at), _) => {
             return tokio::select! {
                 () = tokio::time::sleep_until(started + at) => true,
                 _ = burst_done.wait_for(|done| *done) => false,
             };
         }
-        When::HalfTheLimit => return true,
-        When::Issued(count) => count,
-        When::QuarterTheLimit => u64::from(scene.limit / 4).max(1),
+        // The armed crash: the consumer counts its own rows.
+        (When::HalfTheLimit, _) | (_, None) => return true,
+        (_, Some(count)) => count,
     };
     loop {
         if scene.history.issued() >= count {
@@ -218,20 +212,22 @@ pub fn not_struck(faults: &[FaultSpec], lines: &[FaultLine]) -> Vec<String> {
         .collect()
 }
 
+/// A fault line for tests: `fault` in `phase` at `at_us`.
+#[cfg(test)]
+pub(crate) fn test_line(fault: &str, phase: FaultPhase, at_us: i64) -> FaultLine {
+    FaultLine {
+        fault: fault.into(),
+        phase,
+        run_id: "r".into(),
+        at_us,
+        target: "t".into(),
+        action: "a".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    fn line(fault: &str, phase: FaultPhase, at_us: i64) -> FaultLine {
-        FaultLine {
-            fault: fault.into(),
-            phase,
-            run_id: "r".into(),
-            at_us,
-            target: "t".into(),
-            action: "a".into(),
-        }
-    }
+    use super::{test_line as line, *};
 
     #[test]
     fn each_injection_pairs_with_its_own_healing() {

@@ -143,6 +143,19 @@ pub enum When {
     QuarterTheLimit,
 }
 
+impl When {
+    /// The count it waits for, for a campaign of `limit` (at least 1): `issued` replies, or for
+    /// an armed `consumer-crash`, rows; `None` for a time.
+    pub fn count(self, limit: u32) -> Option<u64> {
+        match self {
+            Self::At(_) => None,
+            Self::Issued(count) => Some(count),
+            Self::HalfTheLimit => Some(u64::from(limit / 2).max(1)),
+            Self::QuarterTheLimit => Some(u64::from(limit / 4).max(1)),
+        }
+    }
+}
+
 /// One `--fault`: the fault, when, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FaultSpec {

@@ -95,18 +95,23 @@ fn skipped(spec: &FaultSpec, why: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits until the consumer's supervisor has restarted it more than `before` times.
+/// Whether the consumer's supervisor has restarted it more than `before` times: polled every
+/// 50 ms (a restart shows within the supervisor's 100 ms tick), with no deadline of its own.
+async fn restart_seen(scene: &Scene<'_>, before: u32) {
+    while scene.pipeline.consumer_restarts() <= before {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// [`restart_seen`] within [`EFFECT_TIMEOUT`].
 async fn restarted(scene: &Scene<'_>, before: u32) -> anyhow::Result<()> {
-    poll_until(
-        "the consumer to be restarted",
-        EFFECT_TIMEOUT,
-        Duration::from_millis(50),
-        || async {
-            Ok::<_, anyhow::Error>((scene.pipeline.consumer_restarts() > before).then_some(()))
-        },
-    )
-    .await
-    .map_err(|e| e.into_anyhow())
+    tokio::time::timeout(EFFECT_TIMEOUT, restart_seen(scene, before))
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "gave up after {EFFECT_TIMEOUT:?} waiting for the consumer to be restarted"
+            )
+        })
 }
 
 async fn consumer_crash(
@@ -128,21 +133,12 @@ async fn consumer_crash(
         // Armed before the burst ([`super::prepare`]): the consumer kills itself after its
         // rows; the crash shows as a restart.
         When::Issued(_) | When::HalfTheLimit | When::QuarterTheLimit => {
-            let crashed = async {
-                loop {
-                    if scene.pipeline.consumer_restarts() > before {
-                        return true;
-                    }
-                    // A supervisor's restart shows within its 100 ms tick; this polls it.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            };
             let gave_up = async {
                 let _ = burst_done.wait_for(|done| *done).await;
                 tokio::time::sleep(EFFECT_TIMEOUT).await;
             };
             tokio::select! {
-                _ = crashed => {}
+                () = restart_seen(scene, before) => {}
                 () = gave_up => {
                     return skipped(spec, "the consumer never wrote the rows it was armed to crash after");
                 }
@@ -337,11 +333,7 @@ fn lasting(spec: &FaultSpec) -> Duration {
 /// so every gate is checked and rebuilt before it admits again.
 async fn redis_kill(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> {
     let mut redis = sandbox(scene)?.redis.lock().await;
-    let target = format!(
-        "redis {} (pid {})",
-        redis.url,
-        redis.pid().unwrap_or_default()
-    );
+    let target = redis.to_string();
     redis.kill();
     scene.line(spec, FaultPhase::Inject, &target, "SIGKILL");
     // The fault's length: Redis stays down this long.
@@ -350,11 +342,7 @@ async fn redis_kill(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> {
     scene.line(
         spec,
         FaultPhase::Heal,
-        &format!(
-            "redis {} (pid {})",
-            redis.url,
-            redis.pid().unwrap_or_default()
-        ),
+        &redis.to_string(),
         "restarted from its append-only file",
     );
     Ok(())
@@ -404,11 +392,7 @@ async fn redis_rollback(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<(
 /// SIGKILL the broker, down for the fault's length, then a restart on the same data.
 async fn kafka_kill(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> {
     let mut kafka = sandbox(scene)?.kafka.lock().await;
-    let target = format!(
-        "kafka {} (pid {})",
-        kafka.brokers,
-        kafka.pid().unwrap_or_default()
-    );
+    let target = kafka.to_string();
     kafka.kill()?;
     scene.line(spec, FaultPhase::Inject, &target, "SIGKILL");
     // The fault's length: the broker stays down this long.
@@ -426,11 +410,7 @@ async fn kafka_kill(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> {
 /// SIGSTOP the broker for the fault's length: connections stay open and nothing answers.
 async fn kafka_pause(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> {
     let kafka = sandbox(scene)?.kafka.lock().await;
-    let target = format!(
-        "kafka {} (pid {})",
-        kafka.brokers,
-        kafka.pid().unwrap_or_default()
-    );
+    let target = kafka.to_string();
     kafka.pause()?;
     scene.line(spec, FaultPhase::Inject, &target, "SIGSTOP");
     // The fault's length: the broker stays stopped this long.

@@ -9,7 +9,7 @@ use serde::Serialize;
 use tabled::{Table, Tabled, settings::Style};
 use verifier::reconcile::{CheckId, Verdict};
 
-use super::Summary;
+use super::{Summary, html::escape};
 use crate::{
     cli::Cli,
     nemesis::{FaultKind, FaultSpec, When},
@@ -282,12 +282,6 @@ pub fn markdown(rows: &[MatrixRow], cli: &Cli) -> String {
         }
     }
     text
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 /// A self-contained page: the table, each round's verdict coloured, and a link to each
