@@ -290,6 +290,7 @@ pub fn scenarios(users: usize) -> Vec<Scenario> {
                 "poison",
                 "rebalance-storm",
                 "redis-kill",
+                "redis-pause",
                 "redis-flush",
                 "redis-rollback",
                 "kafka-kill",

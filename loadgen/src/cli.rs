@@ -71,9 +71,10 @@ pub struct Cli {
     /// a failed event. `rebalance-storm`: consumers join and leave the group (default 6 s from
     /// the start). The consumer's faults touch only strategies that run one (kafka, per-user,
     /// reliable).
-    /// `redis-kill`, `redis-flush`, `redis-rollback`, `kafka-kill`, `kafka-pause` act on Redis or
-    /// Kafka themselves, so their run gets stores of its own (a Redis, a Kafka broker and a
-    /// database, started and stopped by loadgen), and loadgen verifies it before stopping them.
+    /// `redis-kill`, `redis-pause`, `redis-flush`, `redis-rollback`, `kafka-kill`, `kafka-pause`
+    /// act on Redis or Kafka themselves, so their run gets stores of its own (a Redis, a Kafka
+    /// broker and a database, started and stopped by loadgen), and loadgen verifies it before
+    /// stopping them.
     /// `all`: the fault matrix, every fault with its defaults in a round of its own, each
     /// verified, written to `<report-dir>/faults-<id>/matrix.{md,json,html}`; its users arrive
     /// over about thirty seconds unless --rate or --stages say otherwise.

@@ -19,6 +19,8 @@ pub enum FaultKind {
     RebalanceStorm,
     /// SIGKILL the run's own Redis; restart it from its append-only file.
     RedisKill,
+    /// SIGSTOP the run's own Redis past the api's response timeout; SIGCONT it.
+    RedisPause,
     /// FLUSHALL on the run's own Redis: every gate gone at once.
     RedisFlush,
     /// Restart the run's own Redis from an older snapshot: the admissions since are gone.
@@ -30,13 +32,14 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::ConsumerCrash,
         Self::DbOutage,
         Self::DbLock,
         Self::Poison,
         Self::RebalanceStorm,
         Self::RedisKill,
+        Self::RedisPause,
         Self::RedisFlush,
         Self::RedisRollback,
         Self::KafkaKill,
@@ -51,6 +54,7 @@ impl FaultKind {
             Self::Poison => "poison",
             Self::RebalanceStorm => "rebalance-storm",
             Self::RedisKill => "redis-kill",
+            Self::RedisPause => "redis-pause",
             Self::RedisFlush => "redis-flush",
             Self::RedisRollback => "redis-rollback",
             Self::KafkaKill => "kafka-kill",
@@ -64,6 +68,7 @@ impl FaultKind {
         matches!(
             self,
             Self::RedisKill
+                | Self::RedisPause
                 | Self::RedisFlush
                 | Self::RedisRollback
                 | Self::KafkaKill
@@ -80,6 +85,7 @@ impl FaultKind {
             Self::Poison => When::At(Duration::from_millis(200)),
             // Mid-sale: the gate holds admissions, and more are coming.
             Self::RedisKill
+            | Self::RedisPause
             | Self::RedisFlush
             | Self::RedisRollback
             | Self::KafkaKill
@@ -96,6 +102,9 @@ impl FaultKind {
             Self::RebalanceStorm => Some(Duration::from_secs(6)),
             // Down this long before the restart.
             Self::RedisKill => Some(Duration::from_secs(1)),
+            // Past the api's Redis response timeout (10 s): the applies waiting on the stalled
+            // gate are answered 504 `unknown`, and their scripts run once it resumes.
+            Self::RedisPause => Some(Duration::from_secs(12)),
             // Admissions go on this long after the snapshot the restart goes back to.
             Self::RedisRollback => Some(Duration::from_millis(500)),
             Self::KafkaKill => Some(Duration::from_secs(2)),
@@ -281,6 +290,7 @@ mod tests {
             sandboxed,
             [
                 "redis-kill",
+                "redis-pause",
                 "redis-flush",
                 "redis-rollback",
                 "kafka-kill",
@@ -316,6 +326,7 @@ mod tests {
             "redis-kill@2s:3s",
             "redis-flush@10issued",
             "kafka-pause",
+            "redis-pause@3s:11s",
         ] {
             let spec: FaultSpec = typed.parse().expect("parses");
             assert_eq!(spec.to_string(), typed);

@@ -35,7 +35,10 @@ pub fn not_applicable(kind: FaultKind, strategy: Strategy) -> Option<&'static st
         FaultKind::Poison if strategy != Strategy::Reliable => {
             Some("poison goes to the design's topic; this strategy reads another one, or none")
         }
-        FaultKind::RedisKill | FaultKind::RedisFlush | FaultKind::RedisRollback
+        FaultKind::RedisKill
+        | FaultKind::RedisPause
+        | FaultKind::RedisFlush
+        | FaultKind::RedisRollback
             if strategy == Strategy::Naive =>
         {
             Some("this strategy uses no Redis")
@@ -70,6 +73,7 @@ pub(super) async fn one(
         FaultKind::Poison => poison(scene, spec).await,
         FaultKind::RebalanceStorm => rebalance_storm(scene, spec).await,
         FaultKind::RedisKill => redis_kill(scene, spec).await,
+        FaultKind::RedisPause => redis_pause(scene, spec).await,
         FaultKind::RedisFlush => redis_flush(scene, spec).await,
         FaultKind::RedisRollback => redis_rollback(scene, spec).await,
         FaultKind::KafkaKill => kafka_kill(scene, spec).await,
@@ -345,6 +349,21 @@ async fn redis_kill(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> {
         &redis.to_string(),
         "restarted from its append-only file",
     );
+    Ok(())
+}
+
+/// SIGSTOP Redis for the fault's length, past the api's response timeout: the gate scripts sent
+/// meanwhile wait in Redis's socket; those whose callers gave up (504 `unknown`) run once it
+/// resumes all the same, and the api resolves each from the gate.
+async fn redis_pause(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> {
+    let redis = sandbox(scene)?.redis.lock().await;
+    let target = redis.to_string();
+    redis.pause()?;
+    scene.line(spec, FaultPhase::Inject, &target, "SIGSTOP");
+    // The fault's length: Redis stays stopped this long.
+    tokio::time::sleep(lasting(spec)).await;
+    redis.resume()?;
+    scene.line(spec, FaultPhase::Heal, &target, "SIGCONT");
     Ok(())
 }
 

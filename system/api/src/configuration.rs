@@ -131,6 +131,13 @@ pub struct Settings {
     #[arg(skip = true)]
     pub unknown_outcomes: bool,
 
+    /// Whether an apply answered 504 `unknown` is resolved once Redis answers again: if its
+    /// script did take a slot, the win is published like any other. No flag: a test alone sets
+    /// `false`, the control that leaves that slot held with no event until the reconciler
+    /// releases it (30 s and more later, when the sale may be over).
+    #[arg(skip = true)]
+    pub resolve_unknown: bool,
+
     /// Test only, settable in code alone: each admission waits for one notification on it
     /// before its event is published, as an api stalled by a pause or a frozen VM would.
     #[arg(skip)]

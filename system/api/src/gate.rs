@@ -417,6 +417,27 @@ impl Gate {
         Ok(held == Some(seq.0))
     }
 
+    /// The slot `user` holds in the campaign's gate and the gate's live epoch, read together
+    /// (one transaction): `None` when the user holds no slot, or the gate is lost.
+    pub async fn admission_of(
+        &self,
+        campaign: &CampaignId,
+        user: UserId,
+    ) -> Result<Option<(Seq, Epoch)>, GateError> {
+        let keys = self.keys(campaign);
+        let mut conn = self.conn.clone();
+        let (seq, marker): (Option<u32>, Option<String>) = redis::pipe()
+            .atomic()
+            .hget(&keys.winners, user.get())
+            .get(&keys.marker)
+            .query_async(&mut conn)
+            .await?;
+        match (seq, marker) {
+            (Some(seq), Some(marker)) => Ok(Some((Seq(seq), Epoch::parse(&marker)?))),
+            _ => Ok(None),
+        }
+    }
+
     /// Every winner of the campaign's gate with its slot.
     pub async fn winners(&self, campaign: &CampaignId) -> Result<Vec<(UserId, Seq)>, GateError> {
         let keys = self.keys(campaign);

@@ -25,6 +25,7 @@ pub struct Metrics {
     pub reconciled_releases: Counter,
     pub events_scanned: Counter,
     pub pending_resolved: Family<ResultLabel, Counter>,
+    pub unknown_resolved: Family<ResultLabel, Counter>,
     pub gate_rebuilds: Counter,
     pub readiness_probes: Counter,
     pub campaign_reads: Counter,
@@ -64,6 +65,7 @@ impl Default for Metrics {
         let reconciled_releases = Counter::default();
         let events_scanned = Counter::default();
         let pending_resolved = Family::<ResultLabel, Counter>::default();
+        let unknown_resolved = Family::<ResultLabel, Counter>::default();
         let gate_rebuilds = Counter::default();
         let readiness_probes = Counter::default();
         let campaign_reads = Counter::default();
@@ -132,6 +134,11 @@ impl Default for Metrics {
             pending_resolved.clone(),
         );
         registry.register(
+            "unknown_resolved",
+            "Applies answered unknown (no answer from the gate) resolved once Redis answered again, by result: issued, pending or released when the user held a slot, not_admitted when not",
+            unknown_resolved.clone(),
+        );
+        registry.register(
             "gate_rebuilds",
             "Gates rebuilt after Redis lost their state",
             gate_rebuilds.clone(),
@@ -168,6 +175,7 @@ impl Default for Metrics {
             reconciled_releases,
             events_scanned,
             pending_resolved,
+            unknown_resolved,
             gate_rebuilds,
             readiness_probes,
             campaign_reads,
@@ -186,6 +194,12 @@ impl Metrics {
 
     pub fn count_pending_resolved(&self, result: &'static str) {
         self.pending_resolved
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    pub fn count_unknown_resolved(&self, result: &'static str) {
+        self.unknown_resolved
             .get_or_create(&ResultLabel { result })
             .inc();
     }

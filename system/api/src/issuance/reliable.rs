@@ -151,7 +151,17 @@ impl Reliable {
                 Window::ALWAYS
             }
         };
-        match self.admit(campaign, user, window).await? {
+        let decision = match self.admit(campaign, user, window).await {
+            Err(IssuanceError::AdmitInDoubt(error)) => {
+                if self.parts.settings.resolve_unknown {
+                    let resolve = self.clone().resolve_unknown(campaign.id.clone(), user, now);
+                    self.parts.in_doubt.spawn(resolve);
+                }
+                return Err(IssuanceError::AdmitInDoubt(error));
+            }
+            decision => decision?,
+        };
+        match decision {
             Decision::Outside(outcome) => Ok(outcome),
             Decision::Gate(GateOutcome::Issued(seq), epoch) => {
                 // From here the admission must be published or undone even if the client hangs
@@ -228,6 +238,53 @@ impl Reliable {
             }
         }
         Err(IssuanceError::GateRebuilding(campaign.id.clone()))
+    }
+
+    /// An apply answered 504 `unknown`: its gate script was sent, and no answer came (a Redis
+    /// stall past the response timeout runs the scripts already sent once it resumes). Once
+    /// Redis answers again, the gate says whether it ran: a slot held by the user is published
+    /// like any other win (the user was told the outcome is unknown, so a coupon is a valid
+    /// end); no slot, nothing was taken. Without this, that slot would stay held with no event
+    /// until the reconciler released it, 30 s and more later, when the sale may be over. The
+    /// read follows the script on the same connection, so it sees what the script did; if the
+    /// connection was replaced meanwhile, a script that runs after the read is the reconciler's.
+    async fn resolve_unknown(
+        self,
+        campaign_id: CampaignId,
+        user: UserId,
+        now: time::OffsetDateTime,
+    ) {
+        let parts = &self.parts;
+        let give_up = tokio::time::Instant::now() + IN_DOUBT_DEADLINE;
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        let result = loop {
+            match parts.gate.admission_of(&campaign_id, user).await {
+                Ok(Some((seq, epoch))) => {
+                    let event = CouponIssued {
+                        campaign_id: campaign_id.clone(),
+                        user_id: user,
+                        seq,
+                        issued_at_ms: unix_ms(now),
+                        epoch: epoch.0,
+                    };
+                    tracing::info!(%campaign_id, user_id = %user, seq = seq.0, "an apply answered unknown took a slot; publishing its win");
+                    break match self.clone().publish_win(event, epoch).await {
+                        Ok(Outcome::Issued(_)) => "issued",
+                        Ok(_) => "pending",
+                        Err(_) => "released",
+                    };
+                }
+                Ok(None) => break "not_admitted",
+                Err(error) => {
+                    tracing::warn!(%campaign_id, user_id = %user, error = %coupon_runtime::chain(&error), retry_in = ?backoff.peek(), "cannot read the gate to resolve an apply answered unknown");
+                }
+            }
+            if tokio::time::Instant::now() + backoff.peek() >= give_up {
+                break "unresolved";
+            }
+            backoff.wait().await;
+        };
+        parts.metrics.count_unknown_resolved(result);
     }
 
     async fn publish_win(

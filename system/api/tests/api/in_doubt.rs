@@ -9,14 +9,17 @@ use coupon_domain::history::ResultClass;
 use testkit::{pipeline::TestPipeline, private_redis::PrivateRedis};
 
 /// An api of the pipeline's with a short Redis response timeout; `unknown_outcomes` off is the
-/// control that answers as this project once did.
+/// control that answers as this project once did, `resolve_unknown` off the control that
+/// leaves what a stalled script took to the reconciler.
 async fn impatient_api(
     pipeline: &mut TestPipeline,
     unknown_outcomes: bool,
+    resolve_unknown: bool,
 ) -> anyhow::Result<String> {
     let mut settings = pipeline.api_settings.clone();
     settings.redis_response_timeout = Duration::from_secs(1);
     settings.unknown_outcomes = unknown_outcomes;
+    settings.resolve_unknown = resolve_unknown;
     pipeline.start_api_with(settings).await
 }
 
@@ -45,27 +48,38 @@ async fn gate_holds(pipeline: &TestPipeline, campaign: &str, winners: u64) -> an
     .await
 }
 
+/// Users 1-3 apply through the design's api, 4-6 through the control that answers 503, 7-9
+/// through the control that answers 504 but never resolves it. Each script runs once Redis
+/// resumes, so all nine take a slot: the design publishes its three wins (the users were told
+/// "unknown", and a coupon is a valid end), while the controls' six slots stay held with no
+/// event until the reconciler releases them.
 #[tokio::test]
-async fn a_redis_stall_past_the_timeout_answers_unknown_and_the_reconciler_frees_its_slots()
+async fn a_redis_stall_past_the_timeout_answers_unknown_resolves_it_and_the_reconciler_frees_the_rest()
 -> anyhow::Result<()> {
     let redis = PrivateRedis::start(testkit::private_redis::Persistence::SnapshotOnly).await?;
     let stack = testkit::Stack::on_redis(&redis);
     let mut pipeline = TestPipeline::spawn_configured(stack, without_reconciler).await?;
     pipeline.create_campaign("stall", 10).await?;
-    let api = impatient_api(&mut pipeline, true).await?;
-    let control = impatient_api(&mut pipeline, false).await?;
+    let api = impatient_api(&mut pipeline, true, true).await?;
+    let control = impatient_api(&mut pipeline, false, false).await?;
+    let unresolving = impatient_api(&mut pipeline, true, false).await?;
     // One apply first, so Redis knows the gate script: a stalled EVALSHA of a script it does
     // not know would come back NOSCRIPT and take nothing.
     assert_eq!(pipeline.apply("stall", 100).await?.0, 201);
 
     redis.pause()?;
-    let (answers, control_answers) = tokio::join!(
+    let (answers, control_answers, unresolved_answers) = tokio::join!(
         futures::future::join_all((1..=3).map(|user| pipeline.apply_via(&api, "stall", user))),
         futures::future::join_all((4..=6).map(|user| pipeline.apply_via(&control, "stall", user))),
+        futures::future::join_all((7..=9).map(|user| pipeline.apply_via(
+            &unresolving,
+            "stall",
+            user
+        ))),
     );
     redis.resume()?;
 
-    for answer in answers {
+    for answer in answers.into_iter().chain(unresolved_answers) {
         let (status, reply) = answer?;
         assert_eq!(
             (status, reply.result),
@@ -79,18 +93,22 @@ async fn a_redis_stall_past_the_timeout_answers_unknown_and_the_reconciler_frees
     }
     // ...yet, like the unknown ones, each of those applies took a slot once Redis resumed: a
     // user told "refused" holds a coupon's slot.
-    for user in 1..=6 {
+    for user in 1..=9 {
         let (status, reply) = pipeline.apply("stall", user).await?;
         assert_eq!(status, 409, "user {user} holds a slot: {reply:?}");
     }
-    // Without a reconciler those six slots stay held with no event, even once the consumer
-    // has read everything: only user 100 has a row.
-    assert_eq!(pipeline.drained_rows("stall", 1).await?.len(), 1);
-    assert_eq!(pipeline.campaign("stall").await?.issued, 7);
+    // The design resolved its three: their wins were published, and they have rows. The
+    // controls' six slots stay held with no event, even once the consumer has read everything
+    // (no reconciler runs yet).
+    let rows = pipeline.drained_rows("stall", 4).await?;
+    let mut users: Vec<u64> = rows.iter().map(|(user, _)| *user).collect();
+    users.sort_unstable();
+    assert_eq!(users, [1, 2, 3, 100], "rows {rows:?}");
+    assert_eq!(pipeline.campaign("stall").await?.issued, 10);
 
-    // The reconciler releases them (it never publishes), and the campaign sells its ten.
+    // The reconciler releases those six (it never publishes), and the campaign sells its ten.
     start_reconciler(&mut pipeline).await?;
-    gate_holds(&pipeline, "stall", 1).await?;
+    gate_holds(&pipeline, "stall", 4).await?;
     for user in 1..=12 {
         pipeline.apply("stall", user).await?;
     }
