@@ -295,6 +295,9 @@ pub fn scenarios(users: usize) -> Vec<Scenario> {
                 "redis-rollback",
                 "kafka-kill",
                 "kafka-pause",
+                "api-kafka-latency",
+                "api-kafka-reset",
+                "api-kafka-blackhole",
             ],
         }],
     });

@@ -72,9 +72,11 @@ pub struct Cli {
     /// the start). The consumer's faults touch only strategies that run one (kafka, per-user,
     /// reliable).
     /// `redis-kill`, `redis-pause`, `redis-flush`, `redis-rollback`, `kafka-kill`, `kafka-pause`
-    /// act on Redis or Kafka themselves, so their run gets stores of its own (a Redis, a Kafka
-    /// broker and a database, started and stopped by loadgen), and loadgen verifies it before
-    /// stopping them.
+    /// act on Redis or Kafka themselves, and `api-kafka-latency`, `api-kafka-reset`,
+    /// `api-kafka-blackhole` on a proxy between the api and Kafka (3 s more each way; every
+    /// connection reset; nothing through), so their run gets stores of its own (a Redis, a
+    /// Kafka broker and a database, started and stopped by loadgen), and loadgen verifies it
+    /// before stopping them.
     /// `all`: the fault matrix, every fault with its defaults in a round of its own, each
     /// verified, written to `<report-dir>/faults-<id>/matrix.{md,json,html}`; its users arrive
     /// over about thirty seconds unless --rate or --stages say otherwise.

@@ -27,12 +27,16 @@ pub struct Sandbox {
     database: PrivateDatabase,
     /// The configured stack with these stores in its place.
     pub stack: StackArgs,
+    /// Where the api reaches the broker, when not at `stack`'s brokers: through the proxy the
+    /// `api-kafka-*` faults act on.
+    pub api_kafka: Option<String>,
 }
 
 impl Sandbox {
     /// Starts the stores `faults` act on. Redis keeps an append-only file fsynced on every
     /// write, as the shared stack's does, except for `redis-rollback`, which needs a Redis that
-    /// loses what came after its last snapshot.
+    /// loses what came after its last snapshot. For the `api-kafka-*` faults, the broker has a
+    /// proxy in front of a listener of the api's own.
     pub async fn start(base: &StackArgs, faults: &[FaultSpec]) -> anyhow::Result<Self> {
         let persistence = if faults.iter().any(|f| f.kind == FaultKind::RedisRollback) {
             Persistence::SnapshotOnly
@@ -40,9 +44,17 @@ impl Sandbox {
             Persistence::AppendOnly
         };
         eprintln!("starting stores of the run's own (a Redis, a Kafka broker, a database)");
+        let proxied = faults.iter().any(|f| f.kind.needs_api_kafka_proxy());
+        let kafka = async {
+            if proxied {
+                PrivateKafka::start_proxied().await
+            } else {
+                PrivateKafka::start().await
+            }
+        };
         let (redis, kafka, database) = tokio::join!(
             PrivateRedis::start(persistence),
-            PrivateKafka::start(),
+            kafka,
             PrivateDatabase::create(&base.database_url, "fault"),
         );
         let (redis, kafka, database) = match (redis, kafka, database) {
@@ -63,15 +75,23 @@ impl Sandbox {
             database_url: database.url.clone(),
             ..base.clone()
         };
+        let api_kafka = kafka.proxied_brokers();
         eprintln!(
-            "  redis {}, kafka {}, database {}",
-            redis.url, kafka.brokers, database.name
+            "  redis {}, kafka {}{}, database {}",
+            redis.url,
+            kafka.brokers,
+            api_kafka
+                .as_ref()
+                .map(|at| format!(" (the api's through a proxy at {at})"))
+                .unwrap_or_default(),
+            database.name
         );
         Ok(Self {
             redis: Mutex::new(redis),
             kafka: Mutex::new(kafka),
             database,
             stack,
+            api_kafka,
         })
     }
 

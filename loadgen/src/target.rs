@@ -91,7 +91,9 @@ async fn start(api: ApiClient, restart: Restart, faults: &[FaultSpec]) -> anyhow
     let stack = sandbox
         .as_ref()
         .map_or_else(|| restart.base.clone(), |s| s.stack.clone());
-    let pipeline = match Pipeline::start(&stack, restart.addr, &api, &restart.log_path).await {
+    let api_kafka = sandbox.as_ref().and_then(|s| s.api_kafka.clone());
+    let started = Pipeline::start(&stack, api_kafka, restart.addr, &api, &restart.log_path).await;
+    let pipeline = match started {
         Ok(pipeline) => pipeline,
         Err(error) => {
             if let Some(sandbox) = sandbox {

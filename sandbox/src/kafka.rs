@@ -10,6 +10,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
+use coupon_runtime::proxy::TcpProxy;
 use rdkafka::{
     ClientConfig,
     consumer::{BaseConsumer, Consumer},
@@ -22,6 +23,9 @@ pub struct PrivateKafka {
     pub brokers: String,
     dir: PathBuf,
     child: Option<Child>,
+    /// In front of the broker's second listener, for a broker started with
+    /// [`PrivateKafka::start_proxied`].
+    proxy: Option<TcpProxy>,
 }
 
 /// Where `scripts/stack` caches the broker's jars (same env vars and defaults).
@@ -65,27 +69,80 @@ pub fn kraft_properties(host: &str, port: u16, controller_port: u16, log_dir: &P
         })
 }
 
-/// Two distinct free ports (both bound at once, so never the same one twice).
-fn free_ports() -> anyhow::Result<(u16, u16)> {
-    let (a, b) = (
-        TcpListener::bind("127.0.0.1:0")?,
-        TcpListener::bind("127.0.0.1:0")?,
-    );
-    Ok((a.local_addr()?.port(), b.local_addr()?.port()))
+/// The properties with a second listener, `PROXIED`, bound at `port` and advertised at
+/// `advertised`: a client that bootstraps there is told to open every connection there too.
+pub fn with_proxied_listener(properties: &str, host: &str, port: u16, advertised: &str) -> String {
+    properties
+        .lines()
+        .map(|line| {
+            if line.starts_with("listeners=") {
+                format!("{line},PROXIED://{host}:{port}")
+            } else if line.starts_with("advertised.listeners=") {
+                format!("{line},PROXIED://{advertised}")
+            } else if line.starts_with("listener.security.protocol.map=") {
+                format!("{line},PROXIED:PLAINTEXT")
+            } else {
+                line.to_owned()
+            }
+        })
+        .map(|line| line + "\n")
+        .collect()
+}
+
+/// Distinct free ports (all bound at once, so never the same one twice).
+fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()?;
+    let mut ports = [0; N];
+    for (port, listener) in ports.iter_mut().zip(&listeners) {
+        *port = listener.local_addr()?.port();
+    }
+    Ok(ports)
 }
 
 impl PrivateKafka {
     /// Formats a fresh data directory and starts the broker; returns once it answers.
     pub async fn start() -> anyhow::Result<Self> {
+        let [port, controller_port] = free_ports()?;
         let dir = std::env::temp_dir().join(unique_name("fcfs-kafka"));
-        std::fs::create_dir_all(dir.join("data"))?;
-        let (port, controller_port) = free_ports()?;
         let config = kraft_properties("127.0.0.1", port, controller_port, &dir.join("data"));
+        Self::start_on(dir, port, config, None).await
+    }
+
+    /// A broker that clients can also reach through a [`TcpProxy`] of its own: a second
+    /// listener advertises the proxy's address, so a client bootstrapped at
+    /// [`PrivateKafka::proxied_brokers`] opens every connection through the proxy (and what the
+    /// proxy does to them, [`PrivateKafka::proxy`], is a fault of that client's alone), while
+    /// clients at `brokers` reach the broker directly.
+    pub async fn start_proxied() -> anyhow::Result<Self> {
+        let [port, controller_port, proxied_port] = free_ports()?;
+        let proxy = TcpProxy::start(([127, 0, 0, 1], proxied_port).into())
+            .await
+            .context("failed to start the proxy in front of the private kafka broker")?;
+        let dir = std::env::temp_dir().join(unique_name("fcfs-kafka"));
+        let config = with_proxied_listener(
+            &kraft_properties("127.0.0.1", port, controller_port, &dir.join("data")),
+            "127.0.0.1",
+            proxied_port,
+            &proxy.addr.to_string(),
+        );
+        Self::start_on(dir, port, config, Some(proxy)).await
+    }
+
+    async fn start_on(
+        dir: PathBuf,
+        port: u16,
+        config: String,
+        proxy: Option<TcpProxy>,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir.join("data"))?;
         std::fs::write(dir.join("server.properties"), config)?;
         let mut broker = Self {
             brokers: format!("127.0.0.1:{port}"),
             dir,
             child: None,
+            proxy,
         };
         let mut format = broker.java()?;
         format
@@ -115,6 +172,16 @@ impl PrivateKafka {
             .args(["-Xms128m", "-Xmx384m", "-XX:+UseSerialGC", "-cp"])
             .arg(format!("{}/*", kafka_libs()?.display()));
         Ok(command)
+    }
+
+    /// The proxy in front of the broker's second listener (see [`PrivateKafka::start_proxied`]).
+    pub fn proxy(&self) -> Option<&TcpProxy> {
+        self.proxy.as_ref()
+    }
+
+    /// Where a client bootstraps to reach the broker through its proxy.
+    pub fn proxied_brokers(&self) -> Option<String> {
+        self.proxy.as_ref().map(|proxy| proxy.addr.to_string())
     }
 
     /// The broker's process id, while it runs.
@@ -221,6 +288,22 @@ mod tests {
             text.contains("\nlisteners=PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093\n")
         );
         assert!(text.contains("\nlog.dirs=/tmp/k&1\n"));
+    }
+
+    #[test]
+    fn a_proxied_listener_is_bound_at_its_port_and_advertised_at_the_proxy() {
+        let base = kraft_properties("127.0.0.1", 19092, 19093, Path::new("/tmp/k"));
+        let text = with_proxied_listener(&base, "127.0.0.1", 19094, "127.0.0.1:29094");
+        assert!(text.contains(
+            "\nlisteners=PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093,PROXIED://127.0.0.1:19094\n"
+        ));
+        assert!(text.contains(
+            "\nadvertised.listeners=PLAINTEXT://127.0.0.1:19092,PROXIED://127.0.0.1:29094\n"
+        ));
+        assert!(text.contains(
+            "\nlistener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,PROXIED:PLAINTEXT\n"
+        ));
+        assert_eq!(text.lines().count(), base.lines().count());
     }
 
     #[test]

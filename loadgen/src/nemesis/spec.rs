@@ -29,10 +29,16 @@ pub enum FaultKind {
     KafkaKill,
     /// SIGSTOP the run's own Kafka broker; SIGCONT it.
     KafkaPause,
+    /// Every byte between the api and the run's own broker arrives later (each way).
+    ApiKafkaLatency,
+    /// Every connection between the api and the run's own broker is reset, new ones too.
+    ApiKafkaReset,
+    /// Nothing between the api and the run's own broker gets through (and nothing is lost).
+    ApiKafkaBlackhole,
 }
 
 impl FaultKind {
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 14] = [
         Self::ConsumerCrash,
         Self::DbOutage,
         Self::DbLock,
@@ -44,6 +50,9 @@ impl FaultKind {
         Self::RedisRollback,
         Self::KafkaKill,
         Self::KafkaPause,
+        Self::ApiKafkaLatency,
+        Self::ApiKafkaReset,
+        Self::ApiKafkaBlackhole,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +68,9 @@ impl FaultKind {
             Self::RedisRollback => "redis-rollback",
             Self::KafkaKill => "kafka-kill",
             Self::KafkaPause => "kafka-pause",
+            Self::ApiKafkaLatency => "api-kafka-latency",
+            Self::ApiKafkaReset => "api-kafka-reset",
+            Self::ApiKafkaBlackhole => "api-kafka-blackhole",
         }
     }
 
@@ -73,6 +85,18 @@ impl FaultKind {
                 | Self::RedisRollback
                 | Self::KafkaKill
                 | Self::KafkaPause
+                | Self::ApiKafkaLatency
+                | Self::ApiKafkaReset
+                | Self::ApiKafkaBlackhole
+        )
+    }
+
+    /// Whether it acts on the api's traffic to the broker: the run's broker then has a proxy
+    /// in front of a listener of the api's own.
+    pub fn needs_api_kafka_proxy(self) -> bool {
+        matches!(
+            self,
+            Self::ApiKafkaLatency | Self::ApiKafkaReset | Self::ApiKafkaBlackhole
         )
     }
 
@@ -89,7 +113,10 @@ impl FaultKind {
             | Self::RedisFlush
             | Self::RedisRollback
             | Self::KafkaKill
-            | Self::KafkaPause => When::QuarterTheLimit,
+            | Self::KafkaPause
+            | Self::ApiKafkaLatency
+            | Self::ApiKafkaReset
+            | Self::ApiKafkaBlackhole => When::QuarterTheLimit,
         }
     }
 
@@ -109,6 +136,10 @@ impl FaultKind {
             Self::RedisRollback => Some(Duration::from_millis(500)),
             Self::KafkaKill => Some(Duration::from_secs(2)),
             Self::KafkaPause => Some(Duration::from_secs(3)),
+            Self::ApiKafkaLatency => Some(Duration::from_secs(5)),
+            Self::ApiKafkaReset => Some(Duration::from_secs(3)),
+            // Past the api's publish wait (5 s), within the producer's delivery timeout (10 s).
+            Self::ApiKafkaBlackhole => Some(Duration::from_secs(6)),
         }
     }
 
@@ -294,7 +325,10 @@ mod tests {
                 "redis-flush",
                 "redis-rollback",
                 "kafka-kill",
-                "kafka-pause"
+                "kafka-pause",
+                "api-kafka-latency",
+                "api-kafka-reset",
+                "api-kafka-blackhole"
             ]
         );
     }

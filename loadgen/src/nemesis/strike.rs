@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use coupon_domain::{Strategy, history::FaultPhase};
-use coupon_runtime::backoff::poll_until;
+use coupon_runtime::{backoff::poll_until, proxy::Mode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::{sync::watch, time::Instant};
 
@@ -19,6 +19,10 @@ const OUTAGE_AFTER_BURST: Duration = Duration::from_secs(8);
 /// How long the nemesis waits for a fault's own effect (a crash to be restarted, poison to be
 /// captured) before it calls the fault failed.
 const EFFECT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How much later `api-kafka-latency` delivers every byte, each way: a produce request and its
+/// acknowledgement take twice this, past the api's publish wait (5 s).
+const API_KAFKA_DELAY: Duration = Duration::from_secs(3);
 
 /// The size of the oversized poison record (the one that once stopped the consumer).
 const POISON_BYTES: usize = 70_000;
@@ -45,6 +49,11 @@ pub fn not_applicable(kind: FaultKind, strategy: Strategy) -> Option<&'static st
         }
         FaultKind::KafkaKill | FaultKind::KafkaPause if !strategy.uses_kafka() => {
             Some("this strategy uses no Kafka")
+        }
+        FaultKind::ApiKafkaLatency | FaultKind::ApiKafkaReset | FaultKind::ApiKafkaBlackhole
+            if !strategy.uses_kafka() =>
+        {
+            Some("this strategy's api sends nothing to Kafka")
         }
         _ => None,
     }
@@ -78,6 +87,22 @@ pub(super) async fn one(
         FaultKind::RedisRollback => redis_rollback(scene, spec).await,
         FaultKind::KafkaKill => kafka_kill(scene, spec).await,
         FaultKind::KafkaPause => kafka_pause(scene, spec).await,
+        FaultKind::ApiKafkaLatency => {
+            let delay = Mode::Delay(API_KAFKA_DELAY);
+            let what = format!(
+                "every byte {} ms later, each way",
+                API_KAFKA_DELAY.as_millis()
+            );
+            api_kafka(scene, spec, delay, &what).await
+        }
+        FaultKind::ApiKafkaReset => {
+            let what = "every connection reset (RST), new ones too";
+            api_kafka(scene, spec, Mode::Reset, what).await
+        }
+        FaultKind::ApiKafkaBlackhole => {
+            let what = "nothing gets through either way (held, not lost)";
+            api_kafka(scene, spec, Mode::Blackhole, what).await
+        }
     };
     result.with_context(|| format!("fault {spec} failed"))
 }
@@ -436,5 +461,27 @@ async fn kafka_pause(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> 
     tokio::time::sleep(lasting(spec)).await;
     kafka.resume()?;
     scene.line(spec, FaultPhase::Heal, &target, "SIGCONT");
+    Ok(())
+}
+
+/// What the proxy between the api and the run's broker does, for the fault's length: the
+/// consumer, the verifier and the faults' own clients reach the broker directly, untouched.
+async fn api_kafka(
+    scene: &Scene<'_>,
+    spec: &FaultSpec,
+    mode: Mode,
+    what: &str,
+) -> anyhow::Result<()> {
+    let kafka = sandbox(scene)?.kafka.lock().await;
+    let proxy = kafka
+        .proxy()
+        .context("the run's broker has no proxy in front of the api's listener")?;
+    let target = format!("api → proxy {} → {kafka}", proxy.addr);
+    proxy.set(mode);
+    scene.line(spec, FaultPhase::Inject, &target, what);
+    // The fault's length: the proxy does this for so long.
+    tokio::time::sleep(lasting(spec)).await;
+    proxy.restore();
+    scene.line(spec, FaultPhase::Heal, &target, "forwarding again");
     Ok(())
 }

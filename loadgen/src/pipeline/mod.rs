@@ -43,11 +43,12 @@ impl Pipeline {
         format!("http://{}/metrics", self.consumer.metrics_addr)
     }
 
-    /// Starts the api on `addr` (answering as `api`, with its admin token) and the consumer,
-    /// both logging to `log`, and waits until the api answers and the consumer holds its
-    /// partitions.
+    /// Starts the api on `addr` (answering as `api`, with its admin token; reaching Kafka at
+    /// `api_kafka` when given, else at the stack's brokers) and the consumer, both logging to
+    /// `log`, and waits until the api answers and the consumer holds its partitions.
     pub async fn start(
         stack: &StackArgs,
+        api_kafka: Option<String>,
         addr: SocketAddr,
         api: &ApiClient,
         log: &Path,
@@ -64,7 +65,14 @@ impl Pipeline {
             "api",
             log,
             stack,
-            [("API_ADDR", addr.to_string()), ("ADMIN_TOKEN", token)],
+            [
+                ("API_ADDR", addr.to_string()),
+                ("ADMIN_TOKEN", token),
+                (
+                    "KAFKA_BROKERS",
+                    api_kafka.unwrap_or_else(|| stack.kafka_brokers.clone()),
+                ),
+            ],
         );
         let consumer_metrics = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
