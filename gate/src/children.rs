@@ -26,11 +26,22 @@ impl Finished {
     }
 }
 
-/// `cargo build --quiet -p loadgen -p verifier`, with the cargo that runs the gate when it does.
+/// `cargo build --quiet -p loadgen -p verifier --features loadgen/controls`, with the cargo that
+/// runs the gate when it does: loadgen with its negative controls (`--control`), which only the
+/// gate's build takes.
 pub async fn build() -> anyhow::Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let status = Command::new(&cargo)
-        .args(["build", "--quiet", "-p", "loadgen", "-p", "verifier"])
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "loadgen",
+            "-p",
+            "verifier",
+            "--features",
+            "loadgen/controls",
+        ])
         .status()
         .await
         .with_context(|| format!("failed to run {}", cargo.to_string_lossy()))?;

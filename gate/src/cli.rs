@@ -11,8 +11,10 @@ use coupon_runtime::stack::StackArgs;
 /// gate and a row planted behind the database's back (I1 must fail); the course's stages, each
 /// caught (naive I1; redis-counter and kafka I2 with I1 holding; per-user I3 under a database
 /// outage and I2 under a consumer crash), and the real design holding under the same faults;
-/// then `--strategy all` (naive violated, reliable holding). Each check is judged on the
-/// verifier's `verdict.json`, loadgen's `summary.json` and `compare.json`.
+/// then `--strategy all` (naive violated, reliable holding); the fault matrix (every round
+/// holding); and the matrix's negative controls, each a fault with its fix switched off (the
+/// invariant named). Each check is judged on the verifier's `verdict.json`, loadgen's
+/// `summary.json`, `compare.json` and `matrix.json`.
 ///
 /// Exit codes: 0 every check passed; 1 a check failed; 2 the gate itself could not run.
 #[derive(Debug, Clone, Parser)]
@@ -35,6 +37,11 @@ pub struct Cli {
     /// Do not run `cargo build -p loadgen -p verifier` first.
     #[arg(long)]
     pub no_build: bool,
+
+    /// Run only the scenarios whose heading contains this (e.g. `gate 3f`); a scenario that
+    /// judges an earlier one's run (`gate 2b` plants a row in gate 1's) needs that one too.
+    #[arg(long, value_name = "TEXT")]
+    pub only: Option<String>,
 
     /// The stores' addresses, topics and groups: the planted row goes there, and loadgen and
     /// the verifier get the same settings.

@@ -26,6 +26,13 @@ pub struct Load {
     /// loadgen verifies this run itself (`--fault all`) and exits 1 when a round failed: the
     /// checks judge its files, so that exit is not the run failing.
     pub verifies_itself: bool,
+    /// `--rate`: users per second, rather than the whole burst at once.
+    pub rate: Option<usize>,
+    /// `--control`: a fix switched off in the pipeline loadgen starts. The run must fail, and
+    /// may end with its fault failed (exit 2): its checks judge it, not loadgen's exit.
+    pub control: Option<&'static str>,
+    /// `--drain-timeout`.
+    pub drain_timeout: Option<&'static str>,
 }
 
 impl Load {
@@ -41,6 +48,20 @@ impl Load {
             env: Vec::new(),
             show: 3,
             verifies_itself: false,
+            rate: None,
+            control: None,
+            drain_timeout: None,
+        }
+    }
+
+    /// A negative control of the fault matrix: `fault` with `control`'s fix switched off,
+    /// users arriving at 10 a second (a burst would end before the Redis faults strike mid-sale).
+    fn control(dir: &'static str, fault: &'static str, control: &'static str) -> Self {
+        Self {
+            rate: Some(10),
+            control: Some(control),
+            show: 6,
+            ..Self::new(dir, 300, 18097).fault(fault)
         }
     }
 
@@ -96,6 +117,9 @@ impl Load {
             ("--strategy", self.strategy.map(str::to_owned)),
             ("--fault", self.fault.map(str::to_owned)),
             ("--threshold", self.threshold.map(str::to_owned)),
+            ("--rate", self.rate.map(|r| r.to_string())),
+            ("--control", self.control.map(str::to_owned)),
+            ("--drain-timeout", self.drain_timeout.map(str::to_owned)),
         ];
         for (flag, value) in options {
             if let Some(value) = value {
@@ -301,7 +325,66 @@ pub fn scenarios(users: usize) -> Vec<Scenario> {
             ],
         }],
     });
+    table.extend(controls());
     table
+}
+
+/// 3f: the matrix's negative controls. Each switches off the fix one fault's round relies on;
+/// the round must then fail, naming the invariant that fix keeps.
+fn controls() -> Vec<Scenario> {
+    let control = |fault: &'static str,
+                   control: &'static str,
+                   what: &str,
+                   failed: CheckId,
+                   held: &'static [CheckId]| Scenario {
+        heading: format!(
+            "gate 3f: --fault {fault} with --control {control} ({what}): the verdict must name \
+             {failed}"
+        ),
+        action: Action::Load(Load::control(control, fault, control)),
+        checks: vec![verifier(
+            &format!("the verdict catches {fault} without its fix ({control})"),
+            control,
+            Expect::Violates { failed, held },
+        )],
+    };
+    let mut poison = control(
+        "poison",
+        "no-poison-guard",
+        "the consumer keeps a failed record whole and cannot capture 70 KB",
+        CheckId::I6,
+        &[],
+    );
+    // Poison strikes 200 ms in, so a burst will do; the fault never heals (nothing is
+    // captured), and the drain need not wait long to see that.
+    if let Action::Load(load) = &mut poison.action {
+        load.rate = None;
+        load.drain_timeout = Some("5s");
+    }
+    vec![
+        control(
+            "redis-pause",
+            "no-unknown-resolution",
+            "an apply answered unknown is left to the reconciler",
+            CheckId::I7,
+            &[CheckId::I1, CheckId::I2],
+        ),
+        control(
+            "redis-rollback",
+            "no-restart-check",
+            "the gate trusts a Redis restarted from an older snapshot",
+            CheckId::I1,
+            &[],
+        ),
+        control(
+            "redis-flush",
+            "no-rebuild",
+            "a lost gate starts again empty",
+            CheckId::I1,
+            &[],
+        ),
+        poison,
+    ]
 }
 
 /// 3c: per-user caught under a database outage and a consumer crash, the real design holding
@@ -370,7 +453,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_table_keeps_its_fifteen_checks_in_order() {
+    fn the_table_keeps_its_checks_in_order() {
         let names: Vec<String> = scenarios(10_000)
             .iter()
             .flat_map(|s| s.checks.iter().map(Check::name))
@@ -393,6 +476,10 @@ mod tests {
                 "the comparison runs every strategy",
                 "the comparison names naive's I1 and reliable holding",
                 "the real design holds through every fault of the matrix",
+                "the verdict catches redis-pause without its fix (no-unknown-resolution)",
+                "the verdict catches redis-rollback without its fix (no-restart-check)",
+                "the verdict catches redis-flush without its fix (no-rebuild)",
+                "the verdict catches poison without its fix (no-poison-guard)",
             ]
         );
     }
@@ -442,6 +529,22 @@ mod tests {
             (
                 "the real design holds through the same consumer crash",
                 Expect::Holds,
+            ),
+            (
+                "the verdict catches redis-pause without its fix (no-unknown-resolution)",
+                violates(CheckId::I7, &[CheckId::I1, CheckId::I2]),
+            ),
+            (
+                "the verdict catches redis-rollback without its fix (no-restart-check)",
+                violates(CheckId::I1, &[]),
+            ),
+            (
+                "the verdict catches redis-flush without its fix (no-rebuild)",
+                violates(CheckId::I1, &[]),
+            ),
+            (
+                "the verdict catches poison without its fix (no-poison-guard)",
+                violates(CheckId::I6, &[]),
             ),
         ]
         .map(|(name, expect)| (name.to_owned(), expect));
@@ -513,7 +616,25 @@ mod tests {
         assert_eq!(
             ports,
             [
-                18090, 18091, 18092, 18093, 18093, 18094, 18094, 18094, 18094, 18095, 18096
+                18090, 18091, 18092, 18093, 18093, 18094, 18094, 18094, 18094, 18095, 18096, 18097,
+                18097, 18097, 18097
+            ]
+        );
+        assert_eq!(
+            args(loads[14]),
+            [
+                "--users",
+                "300",
+                "--host",
+                "http://127.0.0.1:18097",
+                "--report-dir",
+                "r/no-poison-guard",
+                "--fault",
+                "poison",
+                "--control",
+                "no-poison-guard",
+                "--drain-timeout",
+                "5s"
             ]
         );
     }

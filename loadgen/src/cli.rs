@@ -84,6 +84,13 @@ pub struct Cli {
     #[arg(long = "fault", value_name = "FAULT", value_delimiter = ',', value_parser = parse_fault)]
     pub fault_args: Vec<FaultArg>,
 
+    /// A negative control: the fix that `--fault`'s one fault relies on, switched off in the
+    /// pipeline loadgen starts, so that the run must fail (no-unknown-resolution for
+    /// redis-pause, no-restart-check for redis-rollback, no-rebuild for redis-flush,
+    /// no-poison-guard for poison). Only a loadgen built with `--features controls`.
+    #[arg(long, hide = true, value_enum)]
+    pub control: Option<crate::control::Control>,
+
     /// The faults `--fault` named (every one for `all`), filled in by [`Cli::resolved`].
     #[arg(skip)]
     pub fault: Vec<FaultSpec>,
@@ -391,6 +398,17 @@ impl Cli {
                 }
             }
         }
+        if let Some(control) = self.control {
+            anyhow::ensure!(
+                crate::control::BUILT_IN,
+                "--control switches a fix off on purpose; only a loadgen built with --features controls (the CI gate's) takes it"
+            );
+            anyhow::ensure!(
+                kinds == [control.fault()],
+                "--control {control} is the negative control of --fault {}: give that fault alone",
+                control.fault()
+            );
+        }
         anyhow::ensure!(
             self.campaign.is_none() || !self.fault_args.contains(&FaultArg::All),
             "--fault all creates a campaign per fault; it cannot be combined with --campaign"
@@ -434,6 +452,34 @@ mod tests {
         );
         let bad = Cli::try_parse_from(["loadgen", "--", "--no-such-goose-flag"]).expect("parses");
         assert!(bad.goose_configuration().is_err());
+    }
+
+    #[test]
+    fn a_control_needs_the_controls_build_and_its_own_fault_alone() {
+        let validated = |args: &[&str]| {
+            let mut all = vec!["loadgen"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all)
+                .expect("parses")
+                .resolved()
+                .validate()
+        };
+        let own = validated(&["--fault", "poison", "--control", "no-poison-guard"]);
+        if crate::control::BUILT_IN {
+            assert!(own.is_ok(), "{own:?}");
+        } else {
+            let error = own
+                .expect_err("an ordinary build refuses --control")
+                .to_string();
+            assert!(error.contains("--features controls"), "{error}");
+        }
+        for wrong in [
+            &["--control", "no-poison-guard"][..],
+            &["--fault", "redis-flush", "--control", "no-poison-guard"],
+            &["--fault", "poison,db-lock", "--control", "no-poison-guard"],
+        ] {
+            assert!(validated(wrong).is_err(), "{wrong:?} was accepted");
+        }
     }
 
     #[test]

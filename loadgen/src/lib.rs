@@ -12,6 +12,8 @@
 //! - [`pipeline`]: the api and consumer as child processes, and the handles faults act on.
 //! - [`sandbox`]: stores of a run's own (Redis, a Kafka broker, a database) for the faults
 //!   that act on Redis or Kafka themselves.
+//! - [`control`]: `--control` (a build with the `controls` feature only): a fix switched off in
+//!   the pipeline loadgen starts, the negative control of a fault's round.
 //! - [`nemesis`]: `--fault`: each fault struck and healed on its schedule during the burst,
 //!   recorded in the history.
 //! - [`client`]: the api's admin and campaign endpoints, typed by its wire types.
@@ -30,6 +32,7 @@ pub mod arrivals;
 pub mod cli;
 pub mod client;
 pub mod compare;
+pub mod control;
 pub mod diff;
 pub mod history;
 pub mod judge;

@@ -69,8 +69,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         cli.admin_token.clone(),
         &pipeline_log,
         first_faults,
+        cli.control,
     )
     .await?;
+    if let Some(control) = cli.control {
+        eprintln!(
+            "negative control {control}: the pipeline runs with a fix for {} switched off on purpose; this run must fail",
+            control.fault()
+        );
+    }
     let outcome = if !cli.fault.is_empty() && target.pipeline.is_none() {
         Err(anyhow::anyhow!(
             "--fault needs the api and consumer that loadgen starts itself, but an api already answers at {}: stop it, or leave out --fault",

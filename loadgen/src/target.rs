@@ -11,6 +11,7 @@ use coupon_runtime::stack::StackArgs;
 
 use crate::{
     client::ApiClient,
+    control::Control,
     nemesis::FaultSpec,
     pipeline::Pipeline,
     sandbox::{self, Sandbox},
@@ -35,16 +36,20 @@ struct Restart {
     base: StackArgs,
     addr: SocketAddr,
     log_path: PathBuf,
+    /// The fix switched off in the pipeline, for a negative control.
+    control: Option<Control>,
 }
 
 /// Finds the api at `base_url`, or starts the pipeline on that loopback address, logging to
-/// `log_path`; in a fresh [`Sandbox`] when any of `faults` needs one.
+/// `log_path`; in a fresh [`Sandbox`] when any of `faults` needs one, and with `control`'s fix
+/// switched off.
 pub async fn find_or_start(
     stack: &StackArgs,
     base_url: &str,
     admin_token: Option<String>,
     log_path: &Path,
     faults: &[FaultSpec],
+    control: Option<Control>,
 ) -> anyhow::Result<Target> {
     let api = ApiClient::new(base_url, admin_token.clone())?;
     if api.answers().await {
@@ -77,6 +82,7 @@ pub async fn find_or_start(
         base: stack.clone(),
         addr,
         log_path: log_path.to_owned(),
+        control,
     };
     start(api, restart, faults).await
 }
@@ -92,7 +98,15 @@ async fn start(api: ApiClient, restart: Restart, faults: &[FaultSpec]) -> anyhow
         .as_ref()
         .map_or_else(|| restart.base.clone(), |s| s.stack.clone());
     let api_kafka = sandbox.as_ref().and_then(|s| s.api_kafka.clone());
-    let started = Pipeline::start(&stack, api_kafka, restart.addr, &api, &restart.log_path).await;
+    let started = Pipeline::start(
+        &stack,
+        api_kafka,
+        restart.addr,
+        &api,
+        &restart.log_path,
+        restart.control,
+    )
+    .await;
     let pipeline = match started {
         Ok(pipeline) => pipeline,
         Err(error) => {

@@ -18,7 +18,7 @@ use clap::Parser;
 use coupon_runtime::{backoff::poll_until, stack::StackArgs};
 use nix::{sys::signal, unistd::Pid};
 
-use crate::client::ApiClient;
+use crate::{client::ApiClient, control::Control};
 
 /// The hidden first argument that turns loadgen into a pipeline child; `api` or `consumer`
 /// follows it.
@@ -260,9 +260,18 @@ pub async fn serve(part: &str) -> anyhow::Result<()> {
     {
         bail!("loadgen (pid {parent}) that started this {part} is gone");
     }
+    let control = Control::of_this_process()?;
+    if let Some(control) = control {
+        eprintln!(
+            "NEGATIVE CONTROL {control}: this {part} runs with a fix switched off on purpose"
+        );
+    }
     match part {
         "api" => {
-            let api = coupon_api::Settings::try_parse_from(["coupon-api"])?;
+            let mut api = coupon_api::Settings::try_parse_from(["coupon-api"])?;
+            if let Some(control) = control {
+                control.break_api(&mut api);
+            }
             coupon_api::Application::build(api)
                 .await
                 .context("failed to start the api")?
@@ -270,7 +279,10 @@ pub async fn serve(part: &str) -> anyhow::Result<()> {
                 .await
         }
         "consumer" => {
-            let consumer = coupon_consumer::Settings::try_parse_from(["coupon-consumer"])?;
+            let mut consumer = coupon_consumer::Settings::try_parse_from(["coupon-consumer"])?;
+            if let Some(control) = control {
+                control.break_consumer(&mut consumer);
+            }
             coupon_consumer::Consumer::build(consumer)
                 .await
                 .context("failed to start the consumer")?

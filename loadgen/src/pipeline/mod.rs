@@ -25,7 +25,10 @@ use nix::sys::signal;
 use child::{ChildSpec, SupervisedConsumer};
 pub use child::{SERVE_PIPELINE, serve};
 
-use crate::client::ApiClient;
+use crate::{
+    client::ApiClient,
+    control::{self, Control},
+};
 
 /// The api and consumer loadgen started.
 #[derive(Debug)]
@@ -45,14 +48,17 @@ impl Pipeline {
 
     /// Starts the api on `addr` (answering as `api`, with its admin token; reaching Kafka at
     /// `api_kafka` when given, else at the stack's brokers) and the consumer, both logging to
-    /// `log`, and waits until the api answers and the consumer holds its partitions.
+    /// `log`, and waits until the api answers and the consumer holds its partitions. With a
+    /// `control`, both run with its fix switched off.
     pub async fn start(
         stack: &StackArgs,
         api_kafka: Option<String>,
         addr: SocketAddr,
         api: &ApiClient,
         log: &Path,
+        control: Option<Control>,
     ) -> anyhow::Result<Self> {
+        let control = control.map(|c| c.to_string()).unwrap_or_default();
         let token = api
             .admin_token
             .clone()
@@ -72,6 +78,7 @@ impl Pipeline {
                     "KAFKA_BROKERS",
                     api_kafka.unwrap_or_else(|| stack.kafka_brokers.clone()),
                 ),
+                (control::ENV, control.clone()),
             ],
         );
         let consumer_metrics = std::net::TcpListener::bind("127.0.0.1:0")
@@ -84,6 +91,7 @@ impl Pipeline {
             [
                 ("CONSUMER_METRICS_ADDR", consumer_metrics.to_string()),
                 ("DATABASE_URL", consumer_database_url),
+                (control::ENV, control),
             ],
         );
         let consumer = Arc::new(SupervisedConsumer::new(consumer_spec, consumer_metrics));

@@ -131,6 +131,13 @@ pub struct Settings {
     #[arg(skip = true)]
     pub unknown_outcomes: bool,
 
+    /// Whether a gate Redis lost (its marker gone while MySQL records it built) is rebuilt from
+    /// the stores before it admits again. No flag: a test alone sets `false`, the control that
+    /// starts it again empty, as this project once did, and hands out again the slots its rows
+    /// and events hold.
+    #[arg(skip = true)]
+    pub rebuild_lost: bool,
+
     /// Whether an apply answered 504 `unknown` is resolved once Redis answers again: if its
     /// script did take a slot, the win is published like any other. No flag: a test alone sets
     /// `false`, the control that leaves that slot held with no event until the reconciler

@@ -90,10 +90,13 @@ async fn readiness_of(
     if parts.gate.is_live(id).await? {
         return Ok(GateReadiness::Ready);
     }
-    if !stored.gate_initialised {
-        // The control (FirstGate::Empty): nobody was ever admitted, so an empty gate is taken
-        // for the truth. Recorded in MySQL first, so a later loss of the marker is recognised.
-        campaigns::mark_gate_initialised(&parts.store, id, None).await?;
+    if !stored.gate_initialised || !parts.settings.rebuild_lost {
+        // The controls: FirstGate::Empty (nobody was ever admitted, so an empty gate is taken
+        // for the truth; recorded in MySQL first, so a later loss of the marker is recognised),
+        // and a lost gate started again empty rather than rebuilt.
+        if !stored.gate_initialised {
+            campaigns::mark_gate_initialised(&parts.store, id, None).await?;
+        }
         let epoch = parts.settings.gate_epochs.next(&parts.store, id, 0).await?;
         parts.gate.initialise_empty(id, epoch).await?;
         return Ok(GateReadiness::Ready);
