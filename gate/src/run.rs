@@ -81,8 +81,11 @@ async fn run_loadgen(cli: &Cli, load: &Load) -> anyhow::Result<()> {
         .envs(load.env.iter().copied());
     let finished = children::run(command, true).await?;
     println!("{}", tail(&finished.stdout, load.show));
+    let failed_as_a_control_must = load.control.is_some()
+        && (finished.code() == Some(LOADGEN_EXIT_VERDICT)
+            || (load.fault_may_fail && finished.code() == Some(LOADGEN_EXIT_FAULT_FAILED)));
     let judged_by_files = (load.verifies_itself && finished.code() == Some(LOADGEN_EXIT_VERDICT))
-        || load.control.is_some();
+        || failed_as_a_control_must;
     anyhow::ensure!(
         finished.status.success() || judged_by_files,
         "loadgen failed ({}) for {}",
@@ -204,6 +207,10 @@ fn comparison(report_dir: &Path, dir: &str) -> anyhow::Result<(Vec<CompareLine>,
 
 /// loadgen's exit code when it verified a run itself and a verdict failed (`--fault all`).
 const LOADGEN_EXIT_VERDICT: i32 = 1;
+
+/// loadgen's exit when the run could not finish, as when a fault never healed (its history and
+/// reports are written first).
+const LOADGEN_EXIT_FAULT_FAILED: i32 = 2;
 
 /// The fault matrix's lines (`matrix.json`).
 fn matrix(report_dir: &Path, dir: &str) -> anyhow::Result<Vec<judge::MatrixLine>> {

@@ -408,6 +408,10 @@ impl Cli {
                 "--control {control} is the negative control of --fault {}: give that fault alone",
                 control.fault()
             );
+            anyhow::ensure!(
+                self.campaign.is_none(),
+                "--control runs on stores of the run's own, where --campaign's campaign does not exist"
+            );
         }
         anyhow::ensure!(
             self.campaign.is_none() || !self.fault_args.contains(&FaultArg::All),

@@ -1,6 +1,6 @@
 //! Negative controls for the fault matrix: one fix of the design switched off on purpose in the
-//! api or the consumer loadgen starts, so that the round of the fault that fix answers must fail,
-//! naming the invariant. Only a loadgen built with the `controls` feature (the CI gate's build)
+//! api or the consumer loadgen starts (always on stores of the run's own), so that the round of
+//! the fault that fix answers must fail, naming the invariant. Only a loadgen built with the `controls` feature (the CI gate's build)
 //! takes `--control`; an ordinary build refuses it, and its pipeline never reads the switch.
 
 use std::fmt;

@@ -87,9 +87,11 @@ pub async fn find_or_start(
     start(api, restart, faults).await
 }
 
-/// The pipeline at `restart.addr`, on the configured stack or in a fresh sandbox for `faults`.
+/// The pipeline at `restart.addr`, on the configured stack or in a fresh sandbox for `faults`,
+/// or for a negative control (a pipeline with a fix switched off never touches the shared
+/// stack: what it breaks there, a partition stopped behind a poison record, would outlast it).
 async fn start(api: ApiClient, restart: Restart, faults: &[FaultSpec]) -> anyhow::Result<Target> {
-    let sandbox = if sandbox::needed(faults) {
+    let sandbox = if sandbox::needed(faults) || restart.control.is_some() {
         Some(Sandbox::start(&restart.base, faults).await?)
     } else {
         None

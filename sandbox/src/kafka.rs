@@ -89,8 +89,9 @@ pub fn with_proxied_listener(properties: &str, host: &str, port: u16, advertised
         .collect()
 }
 
-/// Distinct free ports (all bound at once, so never the same one twice).
-fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
+/// Distinct free ports, and the listeners that hold them until dropped (so that nothing else
+/// bound meanwhile gets one of them).
+fn held_ports<const N: usize>() -> anyhow::Result<(Vec<TcpListener>, [u16; N])> {
     let listeners: Vec<TcpListener> = (0..N)
         .map(|_| TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<_, _>>()?;
@@ -98,13 +99,13 @@ fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
     for (port, listener) in ports.iter_mut().zip(&listeners) {
         *port = listener.local_addr()?.port();
     }
-    Ok(ports)
+    Ok((listeners, ports))
 }
 
 impl PrivateKafka {
     /// Formats a fresh data directory and starts the broker; returns once it answers.
     pub async fn start() -> anyhow::Result<Self> {
-        let [port, controller_port] = free_ports()?;
+        let (_, [port, controller_port]) = held_ports()?;
         let dir = std::env::temp_dir().join(unique_name("fcfs-kafka"));
         let config = kraft_properties("127.0.0.1", port, controller_port, &dir.join("data"));
         Self::start_on(dir, port, config, None).await
@@ -116,10 +117,12 @@ impl PrivateKafka {
     /// proxy does to them, [`PrivateKafka::proxy`], is a fault of that client's alone), while
     /// clients at `brokers` reach the broker directly.
     pub async fn start_proxied() -> anyhow::Result<Self> {
-        let [port, controller_port, proxied_port] = free_ports()?;
+        let (held, [port, controller_port, proxied_port]) = held_ports()?;
+        // Bound while the broker's ports are still held, so it cannot be given one of them.
         let proxy = TcpProxy::start(([127, 0, 0, 1], proxied_port).into())
             .await
             .context("failed to start the proxy in front of the private kafka broker")?;
+        drop(held);
         let dir = std::env::temp_dir().join(unique_name("fcfs-kafka"));
         let config = with_proxied_listener(
             &kraft_properties("127.0.0.1", port, controller_port, &dir.join("data")),

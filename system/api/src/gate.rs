@@ -125,6 +125,19 @@ impl Epoch {
     }
 }
 
+/// What the gate holds for one user, as [`Gate::admission_of`] read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holding {
+    /// A slot, in the gate's live epoch.
+    Slot(Seq, Epoch),
+    /// No slot.
+    None,
+    /// The gate is lost (no marker): a rebuild makes it again from the stores.
+    Lost,
+    /// A rebuild or the reconciler is moving the gate to its next life: read again later.
+    Locked,
+}
+
 /// The gate's state for one campaign, for stats and the verifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct GateStats {
@@ -418,24 +431,28 @@ impl Gate {
     }
 
     /// The slot `user` holds in the campaign's gate and the gate's live epoch, read together
-    /// (one transaction): `None` when the user holds no slot, or the gate is lost.
+    /// (one transaction), unless a rebuild or the reconciler holds the campaign's rebuild lock
+    /// (the gate is between two lives). [`Holding::Slot`] only while no one does.
     pub async fn admission_of(
         &self,
         campaign: &CampaignId,
         user: UserId,
-    ) -> Result<Option<(Seq, Epoch)>, GateError> {
+    ) -> Result<Holding, GateError> {
         let keys = self.keys(campaign);
         let mut conn = self.conn.clone();
-        let (seq, marker): (Option<u32>, Option<String>) = redis::pipe()
+        let (seq, marker, locked): (Option<u32>, Option<String>, bool) = redis::pipe()
             .atomic()
             .hget(&keys.winners, user.get())
             .get(&keys.marker)
+            .exists(&keys.rebuild_lock)
             .query_async(&mut conn)
             .await?;
-        match (seq, marker) {
-            (Some(seq), Some(marker)) => Ok(Some((Seq(seq), Epoch::parse(&marker)?))),
-            _ => Ok(None),
-        }
+        Ok(match (seq, marker, locked) {
+            (_, _, true) => Holding::Locked,
+            (Some(seq), Some(marker), false) => Holding::Slot(Seq(seq), Epoch::parse(&marker)?),
+            (None, Some(_), false) => Holding::None,
+            (_, None, false) => Holding::Lost,
+        })
     }
 
     /// Every winner of the campaign's gate with its slot.

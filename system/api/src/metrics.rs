@@ -135,7 +135,7 @@ impl Default for Metrics {
         );
         registry.register(
             "unknown_resolved",
-            "Applies answered unknown (no answer from the gate) resolved once Redis answered again, by result: issued, pending or released when the user held a slot, not_admitted when not",
+            "Applies answered unknown (no answer from the gate) resolved once Redis answered again, by result: issued (or superseded_by_rebuild, unresolved) when the user held a slot, not_admitted when not, gate_lost when the gate was gone",
             unknown_resolved.clone(),
         );
         registry.register(

@@ -19,7 +19,7 @@ use super::{Counts, Issuance, IssuanceError, Outcome, rebuild};
 use crate::{
     campaigns::CampaignCache,
     configuration::{Settings, WindowCheck},
-    gate::{Admission, Epoch, Gate, Window},
+    gate::{Admission, Epoch, Gate, Holding, Window},
     metrics::Metrics,
     publisher::{Published, Publisher, certainly_not_written},
 };
@@ -58,6 +58,9 @@ pub(crate) struct Parts {
     /// Every task that publishes, resolves or undoes an admission: a graceful stop waits for
     /// them ([`Reliable::finish_in_doubt`]), since a dropped one leaves its slot held.
     pub in_doubt: TaskTracker,
+    /// Users whose apply answered `unknown` is being resolved: one task per user, however many
+    /// times the user retried during the stall.
+    pub resolving: Mutex<HashSet<(CampaignId, UserId)>>,
 }
 
 impl Reliable {
@@ -83,6 +86,7 @@ impl Reliable {
                 gates_seen: RwLock::default(),
                 first_looks: Mutex::default(),
                 in_doubt: TaskTracker::new(),
+                resolving: Mutex::default(),
             }),
         }
     }
@@ -153,8 +157,14 @@ impl Reliable {
         };
         let decision = match self.admit(campaign, user, window).await {
             Err(IssuanceError::AdmitInDoubt(error)) => {
-                if self.parts.settings.resolve_unknown {
-                    let resolve = self.clone().resolve_unknown(campaign.id.clone(), user, now);
+                let key = (campaign.id.clone(), user);
+                let first = self
+                    .parts
+                    .resolving
+                    .lock()
+                    .is_ok_and(|mut resolving| resolving.insert(key.clone()));
+                if self.parts.settings.resolve_unknown && first {
+                    let resolve = self.clone().resolve_unknown(key, now);
                     self.parts.in_doubt.spawn(resolve);
                 }
                 return Err(IssuanceError::AdmitInDoubt(error));
@@ -242,39 +252,36 @@ impl Reliable {
 
     /// An apply answered 504 `unknown`: its gate script was sent, and no answer came (a Redis
     /// stall past the response timeout runs the scripts already sent once it resumes). Once
-    /// Redis answers again, the gate says whether it ran: a slot held by the user is published
-    /// like any other win (the user was told the outcome is unknown, so a coupon is a valid
-    /// end); no slot, nothing was taken. Without this, that slot would stay held with no event
-    /// until the reconciler released it, 30 s and more later, when the sale may be over. The
-    /// read follows the script on the same connection, so it sees what the script did; if the
-    /// connection was replaced meanwhile, a script that runs after the read is the reconciler's.
-    async fn resolve_unknown(
-        self,
-        campaign_id: CampaignId,
-        user: UserId,
-        now: time::OffsetDateTime,
-    ) {
+    /// Redis answers again, the gate says whether the user holds a slot: if so, its win is
+    /// published like an event in doubt (the user was told the outcome is unknown, so a coupon
+    /// is a valid end), again until acknowledged while the user holds that slot, and never
+    /// undone, since the slot may be an earlier apply's whose coupon is on its way (its event
+    /// written twice is one coupon). No slot, nothing was taken. The read follows the script on
+    /// the same connection, so it sees what the script did, and is taken only while no rebuild
+    /// or reconciler pass is moving the gate to its next life (the event carries the live
+    /// epoch). Without this, the slot a stalled script took would stay held with no event until
+    /// the reconciler released it, 30 s and more later, when the sale may be over.
+    async fn resolve_unknown(self, key: (CampaignId, UserId), now: time::OffsetDateTime) {
         let parts = &self.parts;
+        let (campaign_id, user) = &key;
         let give_up = tokio::time::Instant::now() + IN_DOUBT_DEADLINE;
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         let result = loop {
-            match parts.gate.admission_of(&campaign_id, user).await {
-                Ok(Some((seq, epoch))) => {
+            match parts.gate.admission_of(campaign_id, *user).await {
+                Ok(Holding::Slot(seq, epoch)) => {
                     let event = CouponIssued {
                         campaign_id: campaign_id.clone(),
-                        user_id: user,
+                        user_id: *user,
                         seq,
                         issued_at_ms: unix_ms(now),
                         epoch: epoch.0,
                     };
-                    tracing::info!(%campaign_id, user_id = %user, seq = seq.0, "an apply answered unknown took a slot; publishing its win");
-                    break match self.clone().publish_win(event, epoch).await {
-                        Ok(Outcome::Issued(_)) => "issued",
-                        Ok(_) => "pending",
-                        Err(_) => "released",
-                    };
+                    tracing::info!(%campaign_id, user_id = %user, seq = seq.0, "an apply answered unknown holds a slot; publishing its win");
+                    break self.republish_while_held(&event, &epoch).await;
                 }
-                Ok(None) => break "not_admitted",
+                Ok(Holding::None) => break "not_admitted",
+                Ok(Holding::Lost) => break "gate_lost",
+                Ok(Holding::Locked) => {}
                 Err(error) => {
                     tracing::warn!(%campaign_id, user_id = %user, error = %coupon_runtime::chain(&error), retry_in = ?backoff.peek(), "cannot read the gate to resolve an apply answered unknown");
                 }
@@ -285,6 +292,9 @@ impl Reliable {
             backoff.wait().await;
         };
         parts.metrics.count_unknown_resolved(result);
+        if let Ok(mut resolving) = parts.resolving.lock() {
+            resolving.remove(&key);
+        }
     }
 
     async fn publish_win(
