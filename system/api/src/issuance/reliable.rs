@@ -158,12 +158,14 @@ impl Reliable {
         let decision = match self.admit(campaign, user, window).await {
             Err(IssuanceError::AdmitInDoubt(error)) => {
                 let key = (campaign.id.clone(), user);
-                let first = self
-                    .parts
-                    .resolving
-                    .lock()
-                    .is_ok_and(|mut resolving| resolving.insert(key.clone()));
-                if self.parts.settings.resolve_unknown && first {
+                // Checked first: with the control (no resolution) the set is never filled.
+                let first = self.parts.settings.resolve_unknown
+                    && self
+                        .parts
+                        .resolving
+                        .lock()
+                        .is_ok_and(|mut resolving| resolving.insert(key.clone()));
+                if first {
                     let resolve = self.clone().resolve_unknown(key, now);
                     self.parts.in_doubt.spawn(resolve);
                 }
