@@ -40,6 +40,16 @@ struct Restart {
     control: Option<Control>,
 }
 
+impl Restart {
+    /// Whether the pipeline for `faults` runs on stores of its own: for a fault that acts on
+    /// Redis or Kafka themselves, or for a negative control (a pipeline with a fix switched off
+    /// never touches the shared stack: what it breaks there, a partition stopped behind a
+    /// poison record, would outlast it).
+    fn sandboxed(&self, faults: &[FaultSpec]) -> bool {
+        sandbox::needed(faults) || self.control.is_some()
+    }
+}
+
 /// Finds the api at `base_url`, or starts the pipeline on that loopback address, logging to
 /// `log_path`; in a fresh [`Sandbox`] when any of `faults` needs one, and with `control`'s fix
 /// switched off.
@@ -87,11 +97,10 @@ pub async fn find_or_start(
     start(api, restart, faults).await
 }
 
-/// The pipeline at `restart.addr`, on the configured stack or in a fresh sandbox for `faults`,
-/// or for a negative control (a pipeline with a fix switched off never touches the shared
-/// stack: what it breaks there, a partition stopped behind a poison record, would outlast it).
+/// The pipeline at `restart.addr`, on the configured stack or in a fresh sandbox
+/// ([`Restart::sandboxed`]).
 async fn start(api: ApiClient, restart: Restart, faults: &[FaultSpec]) -> anyhow::Result<Target> {
-    let sandbox = if sandbox::needed(faults) || restart.control.is_some() {
+    let sandbox = if restart.sandboxed(faults) {
         Some(Sandbox::start(&restart.base, faults).await?)
     } else {
         None
@@ -133,9 +142,12 @@ impl Target {
     /// a fresh sandbox when `faults` need one. Nothing to do for an api loadgen did not start,
     /// or when neither round is sandboxed.
     pub async fn renew(&mut self, faults: &[FaultSpec]) -> anyhow::Result<()> {
+        let Some(restart) = &self.restart else {
+            return Ok(());
+        };
         let unchanged =
-            !sandbox::needed(faults) && self.sandbox.is_none() && self.pipeline.is_some();
-        if self.restart.is_none() || unchanged {
+            !restart.sandboxed(faults) && self.sandbox.is_none() && self.pipeline.is_some();
+        if unchanged {
             return Ok(());
         }
         let stopped = self.stop_started().await;

@@ -5,7 +5,7 @@
 use std::{
     net::TcpListener,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::Duration,
 };
 
@@ -16,13 +16,14 @@ use rdkafka::{
     consumer::{BaseConsumer, Consumer},
 };
 
-use crate::unique_name;
+use crate::{process::Server, unique_name};
 
 #[derive(Debug)]
 pub struct PrivateKafka {
     pub brokers: String,
     dir: PathBuf,
-    child: Option<Child>,
+    /// The broker's JVM: SIGKILL, SIGSTOP, SIGCONT.
+    pub process: Server,
     /// In front of the broker's second listener, for a broker started with
     /// [`PrivateKafka::start_proxied`].
     proxy: Option<TcpProxy>,
@@ -144,7 +145,7 @@ impl PrivateKafka {
         let mut broker = Self {
             brokers: format!("127.0.0.1:{port}"),
             dir,
-            child: None,
+            process: Server::new("the private kafka broker"),
             proxy,
         };
         let mut format = broker.java()?;
@@ -187,52 +188,25 @@ impl PrivateKafka {
         self.proxy.as_ref().map(|proxy| proxy.addr.to_string())
     }
 
-    /// The broker's process id, while it runs.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
-    /// SIGSTOP: the broker stops answering but keeps its connections (a stall, as under a long
-    /// GC pause or a frozen VM).
-    pub fn pause(&self) -> anyhow::Result<()> {
-        self.send(nix::sys::signal::Signal::SIGSTOP)
-    }
-
-    /// SIGCONT: the stalled broker goes on.
-    pub fn resume(&self) -> anyhow::Result<()> {
-        self.send(nix::sys::signal::Signal::SIGCONT)
-    }
-
-    fn send(&self, signal: nix::sys::signal::Signal) -> anyhow::Result<()> {
-        let pid = self.pid().context("the broker is not running")?;
-        crate::signal(pid, signal, "the private kafka broker")
-    }
-
-    /// Kills the broker with SIGKILL: no clean shutdown, as in a crash.
-    pub fn kill(&mut self) -> anyhow::Result<()> {
-        if let Some(mut child) = self.child.take() {
-            child.kill()?;
-            child.wait()?;
-        }
-        Ok(())
-    }
-
-    /// Starts the broker again on the same ports and data, and waits until it answers.
+    /// Starts the broker again on the same ports and data (after [`Server::kill`]), and waits
+    /// until it answers.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.child.is_none(), "the broker is already running");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("broker.log"))?;
-        let child = self
-            .java()?
-            .arg("kafka.Kafka")
-            .arg(self.dir.join("server.properties"))
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("failed to start a private kafka broker")?;
-        self.child = Some(child);
+        let mut broker = self.java()?;
+        let log_path = self.dir.join("broker.log");
+        let properties = self.dir.join("server.properties");
+        self.process.start(|| {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log_path)?;
+            broker
+                .arg("kafka.Kafka")
+                .arg(&properties)
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()
+                .context("failed to start a private kafka broker")
+        })?;
         let brokers = self.brokers.clone();
         crate::eventually(
             &format!("the private kafka broker at {brokers} to answer"),
@@ -265,15 +239,14 @@ impl std::fmt::Display for PrivateKafka {
             f,
             "kafka {} (pid {})",
             self.brokers,
-            self.pid().unwrap_or_default()
+            self.process.pid().unwrap_or_default()
         )
     }
 }
 
 impl Drop for PrivateKafka {
     fn drop(&mut self) {
-        let _ = self.resume();
-        let _ = self.kill();
+        self.process.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

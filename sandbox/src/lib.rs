@@ -8,9 +8,11 @@
 //! - [`redis::PrivateRedis`]: a Redis to SIGKILL, SIGSTOP, FLUSHALL, or restart from an older
 //!   snapshot.
 //! - [`database::PrivateDatabase`]: `<project database>_<purpose>_<hex>`, dropped afterwards.
+//! - [`process::Server`]: the process of the first two, to SIGKILL, SIGSTOP and SIGCONT.
 
 pub mod database;
 pub mod kafka;
+pub mod process;
 pub mod redis;
 
 use std::{future::Future, time::Duration};
@@ -35,12 +37,4 @@ where
     coupon_runtime::poll_until(what, deadline, Duration::from_millis(50), &mut check)
         .await
         .map_err(coupon_runtime::PollError::into_anyhow)
-}
-
-/// Sends `signal` to the process `pid`.
-fn signal(pid: u32, signal: nix::sys::signal::Signal, what: &str) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let pid = i32::try_from(pid).context("pid out of range")?;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
-        .with_context(|| format!("failed to send {signal} to {what}"))
 }

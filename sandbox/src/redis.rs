@@ -11,6 +11,8 @@ use std::{
 
 use anyhow::Context;
 
+use crate::process::Server;
+
 /// What the server keeps on disk, and so what a restart finds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Persistence {
@@ -27,7 +29,8 @@ pub struct PrivateRedis {
     pub url: String,
     port: u16,
     persistence: Persistence,
-    child: Option<Child>,
+    /// The `redis-server` process: SIGKILL, SIGSTOP, SIGCONT.
+    pub process: Server,
     dir: PathBuf,
 }
 
@@ -41,37 +44,24 @@ impl PrivateRedis {
             url: format!("redis://127.0.0.1:{port}"),
             port,
             persistence,
-            child: None,
+            process: Server::new("the private redis"),
             dir,
         };
         redis.restart().await?;
         Ok(redis)
     }
 
-    /// The server's process id, while it runs.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
-    /// SIGKILL: no shutdown save, as in a crash.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
     /// A new server on the same port and directory, once answering PING: it loads what its
     /// persistence left (the append-only file, or the last `SAVE`).
     pub async fn restart(&mut self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.child.is_none(), "the private redis is already running");
-        self.child = Some(spawn(self.port, &self.dir, self.persistence)?);
+        let (port, persistence) = (self.port, self.persistence);
+        self.process.start(|| spawn(port, &self.dir, persistence))?;
         self.wait_answering().await
     }
 
-    /// SIGKILL, then [`Self::restart`].
+    /// SIGKILL (no shutdown save, as in a crash), then [`Self::restart`].
     pub async fn kill_and_restart(&mut self) -> anyhow::Result<()> {
-        self.kill();
+        self.process.kill()?;
         self.restart().await
     }
 
@@ -96,22 +86,6 @@ impl PrivateRedis {
             .await
             .with_context(|| format!("the private redis at {url} refused {name}"))?;
         Ok(())
-    }
-
-    /// SIGSTOP: the server stops answering but keeps every connection and every command sent,
-    /// and runs them once resumed (a stall, as under a long fork or a frozen VM).
-    pub fn pause(&self) -> anyhow::Result<()> {
-        self.send(nix::sys::signal::Signal::SIGSTOP)
-    }
-
-    /// SIGCONT: the stalled server runs what it was sent meanwhile.
-    pub fn resume(&self) -> anyhow::Result<()> {
-        self.send(nix::sys::signal::Signal::SIGCONT)
-    }
-
-    fn send(&self, signal: nix::sys::signal::Signal) -> anyhow::Result<()> {
-        let pid = self.pid().context("the private redis is not running")?;
-        crate::signal(pid, signal, "the private redis")
     }
 
     async fn wait_answering(&self) -> anyhow::Result<()> {
@@ -167,15 +141,14 @@ impl std::fmt::Display for PrivateRedis {
             f,
             "redis {} (pid {})",
             self.url,
-            self.pid().unwrap_or_default()
+            self.process.pid().unwrap_or_default()
         )
     }
 }
 
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
-        let _ = self.resume();
-        self.kill();
+        self.process.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use ::sandbox::process::Server;
 use anyhow::Context;
 use coupon_domain::{Strategy, history::FaultPhase};
 use coupon_runtime::{backoff::poll_until, proxy::Mode};
@@ -363,7 +364,7 @@ fn lasting(spec: &FaultSpec) -> Duration {
 async fn redis_kill(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> {
     let mut redis = sandbox(scene)?.redis.lock().await;
     let target = redis.to_string();
-    redis.kill();
+    redis.process.kill()?;
     scene.line(spec, FaultPhase::Inject, &target, "SIGKILL");
     // The fault's length: Redis stays down this long.
     tokio::time::sleep(lasting(spec)).await;
@@ -382,14 +383,7 @@ async fn redis_kill(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> {
 /// resumes all the same, and the api resolves each from the gate.
 async fn redis_pause(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> {
     let redis = sandbox(scene)?.redis.lock().await;
-    let target = redis.to_string();
-    redis.pause()?;
-    scene.line(spec, FaultPhase::Inject, &target, "SIGSTOP");
-    // The fault's length: Redis stays stopped this long.
-    tokio::time::sleep(lasting(spec)).await;
-    redis.resume()?;
-    scene.line(spec, FaultPhase::Heal, &target, "SIGCONT");
-    Ok(())
+    stall(scene, spec, &redis.to_string(), &redis.process).await
 }
 
 /// FLUSHALL: every gate, marker and lease gone at once; the next admission finds no marker and
@@ -437,7 +431,7 @@ async fn redis_rollback(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<(
 async fn kafka_kill(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> {
     let mut kafka = sandbox(scene)?.kafka.lock().await;
     let target = kafka.to_string();
-    kafka.kill()?;
+    kafka.process.kill()?;
     scene.line(spec, FaultPhase::Inject, &target, "SIGKILL");
     // The fault's length: the broker stays down this long.
     tokio::time::sleep(lasting(spec)).await;
@@ -454,13 +448,22 @@ async fn kafka_kill(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> {
 /// SIGSTOP the broker for the fault's length: connections stay open and nothing answers.
 async fn kafka_pause(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> {
     let kafka = sandbox(scene)?.kafka.lock().await;
-    let target = kafka.to_string();
-    kafka.pause()?;
-    scene.line(spec, FaultPhase::Inject, &target, "SIGSTOP");
-    // The fault's length: the broker stays stopped this long.
+    stall(scene, spec, &kafka.to_string(), &kafka.process).await
+}
+
+/// SIGSTOP a store's process, named `target`, for the fault's length, then SIGCONT.
+async fn stall(
+    scene: &Scene<'_>,
+    spec: &FaultSpec,
+    target: &str,
+    process: &Server,
+) -> anyhow::Result<()> {
+    process.pause()?;
+    scene.line(spec, FaultPhase::Inject, target, "SIGSTOP");
+    // The fault's length: the process stays stopped this long.
     tokio::time::sleep(lasting(spec)).await;
-    kafka.resume()?;
-    scene.line(spec, FaultPhase::Heal, &target, "SIGCONT");
+    process.resume()?;
+    scene.line(spec, FaultPhase::Heal, target, "SIGCONT");
     Ok(())
 }
 

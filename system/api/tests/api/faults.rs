@@ -105,7 +105,7 @@ async fn kafka_broker_killed_and_restarted_during_a_burst_loses_no_issued_coupon
     )
     .await?;
     let met_before_the_kill = met_the_dead_broker.load(Ordering::SeqCst);
-    broker.kill()?;
+    broker.process.kill()?;
     // The proof that the kill hit the stream: an apply answered 202 or 503 after the kill, while
     // the broker is down (a slow publish before the kill does not count).
     eventually(

@@ -67,7 +67,7 @@ async fn a_redis_stall_past_the_timeout_answers_unknown_resolves_it_and_the_reco
     // not know would come back NOSCRIPT and take nothing.
     assert_eq!(pipeline.apply("stall", 100).await?.0, 201);
 
-    redis.pause()?;
+    redis.process.pause()?;
     let (answers, control_answers, unresolved_answers) = tokio::join!(
         futures::future::join_all((1..=3).map(|user| pipeline.apply_via(&api, "stall", user))),
         futures::future::join_all((4..=6).map(|user| pipeline.apply_via(&control, "stall", user))),
@@ -77,7 +77,7 @@ async fn a_redis_stall_past_the_timeout_answers_unknown_resolves_it_and_the_reco
             user
         ))),
     );
-    redis.resume()?;
+    redis.process.resume()?;
 
     for answer in answers.into_iter().chain(unresolved_answers) {
         let (status, reply) = answer?;
@@ -261,7 +261,7 @@ async fn a_graceful_stop_publishes_the_admissions_in_doubt_before_exiting() -> a
         ApiProcess::start(&pipeline, &[quick[0], quick[1], ("SHUTDOWN_GRACE", "0s")]).await?;
     let mut patient = patient;
 
-    broker.kill()?;
+    broker.process.kill()?;
     for user in 1..=3 {
         assert_eq!(
             pipeline.apply_via(&patient.url, "waits", user).await?.0,

@@ -1,0 +1,82 @@
+//! The server process a private store runs in: killed (SIGKILL) as in a crash, stalled
+//! (SIGSTOP) and resumed, started again, and stopped for good when the store is dropped. What
+//! [`PrivateRedis`](crate::redis::PrivateRedis) and [`PrivateKafka`](crate::kafka::PrivateKafka)
+//! share.
+
+use std::process::Child;
+
+use anyhow::Context;
+use nix::sys::signal::Signal;
+
+#[derive(Debug)]
+pub struct Server {
+    /// What it is, for errors: "the private redis".
+    what: &'static str,
+    child: Option<Child>,
+}
+
+impl Server {
+    /// A server not running yet.
+    pub(crate) fn new(what: &'static str) -> Self {
+        Self { what, child: None }
+    }
+
+    /// Starts the server with `spawn`; refused while one runs.
+    pub(crate) fn start(
+        &mut self,
+        spawn: impl FnOnce() -> anyhow::Result<Child>,
+    ) -> anyhow::Result<()> {
+        anyhow::ensure!(self.child.is_none(), "{} is already running", self.what);
+        self.child = Some(spawn()?);
+        Ok(())
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL, and waits for the process to be gone: no clean shutdown, as in a crash.
+    /// Nothing to do while it is not running.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child
+                .kill()
+                .with_context(|| format!("failed to SIGKILL {}", self.what))?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// SIGSTOP: the server stops answering and keeps its connections (a stall, as under a long
+    /// GC pause, a fork or a frozen VM).
+    pub fn pause(&self) -> anyhow::Result<()> {
+        self.send(Signal::SIGSTOP)
+    }
+
+    /// SIGCONT: the stalled server goes on with what it was sent meanwhile.
+    pub fn resume(&self) -> anyhow::Result<()> {
+        self.send(Signal::SIGCONT)
+    }
+
+    /// Resumed (a stalled process cannot die) and killed: what dropping it does.
+    pub fn stop(&mut self) {
+        let _ = self.resume();
+        let _ = self.kill();
+    }
+
+    fn send(&self, signal: Signal) -> anyhow::Result<()> {
+        let pid = self
+            .pid()
+            .with_context(|| format!("{} is not running", self.what))?;
+        let raw = i32::try_from(pid).context("pid out of range")?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), signal)
+            .with_context(|| format!("failed to send {signal} to {}", self.what))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
