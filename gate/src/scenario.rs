@@ -303,11 +303,11 @@ pub fn scenarios(users: usize) -> Vec<Scenario> {
     });
     table.push(Scenario {
         heading: "gate 3e: --fault all, 300 users: every fault in a round of its own, each \
-                  verified (the Redis and Kafka faults on stores of their own)"
+                  verified (the faults on the stores themselves on stores of their own)"
             .to_owned(),
         action: Action::Load(Load {
             verifies_itself: true,
-            ..Load::new("matrix", 300, 18096).fault("all").show(16)
+            ..Load::new("matrix", 300, 18096).fault("all").show(18)
         }),
         checks: vec![Check::MatrixHolds {
             name: "the real design holds through every fault of the matrix".to_owned(),
@@ -315,6 +315,8 @@ pub fn scenarios(users: usize) -> Vec<Scenario> {
             faults: &[
                 "consumer-crash",
                 "db-outage",
+                "db-restart",
+                "db-readonly",
                 "db-lock",
                 "poison",
                 "rebalance-storm",

@@ -1,17 +1,21 @@
 //! Stores of one run or one test, for the faults that would disturb everyone else on the
 //! shared stack: the real Kafka broker from the jars `scripts/stack up` fetched, and the real
 //! `redis-server` it installed, each on free ports with a data directory of its own, and a
-//! database of its own on the project's MySQL server. Nothing here is a stand-in.
+//! database of its own on the project's MySQL server, or Debian's MariaDB server of its own.
+//! Nothing here is a stand-in.
 //!
 //! # Layout
 //! - [`kafka::PrivateKafka`]: a single-node KRaft broker to SIGKILL, SIGSTOP and restart.
 //! - [`redis::PrivateRedis`]: a Redis to SIGKILL, SIGSTOP, FLUSHALL, or restart from an older
 //!   snapshot.
 //! - [`database::PrivateDatabase`]: `<project database>_<purpose>_<hex>`, dropped afterwards.
-//! - [`process::Server`]: the process of the first two, to SIGKILL, SIGSTOP and SIGCONT.
+//! - [`mysql::PrivateMysql`]: a MariaDB server of its own, to SIGKILL and restart or turn
+//!   read-only, for the faults on the database server itself.
+//! - [`process::Server`]: the process of each server, to SIGKILL, SIGSTOP and SIGCONT.
 
 pub mod database;
 pub mod kafka;
+pub mod mysql;
 pub mod process;
 pub mod redis;
 

@@ -10,6 +10,12 @@ pub enum FaultKind {
     ConsumerCrash,
     /// Cut the consumer's MySQL connection (a TCP proxy drops it and refuses new ones).
     DbOutage,
+    /// SIGKILL the run's own MariaDB server; restart it on the same data (InnoDB recovers
+    /// what was committed).
+    DbRestart,
+    /// The run's own MariaDB server turned read-only: every write refused (error 1290), as on
+    /// a replica during a failover.
+    DbReadonly,
     /// Hold the campaign's row locked (`SELECT ... FOR UPDATE` in an open transaction): every
     /// coupon insert waits for it.
     DbLock,
@@ -38,9 +44,11 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 16] = [
         Self::ConsumerCrash,
         Self::DbOutage,
+        Self::DbRestart,
+        Self::DbReadonly,
         Self::DbLock,
         Self::Poison,
         Self::RebalanceStorm,
@@ -59,6 +67,8 @@ impl FaultKind {
         match self {
             Self::ConsumerCrash => "consumer-crash",
             Self::DbOutage => "db-outage",
+            Self::DbRestart => "db-restart",
+            Self::DbReadonly => "db-readonly",
             Self::DbLock => "db-lock",
             Self::Poison => "poison",
             Self::RebalanceStorm => "rebalance-storm",
@@ -74,12 +84,15 @@ impl FaultKind {
         }
     }
 
-    /// Whether it acts on Redis or Kafka themselves, which every other run and test on the
-    /// shared stack uses: such a fault runs on stores of the run's own (a sandbox).
+    /// Whether it acts on Redis, Kafka or the MySQL server themselves, which every other run
+    /// and test on the shared stack uses: such a fault runs on stores of the run's own (a
+    /// sandbox).
     pub fn needs_sandbox(self) -> bool {
         matches!(
             self,
-            Self::RedisKill
+            Self::DbRestart
+                | Self::DbReadonly
+                | Self::RedisKill
                 | Self::RedisPause
                 | Self::RedisFlush
                 | Self::RedisRollback
@@ -89,6 +102,12 @@ impl FaultKind {
                 | Self::ApiKafkaReset
                 | Self::ApiKafkaBlackhole
         )
+    }
+
+    /// Whether it acts on the database server as a whole: the run's database is then on a
+    /// MariaDB server of its own, not on the project's.
+    pub fn needs_own_mysql_server(self) -> bool {
+        matches!(self, Self::DbRestart | Self::DbReadonly)
     }
 
     /// Whether it acts on the api's traffic to the broker: the run's broker then has a proxy
@@ -108,7 +127,9 @@ impl FaultKind {
             Self::DbOutage | Self::DbLock | Self::RebalanceStorm => When::At(Duration::ZERO),
             Self::Poison => When::At(Duration::from_millis(200)),
             // Mid-sale: the gate holds admissions, and more are coming.
-            Self::RedisKill
+            Self::DbRestart
+            | Self::DbReadonly
+            | Self::RedisKill
             | Self::RedisPause
             | Self::RedisFlush
             | Self::RedisRollback
@@ -126,6 +147,9 @@ impl FaultKind {
         match self {
             Self::ConsumerCrash | Self::Poison | Self::RedisFlush => None,
             Self::DbOutage | Self::DbLock => Some(Duration::from_secs(8)),
+            // Down this long before the restart.
+            Self::DbRestart => Some(Duration::from_secs(2)),
+            Self::DbReadonly => Some(Duration::from_secs(5)),
             Self::RebalanceStorm => Some(Duration::from_secs(6)),
             // Down this long before the restart.
             Self::RedisKill => Some(Duration::from_secs(1)),
@@ -320,6 +344,8 @@ mod tests {
         assert_eq!(
             sandboxed,
             [
+                "db-restart",
+                "db-readonly",
                 "redis-kill",
                 "redis-pause",
                 "redis-flush",

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use ::sandbox::process::Server;
+use ::sandbox::{mysql::PrivateMysql, process::Server};
 use anyhow::Context;
 use coupon_domain::{Strategy, history::FaultPhase};
 use coupon_runtime::{backoff::poll_until, proxy::Mode};
@@ -79,6 +79,8 @@ pub(super) async fn one(
     let result = match spec.kind {
         FaultKind::ConsumerCrash => consumer_crash(scene, spec, burst_done).await,
         FaultKind::DbOutage => db_outage(scene, spec, burst_done).await,
+        FaultKind::DbRestart => db_restart(scene, spec).await,
+        FaultKind::DbReadonly => db_readonly(scene, spec).await,
         FaultKind::DbLock => db_lock(scene, spec, burst_done).await,
         FaultKind::Poison => poison(scene, spec).await,
         FaultKind::RebalanceStorm => rebalance_storm(scene, spec).await,
@@ -241,6 +243,57 @@ async fn db_lock(
         "ROLLBACK: the lock is released",
     );
     store.disconnect().await;
+    Ok(())
+}
+
+/// The run's own MariaDB server.
+fn own_mysql<'a>(scene: &Scene<'a>) -> anyhow::Result<&'a tokio::sync::Mutex<PrivateMysql>> {
+    sandbox(scene)?
+        .mysql()
+        .context("this fault acts on a MariaDB server of the run's own, and the run has none")
+}
+
+/// SIGKILL the database server, down for the fault's length, then a restart on the same data:
+/// InnoDB recovers every committed row (a write in flight at the kill is the consumer's to
+/// retry); the api's campaign reads and the consumer's writes meet a server that is gone.
+async fn db_restart(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> {
+    let mut mysql = own_mysql(scene)?.lock().await;
+    let target = mysql.to_string();
+    mysql.process.kill()?;
+    scene.line(spec, FaultPhase::Inject, &target, "SIGKILL");
+    // The fault's length: the server stays down this long.
+    tokio::time::sleep(lasting(spec)).await;
+    mysql.restart().await?;
+    scene.line(
+        spec,
+        FaultPhase::Heal,
+        &mysql.to_string(),
+        "restarted on the same data (InnoDB crash recovery), answering",
+    );
+    Ok(())
+}
+
+/// `read_only` on for the fault's length: every write of the project's account is refused
+/// with error 1290, as on a replica while a failover is under way.
+async fn db_readonly(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> {
+    let mysql = own_mysql(scene)?.lock().await;
+    let target = mysql.to_string();
+    mysql.set_read_only(true).await?;
+    scene.line(
+        spec,
+        FaultPhase::Inject,
+        &target,
+        "SET GLOBAL read_only = ON: every write refused (1290)",
+    );
+    // The fault's length: the server refuses writes this long.
+    tokio::time::sleep(lasting(spec)).await;
+    mysql.set_read_only(false).await?;
+    scene.line(
+        spec,
+        FaultPhase::Heal,
+        &target,
+        "SET GLOBAL read_only = OFF",
+    );
     Ok(())
 }
 
