@@ -307,7 +307,7 @@ pub fn scenarios(users: usize) -> Vec<Scenario> {
             .to_owned(),
         action: Action::Load(Load {
             verifies_itself: true,
-            ..Load::new("matrix", 300, 18096).fault("all").show(18)
+            ..Load::new("matrix", 300, 18096).fault("all").show(19)
         }),
         checks: vec![Check::MatrixHolds {
             name: "the real design holds through every fault of the matrix".to_owned(),
@@ -320,6 +320,7 @@ pub fn scenarios(users: usize) -> Vec<Scenario> {
                 "db-lock",
                 "poison",
                 "rebalance-storm",
+                "stale-state",
                 "redis-kill",
                 "redis-pause",
                 "redis-flush",
@@ -369,6 +370,19 @@ fn controls() -> Vec<Scenario> {
         load.drain_timeout = Some("5s");
         load.fault_may_fail = true;
     }
+    let mut stale = control(
+        "stale-state",
+        "empty-first-gate",
+        "the new campaign takes the gate its id's earlier incarnation left in Redis",
+        CheckId::I7,
+        &[CheckId::I1, CheckId::I2],
+    );
+    // It strikes before the burst, so a burst will do; the slots the old gate holds never get
+    // a row, and the drain need not wait long to see that.
+    if let Action::Load(load) = &mut stale.action {
+        load.rate = None;
+        load.drain_timeout = Some("5s");
+    }
     vec![
         control(
             "redis-pause",
@@ -392,6 +406,7 @@ fn controls() -> Vec<Scenario> {
             &[],
         ),
         poison,
+        stale,
     ]
 }
 
@@ -488,6 +503,7 @@ mod tests {
                 "the verdict catches redis-rollback without its fix (no-restart-check)",
                 "the verdict catches redis-flush without its fix (no-rebuild)",
                 "the verdict catches poison without its fix (no-poison-guard)",
+                "the verdict catches stale-state without its fix (empty-first-gate)",
             ]
         );
     }
@@ -553,6 +569,10 @@ mod tests {
             (
                 "the verdict catches poison without its fix (no-poison-guard)",
                 violates(CheckId::I6, &[]),
+            ),
+            (
+                "the verdict catches stale-state without its fix (empty-first-gate)",
+                violates(CheckId::I7, &[CheckId::I1, CheckId::I2]),
             ),
         ]
         .map(|(name, expect)| (name.to_owned(), expect));
@@ -625,7 +645,7 @@ mod tests {
             ports,
             [
                 18090, 18091, 18092, 18093, 18093, 18094, 18094, 18094, 18094, 18095, 18096, 18097,
-                18097, 18097, 18097
+                18097, 18097, 18097, 18097
             ]
         );
         assert_eq!(

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use coupon_domain::{
     CampaignId, CouponLimit, Strategy,
-    wire::{CampaignView, NewCampaign},
+    wire::{ApplyReply, ApplyRequest, CampaignView, NewCampaign},
 };
 use coupon_runtime::backoff::{PollError, poll_until};
 
@@ -67,6 +67,23 @@ impl ApiClient {
             .json(&body);
         self.send(request, &format!("create campaign {id}")).await?;
         Ok(())
+    }
+
+    /// One apply outside the burst (a fault's own users), answered 2xx.
+    pub async fn apply(&self, id: &CampaignId, user: u64) -> anyhow::Result<ApplyReply> {
+        let request = self
+            .http
+            .post(format!("{}/campaigns/{id}/apply", self.base_url))
+            .json(&ApplyRequest { user_id: user });
+        let response = self
+            .send(request, &format!("apply to {id} for user {user}"))
+            .await?;
+        response.json().await.with_context(|| {
+            format!(
+                "the api at {} answered an apply with a body that is no reply",
+                self.base_url
+            )
+        })
     }
 
     /// The campaign's numbers from `GET /campaigns/{id}`.

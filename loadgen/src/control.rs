@@ -26,6 +26,9 @@ pub enum Control {
     NoRestartCheck,
     /// `redis-flush` with no rebuild: the lost gate starts again empty and sells its slots again.
     NoRebuild,
+    /// `stale-state` with the campaign's first gate started empty, as this project once did:
+    /// the gate the earlier incarnation left in Redis is taken for the new campaign's.
+    EmptyFirstGate,
     /// `poison` with no cap on what the consumer keeps of a failed record: the 70 KB record
     /// cannot be captured, and its partition stops behind it.
     NoPoisonGuard,
@@ -38,6 +41,7 @@ impl Control {
             Self::NoUnknownResolution => FaultKind::RedisPause,
             Self::NoRestartCheck => FaultKind::RedisRollback,
             Self::NoRebuild => FaultKind::RedisFlush,
+            Self::EmptyFirstGate => FaultKind::StaleState,
             Self::NoPoisonGuard => FaultKind::Poison,
         }
     }
@@ -48,6 +52,7 @@ impl Control {
             Self::NoUnknownResolution => settings.resolve_unknown = false,
             Self::NoRestartCheck => settings.restart_check = false,
             Self::NoRebuild => settings.rebuild_lost = false,
+            Self::EmptyFirstGate => settings.first_gate = coupon_api::issuance::FirstGate::Empty,
             Self::NoPoisonGuard => {}
         }
     }
@@ -99,7 +104,12 @@ mod tests {
                 coupon_consumer::Settings::try_parse_from(["coupon-consumer"]).expect("parses");
             let consumer_kept = consumer.failed_payload_kept;
             let fixes = |api: &coupon_api::Settings| {
-                (api.resolve_unknown, api.restart_check, api.rebuild_lost)
+                (
+                    api.resolve_unknown,
+                    api.restart_check,
+                    api.rebuild_lost,
+                    api.first_gate,
+                )
             };
             let fixed = fixes(&api);
             control.break_api(&mut api);

@@ -78,9 +78,11 @@ pub async fn run(
     let pipeline = target.pipeline.as_ref();
     let restarts_before = pipeline.map_or(0, Pipeline::consumer_restarts);
     let history = Arc::new(History::default());
+    let users = UserPlan::new(cli.seed, cli.hot_users);
     let scene = pipeline.map(|pipeline| Scene {
         pipeline,
-        http: target.api.http(),
+        api: &target.api,
+        users,
         stack: &target.stack,
         history: history.clone(),
         run_id,
@@ -106,7 +108,7 @@ pub async fn run(
         goose_metrics: cli.goose_metrics(),
         client: scenario::bare_client(cli.timeout)?,
         history: history.clone(),
-        plan: UserPlan::new(cli.seed, cli.hot_users),
+        plan: users,
         start_us: std::sync::OnceLock::new(),
         arrivals: cli.arrivals(),
         pace_us: cli

@@ -21,14 +21,19 @@ pub use spec::{FaultKind, FaultSpec, When};
 pub use strike::not_applicable;
 use tokio::sync::watch;
 
-use crate::{history::History, pipeline::Pipeline, sandbox::Sandbox, scenario::now_us};
+use crate::{
+    client::ApiClient, history::History, pipeline::Pipeline, sandbox::Sandbox, scenario::now_us,
+    users::UserPlan,
+};
 
 /// What a stage's faults act on.
 #[derive(Debug)]
 pub struct Scene<'a> {
     pub pipeline: &'a Pipeline,
-    /// For the api's and consumer's HTTP endpoints.
-    pub http: &'a reqwest::Client,
+    /// The api, and through its client the consumer's HTTP endpoints.
+    pub api: &'a ApiClient,
+    /// The burst's users (`stale-state` gives some of them a coupon of the earlier incarnation).
+    pub users: UserPlan,
     pub stack: &'a StackArgs,
     pub history: Arc<History>,
     pub run_id: &'a str,
@@ -60,10 +65,14 @@ impl Scene<'_> {
 }
 
 /// Arms what must be in place before the first request (the consumer that crashes itself
-/// after N rows). Returns whether the consumer crash is armed.
+/// after N rows), and strikes the faults that strike before the burst (`stale-state`).
+/// Returns whether the consumer crash is armed.
 pub async fn prepare(scene: &Scene<'_>, faults: &[FaultSpec]) -> anyhow::Result<bool> {
     let mut armed = false;
     for spec in faults {
+        if spec.kind.strikes_before_burst() {
+            strike::before_burst(scene, spec).await?;
+        }
         if spec.kind == FaultKind::ConsumerCrash
             && strike::not_applicable(spec.kind, scene.strategy).is_none()
         {
@@ -71,7 +80,10 @@ pub async fn prepare(scene: &Scene<'_>, faults: &[FaultSpec]) -> anyhow::Result<
                 eprintln!(
                     "fault {spec}: the consumer will SIGKILL itself after writing {rows} rows"
                 );
-                scene.pipeline.arm_consumer_crash(scene.http, rows).await?;
+                scene
+                    .pipeline
+                    .arm_consumer_crash(scene.api.http(), rows)
+                    .await?;
                 armed = true;
             }
         }

@@ -23,6 +23,11 @@ pub enum FaultKind {
     Poison,
     /// Consumers join and leave the consumer group over and over.
     RebalanceStorm,
+    /// Before the burst, the campaign's id gets an earlier incarnation that leaves data behind:
+    /// winners whose rows an operator then deletes by hand with the campaign, its gate in
+    /// Redis, its events on the topic, one more winner's event still to be written. The burst
+    /// runs on the campaign created again under the same id.
+    StaleState,
     /// SIGKILL the run's own Redis; restart it from its append-only file.
     RedisKill,
     /// SIGSTOP the run's own Redis past the api's response timeout; SIGCONT it.
@@ -44,7 +49,7 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
-    pub const ALL: [Self; 16] = [
+    pub const ALL: [Self; 17] = [
         Self::ConsumerCrash,
         Self::DbOutage,
         Self::DbRestart,
@@ -52,6 +57,7 @@ impl FaultKind {
         Self::DbLock,
         Self::Poison,
         Self::RebalanceStorm,
+        Self::StaleState,
         Self::RedisKill,
         Self::RedisPause,
         Self::RedisFlush,
@@ -72,6 +78,7 @@ impl FaultKind {
             Self::DbLock => "db-lock",
             Self::Poison => "poison",
             Self::RebalanceStorm => "rebalance-storm",
+            Self::StaleState => "stale-state",
             Self::RedisKill => "redis-kill",
             Self::RedisPause => "redis-pause",
             Self::RedisFlush => "redis-flush",
@@ -125,6 +132,8 @@ impl FaultKind {
             // Half the limit in rows (the armed consumer counts its own rows).
             Self::ConsumerCrash => When::HalfTheLimit,
             Self::DbOutage | Self::DbLock | Self::RebalanceStorm => When::At(Duration::ZERO),
+            // Before the burst, whatever `@` says.
+            Self::StaleState => When::At(Duration::ZERO),
             Self::Poison => When::At(Duration::from_millis(200)),
             // Mid-sale: the gate holds admissions, and more are coming.
             Self::DbRestart
@@ -145,7 +154,7 @@ impl FaultKind {
     /// consumer is restarted at once; poison is a one-off).
     pub fn default_lasting(self) -> Option<Duration> {
         match self {
-            Self::ConsumerCrash | Self::Poison | Self::RedisFlush => None,
+            Self::ConsumerCrash | Self::Poison | Self::RedisFlush | Self::StaleState => None,
             Self::DbOutage | Self::DbLock => Some(Duration::from_secs(8)),
             // Down this long before the restart.
             Self::DbRestart => Some(Duration::from_secs(2)),
@@ -165,6 +174,11 @@ impl FaultKind {
             // Past the api's publish wait (5 s), within the producer's delivery timeout (10 s).
             Self::ApiKafkaBlackhole => Some(Duration::from_secs(6)),
         }
+    }
+
+    /// Whether it strikes before the burst (its `@when` means nothing).
+    pub fn strikes_before_burst(self) -> bool {
+        self == Self::StaleState
     }
 
     /// Whether `:for` means anything for it.
@@ -260,6 +274,12 @@ impl FromStr for FaultSpec {
         };
         let mut spec = Self::new(name.parse()?);
         if let Some(when) = when {
+            if spec.kind.strikes_before_burst() {
+                return Err(format!(
+                    "`{raw}`: {} strikes before the burst, so `@{when}` means nothing; leave it out",
+                    spec.kind
+                ));
+            }
             spec.when = match when.strip_suffix("issued") {
                 Some(count) => When::Issued(count.parse().ok().filter(|n| *n > 0).ok_or_else(
                     || format!("`{raw}`: `@{when}` needs a count above 0, like @50issued"),
@@ -406,5 +426,7 @@ mod tests {
         assert!(error("consumer-crash:5s").contains("heals by itself"));
         assert!(error("poison:5s").contains("heals by itself"));
         assert!(error("redis-flush:1s").contains("heals by itself"));
+        assert!(error("stale-state@2s").contains("before the burst"));
+        assert!(error("stale-state:2s").contains("heals by itself"));
     }
 }

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use ::sandbox::{mysql::PrivateMysql, process::Server};
 use anyhow::Context;
-use coupon_domain::{Strategy, history::FaultPhase};
+use coupon_domain::{
+    CouponIssued, Seq, Strategy, UserId,
+    history::{FaultPhase, ResultClass},
+};
 use coupon_runtime::{backoff::poll_until, proxy::Mode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::{sync::watch, time::Instant};
@@ -40,6 +43,9 @@ pub fn not_applicable(kind: FaultKind, strategy: Strategy) -> Option<&'static st
         FaultKind::Poison if strategy != Strategy::Reliable => {
             Some("poison goes to the design's topic; this strategy reads another one, or none")
         }
+        FaultKind::StaleState if strategy != Strategy::Reliable => {
+            Some("this strategy builds no gate from what the stores hold for the campaign's id")
+        }
         FaultKind::RedisKill
         | FaultKind::RedisPause
         | FaultKind::RedisFlush
@@ -71,6 +77,10 @@ pub(super) async fn one(
     if let Some(why) = not_applicable(spec.kind, scene.strategy) {
         return skipped(spec, why);
     }
+    if spec.kind.strikes_before_burst() {
+        // Struck by [`before_burst`], already.
+        return Ok(());
+    }
     // An armed crash counts rows, not replies, in the consumer itself: it is due at once.
     let armed = spec.kind == FaultKind::ConsumerCrash && !matches!(spec.when, When::At(_));
     if !armed && !due(scene, spec, started, burst_done.clone()).await {
@@ -84,6 +94,7 @@ pub(super) async fn one(
         FaultKind::DbLock => db_lock(scene, spec, burst_done).await,
         FaultKind::Poison => poison(scene, spec).await,
         FaultKind::RebalanceStorm => rebalance_storm(scene, spec).await,
+        FaultKind::StaleState => Ok(()),
         FaultKind::RedisKill => redis_kill(scene, spec).await,
         FaultKind::RedisPause => redis_pause(scene, spec).await,
         FaultKind::RedisFlush => redis_flush(scene, spec).await,
@@ -244,6 +255,172 @@ async fn db_lock(
     );
     store.disconnect().await;
     Ok(())
+}
+
+/// A fault that strikes before the burst (`stale-state`), unless it has nothing to act on.
+pub(super) async fn before_burst(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> {
+    if let Some(why) = not_applicable(spec.kind, scene.strategy) {
+        return skipped(spec, why);
+    }
+    stale_state(scene, spec)
+        .await
+        .with_context(|| format!("fault {spec} failed"))
+}
+
+/// The campaign's id gets an earlier incarnation before the burst: the first quarter of the
+/// burst's users win a coupon of it, its rows are written, and an operator deletes the campaign
+/// and its rows by hand, leaving its gate in Redis and its events on the topic; one more winner's
+/// event (the next burst user's, the slot after theirs, the gate's epoch) is still on its way
+/// and is kept as a failed event, since its campaign is gone. It heals when the campaign is
+/// created again under the same id, which the burst then aims at: its first gate must be built
+/// from what the id left, not taken over from Redis, and the late winner's coupon counts against
+/// the limit.
+async fn stale_state(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> {
+    let id = scene.campaign_id;
+    let earlier = usize::try_from(scene.limit / 4).unwrap_or(1).max(1);
+    let winners: Vec<u64> = (0..earlier).map(|i| scene.users.user_id(i)).collect();
+    for user in &winners {
+        let reply = scene.api.apply(id, *user).await?;
+        anyhow::ensure!(
+            reply.result == ResultClass::Issued,
+            "user {user} of the earlier incarnation was not issued a coupon: {reply:?}"
+        );
+    }
+    let drain = scene.api.wait_drained(id, EFFECT_TIMEOUT).await?;
+    anyhow::ensure!(
+        drain.is_some(),
+        "the earlier incarnation's {earlier} coupons were not written within {EFFECT_TIMEOUT:?}"
+    );
+    // Over, as far as the consumer group is concerned: a first gate built while its events are
+    // still past the group's committed offsets would count them as on their way, and hold
+    // their slots for coupons already written (and deleted) until the reconciler frees them.
+    committed_past_now(scene).await?;
+    let gate = coupon_api::gate::Gate::connect(
+        &scene.stack.redis_url,
+        &scene.stack.redis_key_prefix,
+        Duration::from_secs(5),
+        coupon_api::configuration::GateMode::Atomic,
+    )
+    .await?;
+    let epoch = gate
+        .epoch(id)
+        .await?
+        .with_context(|| format!("campaign {id} has no gate after {earlier} coupons"))?;
+    let store = coupon_store::Store::open(&scene.stack.database_url, 1)
+        .await
+        .context("stale-state cannot reach mysql")?;
+    coupon_store::admin::delete_campaign_by_hand(&store, id).await?;
+
+    let late = scene.users.user_id(earlier);
+    let in_flight = CouponIssued {
+        campaign_id: id.clone(),
+        user_id: UserId::parse(late)?,
+        seq: Seq(u32::try_from(earlier + 1)?),
+        issued_at_ms: 0,
+        epoch: epoch.0,
+    };
+    let brokers = &scene.stack.kafka_brokers;
+    let producer: FutureProducer = coupon_kafka::producer_config(brokers, Duration::from_secs(10))
+        .create()
+        .with_context(|| format!("stale-state cannot produce to kafka at {brokers}"))?;
+    producer
+        .send(
+            FutureRecord::to(&scene.stack.topic)
+                .key(&in_flight.key())
+                .payload(&in_flight.to_json()),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(error, _)| error)
+        .with_context(|| format!("kafka at {brokers} refused the late winner's event"))?;
+    let kept = poll_until(
+        "the consumer to keep the late winner's event as a failed event",
+        EFFECT_TIMEOUT,
+        Duration::from_millis(100),
+        || async {
+            let failed = coupon_store::failed_events::list_for(&store, id.as_str()).await?;
+            anyhow::Ok(
+                failed
+                    .iter()
+                    .any(|f| f.user_id == Some(late) && f.open)
+                    .then_some(()),
+            )
+        },
+    )
+    .await
+    .map_err(|e| e.into_anyhow());
+    if let Err(error) = kept {
+        store.disconnect().await;
+        return Err(error);
+    }
+    committed_past_now(scene).await?;
+    let target = format!("campaign {id}");
+    scene.line(
+        spec,
+        FaultPhase::Inject,
+        &target,
+        &format!(
+            "an earlier incarnation: {earlier} winners (the burst's first users), deleted by hand \
+             with their rows; its gate (epoch {}) left in Redis, its events on the topic, user \
+             {late}'s event (slot {}) kept as a failed event",
+            epoch.0,
+            earlier + 1
+        ),
+    );
+    let strategy = scene.strategy;
+    let limit = coupon_domain::CouponLimit::parse(u64::from(scene.limit))?;
+    scene.api.create_campaign(id, limit, strategy).await?;
+    // Its campaign exists again: the consumer's retry worker writes the late winner's coupon
+    // (within its backoff), as part of the new campaign's limit.
+    let written = poll_until(
+        "the retry worker to write the late winner's coupon",
+        EFFECT_TIMEOUT,
+        Duration::from_millis(100),
+        || async {
+            let failed = coupon_store::failed_events::list_for(&store, id.as_str()).await?;
+            anyhow::Ok((!failed.iter().any(|f| f.user_id == Some(late) && f.open)).then_some(()))
+        },
+    )
+    .await
+    .map_err(|e| e.into_anyhow());
+    store.disconnect().await;
+    written?;
+    scene.line(
+        spec,
+        FaultPhase::Heal,
+        &target,
+        &format!(
+            "created again under the same id, its first gate built from what the id left; user \
+             {late}'s coupon written by the retry worker"
+        ),
+    );
+    Ok(())
+}
+
+/// Waits until the consumer group has committed past everything on the topic now.
+async fn committed_past_now(scene: &Scene<'_>) -> anyhow::Result<()> {
+    let (brokers, topic, group) = (
+        &scene.stack.kafka_brokers,
+        &scene.stack.topic,
+        &scene.stack.group,
+    );
+    let now = coupon_kafka::offsets::read(brokers, topic, group).await?;
+    poll_until(
+        "the consumer group to commit past the earlier incarnation's events",
+        EFFECT_TIMEOUT,
+        Duration::from_millis(200),
+        || async {
+            let offsets = coupon_kafka::offsets::read(brokers, topic, group).await?;
+            let past = now.iter().all(|then| {
+                offsets.iter().any(|o| {
+                    o.partition == then.partition && o.committed.unwrap_or(o.low) >= then.high
+                })
+            });
+            anyhow::Ok(past.then_some(()))
+        },
+    )
+    .await
+    .map_err(|e| e.into_anyhow())
 }
 
 /// The run's own MariaDB server.

@@ -73,7 +73,8 @@ pub async fn plant_campaign_row(store: &Store, raw_id: &str) -> Result<(), Store
         .await
 }
 
-/// For tests only: deletes a campaign and its coupon rows, as an operator would by hand.
+/// For tests and loadgen's `stale-state` fault only: deletes a campaign and its coupon rows, as
+/// an operator would by hand.
 /// What else the campaign id left behind stays: its failed events, fences and revocations in
 /// MySQL, its events on the topic, its gate in Redis.
 pub async fn delete_campaign_by_hand(store: &Store, id: &CampaignId) -> Result<(), StoreError> {
