@@ -307,13 +307,14 @@ pub fn scenarios(users: usize) -> Vec<Scenario> {
             .to_owned(),
         action: Action::Load(Load {
             verifies_itself: true,
-            ..Load::new("matrix", 300, 18096).fault("all").show(19)
+            ..Load::new("matrix", 300, 18096).fault("all").show(20)
         }),
         checks: vec![Check::MatrixHolds {
             name: "the real design holds through every fault of the matrix".to_owned(),
             dir: "matrix",
             faults: &[
                 "consumer-crash",
+                "api-crash",
                 "db-outage",
                 "db-restart",
                 "db-readonly",

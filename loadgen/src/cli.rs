@@ -87,7 +87,8 @@ pub struct Cli {
     /// A negative control: the fix that `--fault`'s one fault relies on, switched off in the
     /// pipeline loadgen starts, so that the run must fail (no-unknown-resolution for
     /// redis-pause, no-restart-check for redis-rollback, no-rebuild for redis-flush,
-    /// no-poison-guard for poison). Only a loadgen built with `--features controls`.
+    /// no-poison-guard for poison, empty-first-gate for stale-state). Only a loadgen built with
+    /// `--features controls`.
     #[arg(long, hide = true, value_enum)]
     pub control: Option<crate::control::Control>,
 
@@ -98,6 +99,12 @@ pub struct Cli {
     /// `--fault all`: the fault matrix.
     #[arg(skip)]
     pub fault_matrix: bool,
+
+    /// How many api processes the pipeline loadgen starts: the first at --host, the others on
+    /// free ports, all on the same stores; the burst's users are spread over them in turn.
+    /// `api-crash` kills the last one, so it gets at least 2.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub apis: u16,
 
     /// Coupon limit of the fresh campaign this run creates.
     #[arg(long, default_value = "100", value_parser = parse_limit)]
@@ -327,6 +334,10 @@ impl Cli {
                 })
                 .collect()
         };
+        // The api that crashes is never the only one.
+        if self.fault.iter().any(|f| f.kind == FaultKind::ApiCrash) {
+            self.apis = self.apis.max(2);
+        }
         self
     }
 
@@ -373,6 +384,11 @@ impl Cli {
             self.host.starts_with("http://") || self.host.starts_with("https://"),
             "--host must be a URL like http://127.0.0.1:8080, got {}",
             self.host
+        );
+        anyhow::ensure!(
+            self.apis == 1 || !self.goose_metrics(),
+            "--goose-metrics sends every request to --host alone; it cannot be combined with --apis {}",
+            self.apis
         );
         anyhow::ensure!(
             !self.fault_args.contains(&FaultArg::All) || self.fault_args.len() == 1,
@@ -520,6 +536,20 @@ mod tests {
         assert!(all.fault_matrix);
         assert_eq!(all.rate, Some(333), "10,000 users over thirty seconds");
         assert_eq!(all.fault.len(), FaultKind::ALL.len());
+        assert_eq!(all.apis, 2, "the matrix's api-crash round needs a second api");
+        let apis = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).expect("parses");
+            cli.validate().map(|()| cli.resolved().apis)
+        };
+        assert_eq!(apis(&["loadgen"]).ok(), Some(1));
+        assert_eq!(apis(&["loadgen", "--fault", "api-crash"]).ok(), Some(2));
+        assert_eq!(
+            apis(&["loadgen", "--fault", "api-crash", "--apis", "3"]).ok(),
+            Some(3)
+        );
+        let goose = apis(&["loadgen", "--apis", "2", "--goose-metrics"]).expect_err("one host");
+        assert!(goose.to_string().contains("--apis 2"), "{goose}");
+        assert!(Cli::try_parse_from(["loadgen", "--apis", "0"]).is_err());
         let mixed = Cli::try_parse_from(["loadgen", "--fault", "all,poison"]).expect("parses");
         assert!(mixed.validate().is_err(), "all takes no other fault");
         let both = Cli::try_parse_from(["loadgen", "--fault", "redis-kill,redis-rollback"])

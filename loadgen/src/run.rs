@@ -65,7 +65,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let first_faults = if several_rounds { &[][..] } else { &cli.fault };
     let mut target = target::find_or_start(
         &cli.stack,
-        &cli.host,
+        (&cli.host, cli.apis),
         cli.admin_token.clone(),
         &pipeline_log,
         first_faults,

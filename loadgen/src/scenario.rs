@@ -21,9 +21,9 @@ pub struct RunState {
     pub campaign_id: CampaignId,
     /// `/campaigns/{campaign_id}/apply`, formatted once for every request.
     pub apply_path: String,
-    /// The same on the api's base URL, parsed once: parsing it again for every request was 8%
-    /// of loadgen's CPU.
-    pub apply_url: reqwest::Url,
+    /// The same on each api's base URL (users are spread over them in turn), parsed once:
+    /// parsing it again for every request was 8% of loadgen's CPU.
+    pub apply_urls: Vec<reqwest::Url>,
     /// Whether requests go through goose's own request path, which keeps goose's metrics
     /// (`--goose-metrics`); otherwise they go through [`RunState::client`].
     pub goose_metrics: bool,
@@ -89,7 +89,8 @@ async fn apply_once(state: &RunState, user: &mut GooseUser) -> TransactionResult
         let goose = user.post_json(&state.apply_path, &body).await?;
         (goose.response, Some(goose.request))
     } else {
-        let request = state.client.post(state.apply_url.clone()).json(&body);
+        let url = &state.apply_urls[index % state.apply_urls.len()];
+        let request = state.client.post(url.clone()).json(&body);
         (request.send().await, None)
     };
     let (status, reply, timed_out) = match response {

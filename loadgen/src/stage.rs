@@ -100,11 +100,14 @@ pub async fn run(
         run_id: run_id.to_owned(),
         campaign_id: aim.campaign_id.clone(),
         apply_path: format!("/campaigns/{}/apply", aim.campaign_id),
-        apply_url: reqwest::Url::parse(&format!(
-            "{}/campaigns/{}/apply",
-            target.api.base_url, aim.campaign_id
-        ))
-        .with_context(|| format!("--host {} is no URL", target.api.base_url))?,
+        apply_urls: target
+            .apply_bases()
+            .iter()
+            .map(|base| {
+                reqwest::Url::parse(&format!("{base}/campaigns/{}/apply", aim.campaign_id))
+                    .with_context(|| format!("{base} is no URL"))
+            })
+            .collect::<anyhow::Result<_>>()?,
         goose_metrics: cli.goose_metrics(),
         client: scenario::bare_client(cli.timeout)?,
         history: history.clone(),

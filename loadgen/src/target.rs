@@ -35,6 +35,8 @@ pub struct Target {
 struct Restart {
     base: StackArgs,
     addr: SocketAddr,
+    /// How many apis the pipeline runs.
+    apis: u16,
     log_path: PathBuf,
     /// The fix switched off in the pipeline, for a negative control.
     control: Option<Control>,
@@ -50,12 +52,12 @@ impl Restart {
     }
 }
 
-/// Finds the api at `base_url`, or starts the pipeline on that loopback address, logging to
-/// `log_path`; in a fresh [`Sandbox`] when any of `faults` needs one, and with `control`'s fix
-/// switched off.
+/// Finds the api at `base_url`, or starts the pipeline (with `apis` apis, the first on that
+/// loopback address), logging to `log_path`; in a fresh [`Sandbox`] when any of `faults` needs
+/// one, and with `control`'s fix switched off.
 pub async fn find_or_start(
     stack: &StackArgs,
-    base_url: &str,
+    (base_url, apis): (&str, u16),
     admin_token: Option<String>,
     log_path: &Path,
     faults: &[FaultSpec],
@@ -91,6 +93,7 @@ pub async fn find_or_start(
     let restart = Restart {
         base: stack.clone(),
         addr,
+        apis,
         log_path: log_path.to_owned(),
         control,
     };
@@ -112,7 +115,7 @@ async fn start(api: ApiClient, restart: Restart, faults: &[FaultSpec]) -> anyhow
     let started = Pipeline::start(
         &stack,
         api_kafka,
-        restart.addr,
+        (restart.addr, restart.apis),
         &api,
         &restart.log_path,
         restart.control,
@@ -162,6 +165,14 @@ impl Target {
             }
         }
         stopped.context("the pipeline of the round before failed as it stopped")
+    }
+
+    /// Where the burst's users apply, spread over them in turn: every api loadgen started, or
+    /// the one at --host.
+    pub fn apply_bases(&self) -> Vec<String> {
+        self.pipeline
+            .as_ref()
+            .map_or_else(|| vec![self.api.base_url.clone()], Pipeline::api_urls)
     }
 
     /// Stops what loadgen started: the pipeline, then its sandbox.

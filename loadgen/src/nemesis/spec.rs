@@ -8,6 +8,8 @@ use std::{fmt, str::FromStr, time::Duration};
 pub enum FaultKind {
     /// SIGKILL the consumer, which its supervisor restarts.
     ConsumerCrash,
+    /// SIGKILL one of several api processes mid-burst; restart it.
+    ApiCrash,
     /// Cut the consumer's MySQL connection (a TCP proxy drops it and refuses new ones).
     DbOutage,
     /// SIGKILL the run's own MariaDB server; restart it on the same data (InnoDB recovers
@@ -49,8 +51,9 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
-    pub const ALL: [Self; 17] = [
+    pub const ALL: [Self; 18] = [
         Self::ConsumerCrash,
+        Self::ApiCrash,
         Self::DbOutage,
         Self::DbRestart,
         Self::DbReadonly,
@@ -72,6 +75,7 @@ impl FaultKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::ConsumerCrash => "consumer-crash",
+            Self::ApiCrash => "api-crash",
             Self::DbOutage => "db-outage",
             Self::DbRestart => "db-restart",
             Self::DbReadonly => "db-readonly",
@@ -136,7 +140,8 @@ impl FaultKind {
             Self::StaleState => When::At(Duration::ZERO),
             Self::Poison => When::At(Duration::from_millis(200)),
             // Mid-sale: the gate holds admissions, and more are coming.
-            Self::DbRestart
+            Self::ApiCrash
+            | Self::DbRestart
             | Self::DbReadonly
             | Self::RedisKill
             | Self::RedisPause
@@ -157,6 +162,7 @@ impl FaultKind {
             Self::ConsumerCrash | Self::Poison | Self::RedisFlush | Self::StaleState => None,
             Self::DbOutage | Self::DbLock => Some(Duration::from_secs(8)),
             // Down this long before the restart.
+            Self::ApiCrash => Some(Duration::from_secs(1)),
             Self::DbRestart => Some(Duration::from_secs(2)),
             Self::DbReadonly => Some(Duration::from_secs(5)),
             Self::RebalanceStorm => Some(Duration::from_secs(6)),

@@ -88,6 +88,7 @@ pub(super) async fn one(
     }
     let result = match spec.kind {
         FaultKind::ConsumerCrash => consumer_crash(scene, spec, burst_done).await,
+        FaultKind::ApiCrash => api_crash(scene, spec).await,
         FaultKind::DbOutage => db_outage(scene, spec, burst_done).await,
         FaultKind::DbRestart => db_restart(scene, spec).await,
         FaultKind::DbReadonly => db_readonly(scene, spec).await,
@@ -200,6 +201,29 @@ async fn consumer_crash(
         FaultPhase::Heal,
         "consumer",
         "restarted by loadgen's supervisor",
+    );
+    Ok(())
+}
+
+/// SIGKILL the last of the apis (the first, at --host, keeps answering the run's own calls),
+/// down for the fault's length, then a restart on the same address: its requests in flight get
+/// no answer, and admissions it made whose events it had not yet published die with it.
+async fn api_crash(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> {
+    let apis = scene.pipeline.api_urls().len();
+    if apis < 2 {
+        return skipped(spec, "only one api runs (--apis 2 or more)");
+    }
+    let last = apis - 1;
+    let target = scene.pipeline.kill_api(last)?;
+    scene.line(spec, FaultPhase::Inject, &target, "SIGKILL");
+    // The fault's length: the api stays down this long.
+    tokio::time::sleep(lasting(spec)).await;
+    let restarted = scene.pipeline.restart_api(last).await?;
+    scene.line(
+        spec,
+        FaultPhase::Heal,
+        &restarted,
+        "restarted on the same address, answering",
     );
     Ok(())
 }

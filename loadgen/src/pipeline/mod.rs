@@ -30,10 +30,11 @@ use crate::{
     control::{self, Control},
 };
 
-/// The api and consumer loadgen started.
+/// The apis and consumer loadgen started.
 #[derive(Debug)]
 pub struct Pipeline {
-    api: Child,
+    /// The first at the address loadgen was given, the others on free ports.
+    apis: Vec<ApiChild>,
     consumer: Arc<SupervisedConsumer>,
     watcher: tokio::task::JoinHandle<()>,
     /// Between the consumer and MySQL, for `--fault db-outage`.
@@ -46,14 +47,15 @@ impl Pipeline {
         format!("http://{}/metrics", self.consumer.metrics_addr)
     }
 
-    /// Starts the api on `addr` (answering as `api`, with its admin token; reaching Kafka at
-    /// `api_kafka` when given, else at the stack's brokers) and the consumer, both logging to
-    /// `log`, and waits until the api answers and the consumer holds its partitions. With a
-    /// `control`, both run with its fix switched off.
+    /// Starts `apis` apis, the first on `addr` (answering as `api`, with its admin token) and
+    /// the others on free ports, each reaching Kafka at `api_kafka` when given, else at the
+    /// stack's brokers; and the consumer, all logging to `log`. Waits until every api answers
+    /// and the consumer holds its partitions. With a `control`, all run with its fix switched
+    /// off.
     pub async fn start(
         stack: &StackArgs,
         api_kafka: Option<String>,
-        addr: SocketAddr,
+        (addr, apis): (SocketAddr, u16),
         api: &ApiClient,
         log: &Path,
         control: Option<Control>,
@@ -67,23 +69,29 @@ impl Pipeline {
             .await
             .context("failed to start the consumer's database proxy")?;
         let consumer_database_url = stack.database_url_via(database_proxy.addr)?;
-        let api_spec = ChildSpec::new(
-            "api",
-            log,
-            stack,
-            [
-                ("API_ADDR", addr.to_string()),
-                ("ADMIN_TOKEN", token),
-                (
-                    "KAFKA_BROKERS",
-                    api_kafka.unwrap_or_else(|| stack.kafka_brokers.clone()),
-                ),
-                (control::ENV, control.clone()),
-            ],
-        );
-        let consumer_metrics = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .context("failed to find a free port for the consumer's /metrics")?;
+        let api_kafka = api_kafka.unwrap_or_else(|| stack.kafka_brokers.clone());
+        let mut api_children = Vec::new();
+        for index in 0..apis {
+            let addr = if index == 0 { addr } else { free_addr()? };
+            let spec = ChildSpec::new(
+                "api",
+                log,
+                stack,
+                [
+                    ("API_ADDR", addr.to_string()),
+                    ("ADMIN_TOKEN", token.clone()),
+                    ("KAFKA_BROKERS", api_kafka.clone()),
+                    (control::ENV, control.clone()),
+                ],
+            );
+            let client = ApiClient::new(&format!("http://{addr}"), Some(token.clone()))?;
+            api_children.push(ApiChild {
+                spec,
+                client,
+                child: std::sync::Mutex::new(None),
+            });
+        }
+        let consumer_metrics = free_addr()?;
         let consumer_spec = ChildSpec::new(
             "consumer",
             log,
@@ -95,17 +103,20 @@ impl Pipeline {
             ],
         );
         let consumer = Arc::new(SupervisedConsumer::new(consumer_spec, consumer_metrics));
-        let mut api_child = api_spec.spawn(&[])?;
         let started = async {
-            child::wait_answering(&mut api_child, api)
-                .await
-                .with_context(|| format!("the api did not start; see {}", log.display()))?;
+            for api_child in &api_children {
+                api_child.start().await?;
+            }
             consumer.replace(&[]).await?;
             consumer.wait_ready(api.http()).await
         }
         .await;
         if let Err(error) = started {
-            child::kill(&mut api_child);
+            for api_child in &api_children {
+                if let Some(mut running) = api_child.take() {
+                    child::kill(&mut running);
+                }
+            }
             if let Ok(mut slot) = consumer.child.lock()
                 && let Some(mut consumer_child) = slot.take()
             {
@@ -115,11 +126,48 @@ impl Pipeline {
         }
         let watcher = tokio::spawn(consumer.clone().watch());
         Ok(Self {
-            api: api_child,
+            apis: api_children,
             consumer,
             watcher,
             database_proxy,
         })
+    }
+
+    /// Where each api answers, the first at the address loadgen was given.
+    pub fn api_urls(&self) -> Vec<String> {
+        self.apis
+            .iter()
+            .map(|a| a.client.base_url.clone())
+            .collect()
+    }
+
+    /// Fault `api-crash`: SIGKILL api `index` (no graceful stop: its requests in flight, and
+    /// its admissions whose events were not yet published, die with it). Returns what it was,
+    /// for the history: `api http://… (pid N)`.
+    pub fn kill_api(&self, index: usize) -> anyhow::Result<String> {
+        let api = self.apis.get(index).context("no such api")?;
+        let mut running = api.take().context("that api is not running")?;
+        let what = format!("api {} (pid {})", api.client.base_url, running.id());
+        running.kill().context("failed to SIGKILL the api")?;
+        running.wait()?;
+        Ok(what)
+    }
+
+    /// Starts api `index` again, on the same address, and waits until it answers. Returns
+    /// what it is now, for the history.
+    pub async fn restart_api(&self, index: usize) -> anyhow::Result<String> {
+        let api = self.apis.get(index).context("no such api")?;
+        api.start().await?;
+        let pid = api
+            .child
+            .lock()
+            .ok()
+            .and_then(|c| c.as_ref().map(Child::id));
+        Ok(format!(
+            "api {} (pid {})",
+            api.client.base_url,
+            pid.unwrap_or_default()
+        ))
     }
 
     /// Fault `consumer-crash`: restarts the consumer armed to crash (SIGKILL) after writing
@@ -181,18 +229,24 @@ impl Pipeline {
         self.database_proxy.restore();
     }
 
-    /// Stops both children gracefully and waits for them.
+    /// Stops every child gracefully and waits for them.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.consumer.stopping.store(true, Ordering::SeqCst);
         let _ = (&mut self.watcher).await;
         let consumer = self.consumer.clone();
+        let apis: Vec<Child> = self.apis.iter().filter_map(ApiChild::take).collect();
         tokio::task::spawn_blocking(move || {
-            let api = child::terminate(&mut self.api)?;
+            let apis: Vec<_> = apis
+                .into_iter()
+                .map(|mut api| child::terminate(&mut api))
+                .collect::<Result<_, _>>()?;
             let consumer = match consumer.child.lock() {
                 Ok(mut slot) => slot.as_mut().map(child::terminate).transpose()?,
                 Err(_) => None,
             };
-            anyhow::ensure!(api.success(), "the api child exited with {api}");
+            for api in apis {
+                anyhow::ensure!(api.success(), "an api child exited with {api}");
+            }
             // A consumer restarted after a crash may still be connecting, where SIGTERM ends it
             // at once: that is the stop asked for, not a failure.
             if let Some(status) = consumer {
@@ -207,6 +261,47 @@ impl Pipeline {
         .await
         .context("stopping the pipeline children panicked")?
     }
+}
+
+/// One api child: how to start it, where it answers, and its process while it runs.
+#[derive(Debug)]
+struct ApiChild {
+    spec: ChildSpec,
+    client: ApiClient,
+    child: std::sync::Mutex<Option<Child>>,
+}
+
+impl ApiChild {
+    /// Spawns the api and waits until it answers; refused while it runs.
+    async fn start(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.child.lock().map_or(true, |c| c.is_none()),
+            "the api at {} is already running",
+            self.client.base_url
+        );
+        let mut running = self.spec.spawn(&[])?;
+        if let Err(error) = child::wait_answering(&mut running, &self.client).await {
+            child::kill(&mut running);
+            let log = self.spec.log.display();
+            return Err(error.context(format!("the api did not start; see {log}")));
+        }
+        if let Ok(mut slot) = self.child.lock() {
+            *slot = Some(running);
+        }
+        Ok(())
+    }
+
+    /// The running process, taken out (to kill or stop it).
+    fn take(&self) -> Option<Child> {
+        self.child.lock().ok().and_then(|mut c| c.take())
+    }
+}
+
+/// A free loopback port.
+fn free_addr() -> anyhow::Result<SocketAddr> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .context("failed to find a free port on 127.0.0.1")
 }
 
 /// Stops a child [`Pipeline::spawn_extra_consumer`] started (SIGTERM, then waits).
