@@ -63,20 +63,24 @@ pub struct Cli {
     /// before it heals (`:5s`). A fault due after the burst ends never strikes. Every injection
     /// and healing is a line of history.jsonl.
     /// `consumer-crash`: SIGKILL the consumer, which is restarted (default: once it wrote half
-    /// the limit in rows; with `@Nissued`, once it wrote N rows). `db-outage`: the consumer
+    /// the limit in rows; with `@Nissued`, once it wrote N rows). `api-crash`: SIGKILL the last
+    /// of several apis (`--apis`), restarted after 1 s. `db-outage`: the consumer
     /// loses MySQL (default: from the start of the burst until 8 s after it). `db-lock`: the
     /// campaign's row held locked in an open transaction, which holds the design's coupon
     /// inserts (default 8 s from the start). `poison`: malformed, oversized and foreign records
     /// produced to the design's topic (default 200 ms in; `reliable` only); healed once each is
     /// a failed event. `rebalance-storm`: consumers join and leave the group (default 6 s from
-    /// the start). The consumer's faults touch only strategies that run one (kafka, per-user,
+    /// the start). `stale-state`: before the burst, the campaign's id gets an earlier
+    /// incarnation, deleted by hand, whose gate, events and a late winner's event stay behind
+    /// (`reliable` only). The consumer's faults touch only strategies that run one (kafka, per-user,
     /// reliable).
-    /// `redis-kill`, `redis-pause`, `redis-flush`, `redis-rollback`, `kafka-kill`, `kafka-pause`
-    /// act on Redis or Kafka themselves, and `api-kafka-latency`, `api-kafka-reset`,
-    /// `api-kafka-blackhole` on a proxy between the api and Kafka (3 s more each way; every
-    /// connection reset; nothing through), so their run gets stores of its own (a Redis, a
-    /// Kafka broker and a database, started and stopped by loadgen), and loadgen verifies it
-    /// before stopping them.
+    /// `db-restart` (SIGKILL of the MySQL server, restarted after 2 s), `db-readonly`
+    /// (`read_only` on for 5 s), `redis-kill`, `redis-pause`, `redis-flush`, `redis-rollback`,
+    /// `kafka-kill`, `kafka-pause` act on the stores themselves, and `api-kafka-latency`,
+    /// `api-kafka-reset`, `api-kafka-blackhole` on a proxy between the api and Kafka (3 s more
+    /// each way; every connection reset; nothing through), so their run gets stores of its own
+    /// (a Redis, a Kafka broker and a database, or for the db faults a MariaDB server, started
+    /// and stopped by loadgen), and loadgen verifies it before stopping them.
     /// `all`: the fault matrix, every fault with its defaults in a round of its own, each
     /// verified, written to `<report-dir>/faults-<id>/matrix.{md,json,html}`; its users arrive
     /// over about thirty seconds unless --rate or --stages say otherwise.
@@ -536,7 +540,10 @@ mod tests {
         assert!(all.fault_matrix);
         assert_eq!(all.rate, Some(333), "10,000 users over thirty seconds");
         assert_eq!(all.fault.len(), FaultKind::ALL.len());
-        assert_eq!(all.apis, 2, "the matrix's api-crash round needs a second api");
+        assert_eq!(
+            all.apis, 2,
+            "the matrix's api-crash round needs a second api"
+        );
         let apis = |args: &[&str]| {
             let cli = Cli::try_parse_from(args).expect("parses");
             cli.validate().map(|()| cli.resolved().apis)

@@ -60,6 +60,9 @@ pub struct MatrixRow {
 }
 
 fn when(spec: &FaultSpec) -> String {
+    if spec.kind.strikes_before_burst() {
+        return "before the burst".to_owned();
+    }
     match spec.when {
         When::At(at) => format!("{} ms in", at.as_millis()),
         When::Issued(n) => format!("after {n} issued"),
@@ -239,7 +242,7 @@ fn lines(rows: &[MatrixRow]) -> Vec<Line> {
 
 pub fn terminal(rows: &[MatrixRow]) -> String {
     format!(
-        "{}\n* on stores of the round's own (a Redis, a Kafka broker and a database loadgen started)",
+        "{}\n* on stores of the round's own (a Redis, a Kafka broker and a database, or a MariaDB server, loadgen started)",
         Table::new(lines(rows)).with(Style::rounded())
     )
 }
@@ -261,8 +264,8 @@ pub fn markdown(rows: &[MatrixRow], cli: &Cli) -> String {
          round's history.jsonl), then the verifier drained and judged the round against MySQL, \
          Redis, Kafka and the history. A round passes when every invariant held and its fault \
          really struck and healed. See docs/faults.md for each fault.\n\n{table}\n\n\
-         - **\\***: on stores of the round's own (a Redis, a Kafka broker and a database loadgen \
-         started, verified before it stopped them).\n\
+         - **\\***: on stores of the round's own (a Redis, a Kafka broker and a database, or a \
+         MariaDB server, loadgen started, verified before it stopped them).\n\
          - **leaked slots**: I6's offenders (gate winners with no row, or rows with no winner).\n\
          - **unknown**: replies whose outcome the client could not know (202, 504, timeouts, \
          resets); the verifier found a row for the recovered ones and none for the rest.\n\
