@@ -27,7 +27,7 @@ pub const EXIT_VERDICT: u8 = 1;
 /// KAFKA_BROKERS), so one command runs the whole pipeline.
 ///
 /// Exit codes: 0 the run completed and every --threshold held (the verifier judges the
-/// guarantee); 1 loadgen verified the run itself (`--fault all`, or a Redis or Kafka fault) and
+/// guarantee); 1 loadgen verified the run itself (`--fault all`, or a fault on the stores themselves) and
 /// a verdict failed or a fault never struck; 2 it could not run; 3 it completed but a
 /// --threshold failed.
 #[derive(Debug, Clone, Parser)]
@@ -389,9 +389,14 @@ impl Cli {
             "--host must be a URL like http://127.0.0.1:8080, got {}",
             self.host
         );
+        let crashes_an_api = self.fault_args.iter().any(|arg| match arg {
+            FaultArg::All => true,
+            FaultArg::One(spec) => spec.kind == FaultKind::ApiCrash,
+        });
         anyhow::ensure!(
-            self.apis == 1 || !self.goose_metrics(),
-            "--goose-metrics sends every request to --host alone; it cannot be combined with --apis {}",
+            !self.goose_metrics() || (self.apis == 1 && !crashes_an_api),
+            "--goose-metrics sends every request to --host alone; it cannot be combined with \
+             --apis {} or with api-crash (in --fault all too), which need several apis",
             self.apis
         );
         anyhow::ensure!(
@@ -443,7 +448,23 @@ impl Cli {
                     .fault_args
                     .iter()
                     .any(|arg| matches!(arg, FaultArg::One(spec) if spec.kind.needs_sandbox())),
-            "a Redis or Kafka fault runs on stores of the run's own, where --campaign's campaign does not exist"
+            "a fault on the stores themselves runs on stores of the run's own, where --campaign's campaign does not exist"
+        );
+        anyhow::ensure!(
+            self.campaign.is_none()
+                || !self.fault_args.iter().any(
+                    |arg| matches!(arg, FaultArg::One(spec) if spec.kind == FaultKind::StaleState)
+                ),
+            "stale-state deletes the run's campaign by hand and creates it again; it needs the fresh \
+             campaign a run creates, never --campaign's"
+        );
+        anyhow::ensure!(
+            self.limit.get() >= 2
+                || !self.fault_args.iter().any(|arg| match arg {
+                    FaultArg::All => true,
+                    FaultArg::One(spec) => spec.kind == FaultKind::StaleState,
+                }),
+            "stale-state gives its late winner the slot after the earlier winners': it needs --limit 2 or more"
         );
         Ok(())
     }
@@ -556,6 +577,14 @@ mod tests {
         );
         let goose = apis(&["loadgen", "--apis", "2", "--goose-metrics"]).expect_err("one host");
         assert!(goose.to_string().contains("--apis 2"), "{goose}");
+        for crash in ["api-crash", "all"] {
+            let refused = apis(&["loadgen", "--fault", crash, "--goose-metrics"]);
+            assert!(refused.is_err(), "{crash} with goose's one host");
+        }
+        let stale = |args: &[&str]| Cli::try_parse_from(args).expect("parses").validate();
+        assert!(stale(&["loadgen", "--fault", "stale-state", "--campaign", "c"]).is_err());
+        assert!(stale(&["loadgen", "--fault", "stale-state", "--limit", "1"]).is_err());
+        assert!(stale(&["loadgen", "--fault", "stale-state", "--limit", "2"]).is_ok());
         assert!(Cli::try_parse_from(["loadgen", "--apis", "0"]).is_err());
         let mixed = Cli::try_parse_from(["loadgen", "--fault", "all,poison"]).expect("parses");
         assert!(mixed.validate().is_err(), "all takes no other fault");

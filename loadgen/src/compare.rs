@@ -36,7 +36,7 @@ pub async fn run(cli: &Cli, target: &mut Target) -> anyhow::Result<Outcome> {
             Some(name) => (dir.join(&name), format!("{compare_id}-{name}")),
             None => (dir.clone(), compare_id.clone()),
         };
-        // A round whose fault acts on Redis or Kafka gets a pipeline on stores of its own.
+        // A round whose fault acts on the stores themselves gets a pipeline on stores of its own.
         target.renew(faults).await?;
         let store = verifier::collect::mysql::connect(&target.stack.database_url).await?;
         for strategy in Strategy::ALL {

@@ -11,7 +11,7 @@
 //! - [`target`]: the api at --host, or the [`pipeline`] loadgen starts there.
 //! - [`pipeline`]: the api and consumer as child processes, and the handles faults act on.
 //! - [`sandbox`]: stores of a run's own (Redis, a Kafka broker, a database) for the faults
-//!   that act on Redis or Kafka themselves.
+//!   that act on the stores themselves.
 //! - [`control`]: `--control` (a build with the `controls` feature only): a fix switched off in
 //!   the pipeline loadgen starts, the negative control of a fault's round.
 //! - [`nemesis`]: `--fault`: each fault struck and healed on its schedule during the burst,

@@ -33,7 +33,7 @@ pub async fn run(cli: &Cli, target: &mut Target, strategy: Strategy) -> anyhow::
             index + 1,
             cli.fault.len()
         );
-        // A fault that acts on Redis or Kafka gets a pipeline on stores of its own.
+        // A fault that acts on the stores themselves gets a pipeline on stores of its own.
         let row = match target.renew(&[*spec]).await {
             Ok(()) => {
                 let (row, thresholds) = round(cli, target, strategy, spec, &dir, &matrix_id).await;

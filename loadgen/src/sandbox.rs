@@ -1,4 +1,4 @@
-//! Stores of a run's own, for the faults that act on Redis or Kafka themselves (a kill, a
+//! Stores of a run's own, for the faults that act on the stores themselves (a kill, a
 //! flush, a rollback, a pause), which every other run and test on the shared stack relies on:
 //! a `redis-server` and a Kafka broker on free ports, and a database of its own on the project's
 //! MySQL server (or, for the faults on the database server itself, a MariaDB server of its

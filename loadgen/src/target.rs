@@ -25,7 +25,7 @@ pub struct Target {
     pub pipeline: Option<Pipeline>,
     /// The stores the run uses: the configured stack, or the sandbox's.
     pub stack: StackArgs,
-    /// The stores of the run's own, when its faults act on Redis or Kafka themselves.
+    /// The stores of the run's own, when its faults act on the stores themselves.
     pub sandbox: Option<Sandbox>,
     /// How to start the pipeline again (in a fresh sandbox, or out of one) between rounds.
     restart: Option<Restart>,
@@ -44,7 +44,7 @@ struct Restart {
 
 impl Restart {
     /// Whether the pipeline for `faults` runs on stores of its own: for a fault that acts on
-    /// Redis or Kafka themselves, or for a negative control (a pipeline with a fix switched off
+    /// the stores themselves, or for a negative control (a pipeline with a fix switched off
     /// never touches the shared stack: what it breaks there, a partition stopped behind a
     /// poison record, would outlast it).
     fn sandboxed(&self, faults: &[FaultSpec]) -> bool {

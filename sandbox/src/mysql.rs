@@ -47,11 +47,8 @@ impl PrivateMysql {
         let dir = std::env::temp_dir().join(crate::unique_name("fcfs-mysql"));
         std::fs::create_dir_all(dir.join("data"))?;
         let admin_password = format!("{:032x}", rand::random::<u128>());
-        std::fs::write(
-            dir.join("init.sql"),
-            init_sql(user, password, database, &admin_password),
-        )?;
         let address = format!("127.0.0.1:{port}");
+        // From here on, dropping it removes the directory.
         let mut mysql = Self {
             url: format!(
                 "mysql://{}:{}@{address}/{database}",
@@ -64,7 +61,12 @@ impl PrivateMysql {
             port,
             dir,
         };
-        install(&mysql.dir)?;
+        // It holds both passwords: for this user's eyes only.
+        write_private(
+            &mysql.dir.join("init.sql"),
+            &init_sql(user, password, database, &admin_password),
+        )?;
+        install(&mysql.dir).map_err(|e| e.context(log_tail(&mysql.dir, "install.log")))?;
         mysql.restart().await?;
         Ok(mysql)
     }
@@ -74,42 +76,90 @@ impl PrivateMysql {
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         let (port, dir) = (self.port, self.dir.clone());
         self.process.start(|| spawn(port, &dir))?;
-        let url = self.url.clone();
-        crate::eventually(
-            &format!("the private mariadb at {} to answer", self.address),
-            Duration::from_secs(60),
-            || {
-                let url = url.clone();
-                async move {
-                    let Ok(mut conn) = mysql_async::Conn::from_url(url).await else {
-                        return Ok(None);
-                    };
-                    let one: Option<u8> = conn.query_first("SELECT 1").await.ok().flatten();
-                    let _ = conn.disconnect().await;
-                    Ok(one.map(drop))
-                }
-            },
-        )
-        .await
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if answers(&self.url).await {
+                return Ok(());
+            }
+            if let Some(status) = self.process.exited() {
+                // Gone: its slot cleared, free to start again.
+                let _ = self.process.kill();
+                anyhow::bail!(
+                    "the private mariadb at {} exited with {status} before answering; {}",
+                    self.address,
+                    log_tail(&self.dir, "mariadb.log")
+                );
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "gave up after 60s waiting for the private mariadb at {} to answer; {}",
+                self.address,
+                log_tail(&self.dir, "mariadb.log")
+            );
+            // A poll's interval, not a wait for anything.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// `SET GLOBAL read_only`: while on, every write of the project's account is refused
     /// (error 1290), as on a replica or during a failover.
     pub async fn set_read_only(&self, on: bool) -> anyhow::Result<()> {
-        let mut conn = mysql_async::Conn::from_url(self.admin_url.as_str())
-            .await
-            .with_context(|| format!("cannot reach the private mariadb at {}", self.address))?;
-        conn.query_drop(format!("SET GLOBAL read_only = {}", u8::from(on)))
+        let set = async {
+            let mut conn = mysql_async::Conn::from_url(self.admin_url.as_str())
+                .await
+                .with_context(|| format!("cannot reach the private mariadb at {}", self.address))?;
+            conn.query_drop(format!("SET GLOBAL read_only = {}", u8::from(on)))
+                .await
+                .with_context(|| {
+                    format!(
+                        "the private mariadb at {} refused to set read_only",
+                        self.address
+                    )
+                })?;
+            conn.disconnect().await?;
+            anyhow::Ok(())
+        };
+        tokio::time::timeout(Duration::from_secs(10), set)
             .await
             .with_context(|| {
                 format!(
-                    "the private mariadb at {} refused to set read_only",
+                    "the private mariadb at {} did not set read_only within 10s",
                     self.address
                 )
-            })?;
-        conn.disconnect().await?;
-        Ok(())
+            })?
     }
+}
+
+/// Whether the project's account can log in and run a query.
+async fn answers(url: &str) -> bool {
+    let Ok(mut conn) = mysql_async::Conn::from_url(url).await else {
+        return false;
+    };
+    let one: Option<u8> = conn.query_first("SELECT 1").await.ok().flatten();
+    let _ = conn.disconnect().await;
+    one.is_some()
+}
+
+/// The last lines of one of the server's logs, for an error (the directory goes with the
+/// server).
+fn log_tail(dir: &Path, name: &str) -> String {
+    let text = std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(8)..].join("\n");
+    format!("the end of its {name}:\n{tail}")
+}
+
+/// Writes `text` to `path`, readable by this user alone.
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("failed to create {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
 }
 
 /// The statements the server runs on every start (`--init-file`): the project's database and
@@ -181,11 +231,7 @@ fn install(dir: &Path) -> anyhow::Result<()> {
         .stderr(Stdio::from(log))
         .status()
         .context("failed to run mariadb-install-db (run scripts/stack up first)")?;
-    anyhow::ensure!(
-        status.success(),
-        "mariadb-install-db failed ({status}); see {}",
-        dir.join("install.log").display()
-    );
+    anyhow::ensure!(status.success(), "mariadb-install-db failed ({status})");
     Ok(())
 }
 

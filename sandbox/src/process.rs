@@ -1,7 +1,7 @@
 //! The server process a private store runs in: killed (SIGKILL) as in a crash, stalled
 //! (SIGSTOP) and resumed, started again, and stopped for good when the store is dropped. What
-//! [`PrivateRedis`](crate::redis::PrivateRedis) and [`PrivateKafka`](crate::kafka::PrivateKafka)
-//! share.
+//! [`PrivateRedis`](crate::redis::PrivateRedis), [`PrivateKafka`](crate::kafka::PrivateKafka)
+//! and [`PrivateMysql`](crate::mysql::PrivateMysql) share.
 
 use std::process::Child;
 
@@ -34,6 +34,13 @@ impl Server {
     /// The process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// How the process ended, if it has (a server that could not start).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// SIGKILL, and waits for the process to be gone: no clean shutdown, as in a crash.

@@ -41,7 +41,7 @@ pub struct Scene<'a> {
     pub strategy: Strategy,
     /// The campaign's limit (`consumer-crash`'s default is half of it in rows).
     pub limit: u32,
-    /// The stores of the run's own, for the faults that act on Redis or Kafka themselves.
+    /// The stores of the run's own, for the faults that act on the stores themselves.
     pub sandbox: Option<&'a Sandbox>,
 }
 
@@ -68,11 +68,12 @@ impl Scene<'_> {
 /// after N rows), and strikes the faults that strike before the burst (`stale-state`).
 /// Returns whether the consumer crash is armed.
 pub async fn prepare(scene: &Scene<'_>, faults: &[FaultSpec]) -> anyhow::Result<bool> {
+    // First what strikes before the burst: a consumer armed before them would count their rows.
+    for spec in faults.iter().filter(|f| f.kind.strikes_before_burst()) {
+        strike::before_burst(scene, spec).await?;
+    }
     let mut armed = false;
     for spec in faults {
-        if spec.kind.strikes_before_burst() {
-            strike::before_burst(scene, spec).await?;
-        }
         if spec.kind == FaultKind::ConsumerCrash
             && strike::not_applicable(spec.kind, scene.strategy).is_none()
         {

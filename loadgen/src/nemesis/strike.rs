@@ -401,8 +401,8 @@ async fn stale_state(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> 
         EFFECT_TIMEOUT,
         Duration::from_millis(100),
         || async {
-            let failed = coupon_store::failed_events::list_for(&store, id.as_str()).await?;
-            anyhow::Ok((!failed.iter().any(|f| f.user_id == Some(late) && f.open)).then_some(()))
+            let rows = coupon_store::coupons::list(&store, id).await?;
+            anyhow::Ok(rows.iter().any(|r| r.user_id == late).then_some(()))
         },
     )
     .await
@@ -488,7 +488,15 @@ async fn db_readonly(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> 
     );
     // The fault's length: the server refuses writes this long.
     tokio::time::sleep(lasting(spec)).await;
-    mysql.set_read_only(false).await?;
+    // A server left read-only would hold every coupon back: tried again until it takes.
+    poll_until(
+        "the private mariadb to take writes again",
+        EFFECT_TIMEOUT,
+        Duration::from_millis(500),
+        || async { anyhow::Ok(mysql.set_read_only(false).await.ok()) },
+    )
+    .await
+    .map_err(|e| e.into_anyhow())?;
     scene.line(
         spec,
         FaultPhase::Heal,

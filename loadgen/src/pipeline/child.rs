@@ -32,9 +32,15 @@ const START_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Sends SIGTERM (finish requests, flush the producer, commit offsets) and waits.
 pub(super) fn terminate(child: &mut Child) -> anyhow::Result<std::process::ExitStatus> {
-    let pid = Pid::from_raw(i32::try_from(child.id()).context("child pid out of range")?);
-    let _ = signal::kill(pid, signal::Signal::SIGTERM);
+    signal_stop(child);
     child.wait().context("failed to wait for a pipeline child")
+}
+
+/// Sends SIGTERM, without waiting.
+pub(super) fn signal_stop(child: &Child) {
+    if let Ok(raw) = i32::try_from(child.id()) {
+        let _ = signal::kill(Pid::from_raw(raw), signal::Signal::SIGTERM);
+    }
 }
 
 /// Kills a child that failed to start, and reaps it.

@@ -148,7 +148,13 @@ impl Pipeline {
         let api = self.apis.get(index).context("no such api")?;
         let mut running = api.take().context("that api is not running")?;
         let what = format!("api {} (pid {})", api.client.base_url, running.id());
-        running.kill().context("failed to SIGKILL the api")?;
+        if let Err(error) = running.kill() {
+            // Still ours to stop.
+            if let Ok(mut slot) = api.child.lock() {
+                *slot = Some(running);
+            }
+            return Err(error).context("failed to SIGKILL the api");
+        }
         running.wait()?;
         Ok(what)
     }
@@ -234,19 +240,29 @@ impl Pipeline {
         self.consumer.stopping.store(true, Ordering::SeqCst);
         let _ = (&mut self.watcher).await;
         let consumer = self.consumer.clone();
-        let apis: Vec<Child> = self.apis.iter().filter_map(ApiChild::take).collect();
+        let apis: Vec<(String, Child)> = self
+            .apis
+            .iter()
+            .filter_map(|api| api.take().map(|c| (api.client.base_url.clone(), c)))
+            .collect();
         tokio::task::spawn_blocking(move || {
-            let apis: Vec<_> = apis
-                .into_iter()
-                .map(|mut api| child::terminate(&mut api))
-                .collect::<Result<_, _>>()?;
+            // Every api is asked to stop before any is waited for: they drain at once.
+            for (_, api) in &apis {
+                child::signal_stop(api);
+            }
+            let mut failures = Vec::new();
+            for (url, mut api) in apis {
+                match api.wait() {
+                    Ok(status) if status.success() => {}
+                    Ok(status) => failures.push(format!("the api at {url} exited with {status}")),
+                    Err(error) => failures.push(format!("the api at {url}: {error}")),
+                }
+            }
             let consumer = match consumer.child.lock() {
                 Ok(mut slot) => slot.as_mut().map(child::terminate).transpose()?,
                 Err(_) => None,
             };
-            for api in apis {
-                anyhow::ensure!(api.success(), "an api child exited with {api}");
-            }
+            anyhow::ensure!(failures.is_empty(), "{}", failures.join("; "));
             // A consumer restarted after a crash may still be connecting, where SIGTERM ends it
             // at once: that is the stop asked for, not a failure.
             if let Some(status) = consumer {
