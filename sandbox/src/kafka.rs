@@ -244,6 +244,16 @@ impl std::fmt::Display for PrivateKafka {
     }
 }
 
+impl crate::process::Restartable for PrivateKafka {
+    fn server(&mut self) -> &mut Server {
+        &mut self.process
+    }
+
+    fn start_again(&mut self) -> impl std::future::Future<Output = anyhow::Result<()>> {
+        self.restart()
+    }
+}
+
 impl Drop for PrivateKafka {
     fn drop(&mut self) {
         self.process.stop();

@@ -287,6 +287,16 @@ impl std::fmt::Display for PrivateMysql {
     }
 }
 
+impl crate::process::Restartable for PrivateMysql {
+    fn server(&mut self) -> &mut Server {
+        &mut self.process
+    }
+
+    fn start_again(&mut self) -> impl std::future::Future<Output = anyhow::Result<()>> {
+        self.restart()
+    }
+}
+
 impl Drop for PrivateMysql {
     fn drop(&mut self) {
         self.process.stop();

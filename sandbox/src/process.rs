@@ -3,7 +3,7 @@
 //! [`PrivateRedis`](crate::redis::PrivateRedis), [`PrivateKafka`](crate::kafka::PrivateKafka)
 //! and [`PrivateMysql`](crate::mysql::PrivateMysql) share.
 
-use std::process::Child;
+use std::{future::Future, process::Child};
 
 use anyhow::Context;
 use nix::sys::signal::Signal;
@@ -86,4 +86,14 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A private server a crash fault kills (SIGKILL) and starts again on the same port and data;
+/// its `Display` names it and its process for a fault's history line.
+pub trait Restartable: std::fmt::Display {
+    /// Its process.
+    fn server(&mut self) -> &mut Server;
+
+    /// A new process on the same port and data, once it answers.
+    fn start_again(&mut self) -> impl Future<Output = anyhow::Result<()>>;
 }

@@ -146,6 +146,16 @@ impl std::fmt::Display for PrivateRedis {
     }
 }
 
+impl crate::process::Restartable for PrivateRedis {
+    fn server(&mut self) -> &mut Server {
+        &mut self.process
+    }
+
+    fn start_again(&mut self) -> impl std::future::Future<Output = anyhow::Result<()>> {
+        self.restart()
+    }
+}
+
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.process.stop();

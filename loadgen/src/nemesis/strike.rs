@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
-use ::sandbox::{mysql::PrivateMysql, process::Server};
+use ::sandbox::{
+    mysql::PrivateMysql,
+    process::{Restartable, Server},
+};
 use anyhow::Context;
 use coupon_domain::{
     CouponIssued, Seq, Strategy, UserId,
@@ -459,19 +462,8 @@ fn own_mysql<'a>(scene: &Scene<'a>) -> anyhow::Result<&'a tokio::sync::Mutex<Pri
 /// retry); the api's campaign reads and the consumer's writes meet a server that is gone.
 async fn db_restart(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> {
     let mut mysql = own_mysql(scene)?.lock().await;
-    let target = mysql.to_string();
-    mysql.process.kill()?;
-    scene.line(spec, FaultPhase::Inject, &target, "SIGKILL");
-    // The fault's length: the server stays down this long.
-    tokio::time::sleep(lasting(spec)).await;
-    mysql.restart().await?;
-    scene.line(
-        spec,
-        FaultPhase::Heal,
-        &mysql.to_string(),
-        "restarted on the same data (InnoDB crash recovery), answering",
-    );
-    Ok(())
+    let healed = "restarted on the same data (InnoDB crash recovery), answering";
+    crash(scene, spec, &mut *mysql, healed).await
 }
 
 /// `read_only` on for the fault's length: every write of the project's account is refused
@@ -625,19 +617,13 @@ fn lasting(spec: &FaultSpec) -> Duration {
 /// so every gate is checked and rebuilt before it admits again.
 async fn redis_kill(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> {
     let mut redis = sandbox(scene)?.redis.lock().await;
-    let target = redis.to_string();
-    redis.process.kill()?;
-    scene.line(spec, FaultPhase::Inject, &target, "SIGKILL");
-    // The fault's length: Redis stays down this long.
-    tokio::time::sleep(lasting(spec)).await;
-    redis.restart().await?;
-    scene.line(
+    crash(
+        scene,
         spec,
-        FaultPhase::Heal,
-        &redis.to_string(),
+        &mut *redis,
         "restarted from its append-only file",
-    );
-    Ok(())
+    )
+    .await
 }
 
 /// SIGSTOP Redis for the fault's length, past the api's response timeout: the gate scripts sent
@@ -692,25 +678,37 @@ async fn redis_rollback(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<(
 /// SIGKILL the broker, down for the fault's length, then a restart on the same data.
 async fn kafka_kill(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> {
     let mut kafka = sandbox(scene)?.kafka.lock().await;
-    let target = kafka.to_string();
-    kafka.process.kill()?;
-    scene.line(spec, FaultPhase::Inject, &target, "SIGKILL");
-    // The fault's length: the broker stays down this long.
-    tokio::time::sleep(lasting(spec)).await;
-    kafka.restart().await?;
-    scene.line(
+    crash(
+        scene,
         spec,
-        FaultPhase::Heal,
-        &format!("kafka {}", kafka.brokers),
+        &mut *kafka,
         "restarted on the same data, answering",
-    );
-    Ok(())
+    )
+    .await
 }
 
 /// SIGSTOP the broker for the fault's length: connections stay open and nothing answers.
 async fn kafka_pause(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> {
     let kafka = sandbox(scene)?.kafka.lock().await;
     stall(scene, spec, &kafka.to_string(), &kafka.process).await
+}
+
+/// SIGKILL a store's process, down for the fault's length, then a restart on the same port and
+/// data; `healed` says what the restart brings back.
+async fn crash(
+    scene: &Scene<'_>,
+    spec: &FaultSpec,
+    store: &mut impl Restartable,
+    healed: &str,
+) -> anyhow::Result<()> {
+    let target = store.to_string();
+    store.server().kill()?;
+    scene.line(spec, FaultPhase::Inject, &target, "SIGKILL");
+    // The fault's length: the store stays down this long.
+    tokio::time::sleep(lasting(spec)).await;
+    store.start_again().await?;
+    scene.line(spec, FaultPhase::Heal, &store.to_string(), healed);
+    Ok(())
 }
 
 /// SIGSTOP a store's process, named `target`, for the fault's length, then SIGCONT.
