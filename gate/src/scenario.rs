@@ -322,6 +322,7 @@ pub fn scenarios(users: usize) -> Vec<Scenario> {
                 "poison",
                 "rebalance-storm",
                 "stale-state",
+                "clock-skew",
                 "redis-kill",
                 "redis-pause",
                 "redis-flush",
@@ -384,6 +385,17 @@ fn controls() -> Vec<Scenario> {
         load.rate = None;
         load.drain_timeout = Some("5s");
     }
+    let mut skew = control(
+        "clock-skew",
+        "api-clock-window",
+        "each api judges the sale window by its own clock, and one runs a minute fast",
+        CheckId::I8,
+        &[CheckId::I1, CheckId::I2],
+    );
+    // It strikes before the burst, and the window opens a third into it: a burst will do.
+    if let Action::Load(load) = &mut skew.action {
+        load.rate = None;
+    }
     vec![
         control(
             "redis-pause",
@@ -408,6 +420,7 @@ fn controls() -> Vec<Scenario> {
         ),
         poison,
         stale,
+        skew,
     ]
 }
 

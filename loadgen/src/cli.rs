@@ -72,7 +72,10 @@ pub struct Cli {
     /// a failed event. `rebalance-storm`: consumers join and leave the group (default 6 s from
     /// the start). `stale-state`: before the burst, the campaign's id gets an earlier
     /// incarnation, deleted by hand, whose gate, events and a late winner's event stay behind
-    /// (`reliable` only). The consumer's faults touch only strategies that run one (kafka, per-user,
+    /// (`reliable` only). `clock-skew`: the campaign's sale window opens mid-burst (`@when`
+    /// into it; default once half the users beyond the limit arrived), and before the
+    /// burst the last of several apis is restarted with its clock a minute fast, and on the true
+    /// clock again 2 s (`:for`) past the opening. The consumer's faults touch only strategies that run one (kafka, per-user,
     /// reliable).
     /// `db-restart` (SIGKILL of the MySQL server, restarted after 2 s), `db-readonly`
     /// (`read_only` on for 5 s), `redis-kill`, `redis-pause`, `redis-flush`, `redis-rollback`,
@@ -91,7 +94,8 @@ pub struct Cli {
     /// A negative control: the fix that `--fault`'s one fault relies on, switched off in the
     /// pipeline loadgen starts, so that the run must fail (no-unknown-resolution for
     /// redis-pause, no-restart-check for redis-rollback, no-rebuild for redis-flush,
-    /// no-poison-guard for poison, empty-first-gate for stale-state). Only a loadgen built with
+    /// no-poison-guard for poison, empty-first-gate for stale-state, api-clock-window for
+    /// clock-skew). Only a loadgen built with
     /// `--features controls`.
     #[arg(long, hide = true, value_enum)]
     pub control: Option<crate::control::Control>,
@@ -338,8 +342,8 @@ impl Cli {
                 })
                 .collect()
         };
-        // The api that crashes is never the only one.
-        if self.fault.iter().any(|f| f.kind == FaultKind::ApiCrash) {
+        // The api that crashes, or runs on a skewed clock, is never the only one.
+        if self.fault.iter().any(|f| f.kind.needs_apis()) {
             self.apis = self.apis.max(2);
         }
         self
@@ -389,14 +393,15 @@ impl Cli {
             "--host must be a URL like http://127.0.0.1:8080, got {}",
             self.host
         );
-        let crashes_an_api = self.fault_args.iter().any(|arg| match arg {
+        let needs_apis = self.fault_args.iter().any(|arg| match arg {
             FaultArg::All => true,
-            FaultArg::One(spec) => spec.kind == FaultKind::ApiCrash,
+            FaultArg::One(spec) => spec.kind.needs_apis(),
         });
         anyhow::ensure!(
-            !self.goose_metrics() || (self.apis == 1 && !crashes_an_api),
+            !self.goose_metrics() || (self.apis == 1 && !needs_apis),
             "--goose-metrics sends every request to --host alone; it cannot be combined with \
-             --apis {} or with api-crash (in --fault all too), which need several apis",
+             --apis {} or with api-crash or clock-skew (in --fault all too), which need several \
+             apis",
             self.apis
         );
         anyhow::ensure!(
@@ -457,6 +462,14 @@ impl Cli {
                 ),
             "stale-state deletes the run's campaign by hand and creates it again; it needs the fresh \
              campaign a run creates, never --campaign's"
+        );
+        anyhow::ensure!(
+            self.campaign.is_none()
+                || !self.fault_args.iter().any(
+                    |arg| matches!(arg, FaultArg::One(spec) if spec.kind == FaultKind::ClockSkew)
+                ),
+            "clock-skew gives the run's campaign a sale window that opens mid-burst; it needs the \
+             fresh campaign a run creates, never --campaign's"
         );
         anyhow::ensure!(
             self.limit.get() >= 2
@@ -585,6 +598,9 @@ mod tests {
         assert!(stale(&["loadgen", "--fault", "stale-state", "--campaign", "c"]).is_err());
         assert!(stale(&["loadgen", "--fault", "stale-state", "--limit", "1"]).is_err());
         assert!(stale(&["loadgen", "--fault", "stale-state", "--limit", "2"]).is_ok());
+        assert!(stale(&["loadgen", "--fault", "clock-skew", "--campaign", "c"]).is_err());
+        assert_eq!(apis(&["loadgen", "--fault", "clock-skew"]).ok(), Some(2));
+        assert!(apis(&["loadgen", "--fault", "clock-skew", "--goose-metrics"]).is_err());
         assert!(Cli::try_parse_from(["loadgen", "--apis", "0"]).is_err());
         let mixed = Cli::try_parse_from(["loadgen", "--fault", "all,poison"]).expect("parses");
         assert!(mixed.validate().is_err(), "all takes no other fault");

@@ -52,6 +52,7 @@ impl ApiClient {
         id: &CampaignId,
         limit: CouponLimit,
         strategy: Strategy,
+        opens_at: Option<time::OffsetDateTime>,
     ) -> anyhow::Result<()> {
         let Some(token) = &self.admin_token else {
             bail!(
@@ -59,7 +60,8 @@ impl ApiClient {
                  or aim at an existing campaign with --campaign ID"
             );
         };
-        let body = NewCampaign::open_now(id.clone(), limit, strategy);
+        let mut body = NewCampaign::open_now(id.clone(), limit, strategy);
+        body.opens_at = opens_at.or(body.opens_at);
         let request = self
             .http
             .post(format!("{}/admin/campaigns", self.base_url))

@@ -29,6 +29,9 @@ pub enum Control {
     /// `stale-state` with the campaign's first gate started empty, as this project once did:
     /// the gate the earlier incarnation left in Redis is taken for the new campaign's.
     EmptyFirstGate,
+    /// `clock-skew` with the window checked on each api's own clock before the gate, as this
+    /// project once did: the api whose clock runs fast admits users before the sale opens.
+    ApiClockWindow,
     /// `poison` with no cap on what the consumer keeps of a failed record: the 70 KB record
     /// cannot be captured, and its partition stops behind it.
     NoPoisonGuard,
@@ -42,6 +45,7 @@ impl Control {
             Self::NoRestartCheck => FaultKind::RedisRollback,
             Self::NoRebuild => FaultKind::RedisFlush,
             Self::EmptyFirstGate => FaultKind::StaleState,
+            Self::ApiClockWindow => FaultKind::ClockSkew,
             Self::NoPoisonGuard => FaultKind::Poison,
         }
     }
@@ -53,6 +57,9 @@ impl Control {
             Self::NoRestartCheck => settings.restart_check = false,
             Self::NoRebuild => settings.rebuild_lost = false,
             Self::EmptyFirstGate => settings.first_gate = coupon_api::issuance::FirstGate::Empty,
+            Self::ApiClockWindow => {
+                settings.window_check = coupon_api::configuration::WindowCheck::ApiClock;
+            }
             Self::NoPoisonGuard => {}
         }
     }
@@ -109,6 +116,7 @@ mod tests {
                     api.restart_check,
                     api.rebuild_lost,
                     api.first_gate,
+                    api.window_check,
                 )
             };
             let fixed = fixes(&api);

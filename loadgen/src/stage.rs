@@ -37,8 +37,15 @@ struct Aim {
     limit: CouponLimit,
 }
 
-/// The campaign of --campaign, or a fresh one of `strategy` named after the run.
-async fn aim(cli: &Cli, target: &Target, strategy: Strategy, run_id: &str) -> anyhow::Result<Aim> {
+/// The campaign of --campaign, or a fresh one of `strategy` named after the run, its sale
+/// window opening at `opening` if a fault asks for one (else open now).
+async fn aim(
+    cli: &Cli,
+    target: &Target,
+    strategy: Strategy,
+    run_id: &str,
+    opening: Option<&nemesis::Opening>,
+) -> anyhow::Result<Aim> {
     if let Some(id) = &cli.campaign {
         let existing = target.api.campaign(id).await?;
         return Ok(Aim {
@@ -52,7 +59,7 @@ async fn aim(cli: &Cli, target: &Target, strategy: Strategy, run_id: &str) -> an
         .with_context(|| format!("run id {run_id} does not make a campaign id"))?;
     target
         .api
-        .create_campaign(&campaign_id, cli.limit, strategy)
+        .create_campaign(&campaign_id, cli.limit, strategy, opening.map(|o| o.at))
         .await?;
     Ok(Aim {
         campaign_id,
@@ -74,7 +81,8 @@ pub async fn run(
 ) -> anyhow::Result<StageRun> {
     std::fs::create_dir_all(run_dir)
         .with_context(|| format!("failed to create {}", run_dir.display()))?;
-    let aim = aim(cli, target, strategy, run_id).await?;
+    let opening = nemesis::opening(faults, &cli.arrivals(), cli.users, cli.limit.get());
+    let aim = aim(cli, target, strategy, run_id, opening.as_ref()).await?;
     let pipeline = target.pipeline.as_ref();
     let restarts_before = pipeline.map_or(0, Pipeline::consumer_restarts);
     let history = Arc::new(History::default());
@@ -90,6 +98,7 @@ pub async fn run(
         strategy: aim.strategy,
         limit: aim.limit.get(),
         sandbox: target.sandbox.as_ref(),
+        opening,
     });
     let crash_armed = match &scene {
         Some(scene) => nemesis::prepare(scene, faults).await?,

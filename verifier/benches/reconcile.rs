@@ -6,7 +6,9 @@ use coupon_domain::{
     Strategy,
     history::{HistoryRecord, ResultClass},
 };
-use verifier::reconcile::{EventFact, Facts, GateFact, KafkaSource, RowFact, reconcile};
+use verifier::reconcile::{
+    EventFact, Facts, GateFact, KafkaSource, RowFact, SaleWindow, reconcile,
+};
 
 fn main() {
     divan::main();
@@ -75,6 +77,7 @@ fn facts() -> Facts {
         ),
         campaign_created_by_run: true,
         begins_at: None,
+        window: SaleWindow::default(),
     }
 }
 

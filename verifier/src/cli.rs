@@ -15,7 +15,7 @@ pub const EXIT_VIOLATED: u8 = 1;
 pub const EXIT_CANNOT_VERIFY: u8 = 2;
 
 /// Drain the pipeline, reconcile MySQL rows, the Redis gate, Kafka offsets and events and the
-/// loadgen history, and prove the invariants I1 to I7.
+/// loadgen history, and prove the invariants I1 to I8.
 ///
 /// Exit codes: 0 every invariant holds; 1 an invariant is violated; 2 could not verify.
 #[derive(Debug, Clone, Parser)]

@@ -1,5 +1,5 @@
 //! The verifier: waits for the pipeline to drain, collects what MySQL, Redis and Kafka hold and
-//! what the loadgen saw, and proves the invariants I1 to I7 on it.
+//! what the loadgen saw, and proves the invariants I1 to I8 on it.
 //!
 //! # Layout
 //! - [`cli`]: flags, env vars and exit codes (0 holds, 1 violated, 2 cannot verify).

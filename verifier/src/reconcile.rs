@@ -95,6 +95,62 @@ pub struct Facts {
     /// campaign's gate existed: left by an earlier campaign of the same id, or produced before
     /// the campaign was created. `None` when not recorded (a course stage, an older campaign).
     pub begins_at: Option<BTreeMap<i32, i64>>,
+    /// The campaign's sale window, as MySQL holds it.
+    pub window: SaleWindow,
+}
+
+/// A campaign's sale window, half-open, in microseconds since the Unix epoch; either edge may
+/// be absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SaleWindow {
+    pub opens_at_us: Option<i64>,
+    pub closes_at_us: Option<i64>,
+}
+
+impl SaleWindow {
+    /// How far loadgen's clock and Redis's may differ before a request is judged outside the
+    /// window: both read one host's clock in every setup this project starts.
+    pub const CLOCK_SLACK_US: i64 = 20_000;
+
+    fn is_set(self) -> bool {
+        self.opens_at_us.is_some() || self.closes_at_us.is_some()
+    }
+
+    /// Whether an admission made somewhere in `[from_us, to_us]` (`to_us` `None`: no upper
+    /// bound known) may have fallen inside the window, allowing for the clocks' slack.
+    fn may_hold(self, from_us: i64, to_us: Option<i64>) -> bool {
+        let after_opening = match (self.opens_at_us, to_us) {
+            (Some(opens), Some(to)) => to >= opens - Self::CLOCK_SLACK_US,
+            _ => true,
+        };
+        let before_closing = self
+            .closes_at_us
+            .is_none_or(|closes| from_us < closes + Self::CLOCK_SLACK_US);
+        after_opening && before_closing
+    }
+}
+
+impl fmt::Display for SaleWindow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let edge = |us: Option<i64>| {
+            us.and_then(|us| {
+                time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).ok()
+            })
+            .map_or_else(
+                || "-".to_owned(),
+                |t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default()
+                },
+            )
+        };
+        write!(
+            f,
+            "[{}, {})",
+            edge(self.opens_at_us),
+            edge(self.closes_at_us)
+        )
+    }
 }
 
 impl Facts {
@@ -177,6 +233,8 @@ pub enum CheckId {
     I6,
     /// Exactly the limit when demand suffices.
     I7,
+    /// No admission outside the campaign's sale window.
+    I8,
 }
 
 impl CheckId {
@@ -189,6 +247,7 @@ impl CheckId {
             Self::I5 => "I5",
             Self::I6 => "I6",
             Self::I7 => "I7",
+            Self::I8 => "I8",
         }
     }
 }
@@ -401,6 +460,7 @@ pub fn reconcile(facts: &Facts) -> Verdict {
         refusals_left_nothing(&index),
         stores_agree(&index),
         exactly_limit(&index),
+        inside_window(&index),
     ];
     Verdict {
         campaign_id: facts.campaign_id.clone(),
@@ -795,6 +855,71 @@ fn exactly_limit(index: &Index) -> Check {
         observed: format!("{} rows", facts.rows.len()),
         status: status(facts.rows.len() == limit),
         offenders: index.offenders(missing),
+    }
+}
+
+/// I8: every coupon was admitted inside the campaign's sale window by the gate's clock. The
+/// admission happened while one of the user's requests was under way: not before it was sent,
+/// and for an `issued` reply, not after it came back (an apply whose outcome was unknown may
+/// have been admitted later, when its script ran). A coupon whose every such request lies
+/// wholly outside the window was admitted outside it, whatever clock an api read.
+fn inside_window(index: &Index) -> Check {
+    const TITLE: &str = "no coupon admitted outside the sale window";
+    let facts = index.facts;
+    let window = facts.window;
+    if !window.is_set() {
+        return skipped(CheckId::I8, TITLE, "the campaign has no sale window");
+    }
+    if facts.history.is_none() {
+        return skipped(
+            CheckId::I8,
+            TITLE,
+            "no loadgen history: when each coupon was admitted is not known",
+        );
+    }
+    let span = |r: &HistoryRecord| {
+        let to = (r.result == ResultClass::Issued)
+            .then(|| r.response_us.map(|us| r.sent_at_us + us as i64))
+            .flatten();
+        (r.sent_at_us, to)
+    };
+    // Users told `issued` by a request that lies wholly outside the window.
+    let issued_outside = index.replies.iter().filter(|(_, rs)| {
+        rs.iter().any(|r| {
+            let (from, to) = span(r);
+            r.result == ResultClass::Issued && !window.may_hold(from, to)
+        })
+    });
+    // Users holding a row whose every request that may have admitted them lies outside it.
+    let rows_outside = index.rows.keys().filter(|user| {
+        !index.leftover_rows_only.contains(user)
+            && index.replies.get(user).is_some_and(|rs| {
+                let admitting: Vec<&&HistoryRecord> = rs
+                    .iter()
+                    .filter(|r| r.result == ResultClass::Issued || r.result.is_unknown())
+                    .collect();
+                !admitting.is_empty()
+                    && admitting.iter().all(|r| {
+                        let (from, to) = span(r);
+                        !window.may_hold(from, to)
+                    })
+            })
+    });
+    let offenders: BTreeSet<u64> = issued_outside
+        .map(|(user, _)| *user)
+        .chain(rows_outside.copied())
+        .collect();
+    Check {
+        id: CheckId::I8,
+        title: TITLE.to_owned(),
+        expected: format!("every coupon admitted within {window}"),
+        observed: format!(
+            "{} users admitted outside it (by loadgen's clock, {} ms slack)",
+            offenders.len(),
+            SaleWindow::CLOCK_SLACK_US / 1000
+        ),
+        status: status(offenders.is_empty()),
+        offenders: index.offenders(offenders),
     }
 }
 

@@ -43,6 +43,45 @@ pub struct Scene<'a> {
     pub limit: u32,
     /// The stores of the run's own, for the faults that act on the stores themselves.
     pub sandbox: Option<&'a Sandbox>,
+    /// When the campaign's sale window opens, if a fault gave it one (`clock-skew`).
+    pub opening: Option<Opening>,
+}
+
+/// A sale window that opens mid-burst, for `clock-skew`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opening {
+    /// When it opens, by the true clock.
+    pub at: time::OffsetDateTime,
+    /// How far into the burst that is: the burst starts this long before it.
+    pub into_burst: Duration,
+}
+
+/// How long after the campaign is created the burst starts, when its window opens mid-burst:
+/// time enough to restart the api whose clock is skewed.
+const OPENING_LEAD: Duration = Duration::from_secs(5);
+
+/// The opening `faults` ask the campaign's window for, if any (`clock-skew`): `@when` into the
+/// burst, or by default once half the users beyond the limit have arrived, so that those come
+/// early and enough come after it to sell out. Counted from now: the campaign is
+/// created next, and the burst starts [`OPENING_LEAD`] later.
+pub fn opening(
+    faults: &[FaultSpec],
+    arrivals: &crate::arrivals::Arrivals,
+    users: usize,
+    limit: u32,
+) -> Option<Opening> {
+    let spec = faults.iter().find(|f| f.kind == FaultKind::ClockSkew)?;
+    let into_burst = match spec.when {
+        When::At(at) => at,
+        _ => {
+            let surplus = users.saturating_sub(limit as usize);
+            Duration::from_micros(u64::try_from(arrivals.arrival_us(surplus / 2)).unwrap_or(0))
+        }
+    };
+    Some(Opening {
+        at: time::OffsetDateTime::now_utc() + OPENING_LEAD + into_burst,
+        into_burst,
+    })
 }
 
 impl Scene<'_> {
@@ -295,6 +334,33 @@ mod tests {
         );
         let outside = windows(&lines, &records[..2], 0);
         assert_eq!((outside[0].requests, outside[0].p99_ms), (0, None));
+    }
+
+    #[test]
+    fn clock_skew_opens_the_window_halfway_into_the_users_beyond_the_limit() {
+        let skew: Vec<FaultSpec> = vec!["clock-skew".parse().expect("parses")];
+        // 300 users at 10 a second, limit 100: user 100 arrives 10 s in.
+        let arrivals = crate::arrivals::Arrivals::Even {
+            interval_us: 100_000.0,
+        };
+        let before = time::OffsetDateTime::now_utc();
+        let opening = opening(&skew, &arrivals, 300, 100).expect("a window");
+        assert_eq!(opening.into_burst, Duration::from_secs(10));
+        let lead = opening.at - before - opening.into_burst;
+        assert!(
+            lead >= OPENING_LEAD && lead < OPENING_LEAD + Duration::from_secs(1),
+            "{lead}"
+        );
+        let at: Vec<FaultSpec> = vec!["clock-skew@2s".parse().expect("parses")];
+        let given = super::opening(&at, &arrivals, 300, 100).expect("a window");
+        assert_eq!(given.into_burst, Duration::from_secs(2));
+        // No surplus: the window opens at the first arrival.
+        assert_eq!(
+            super::opening(&skew, &arrivals, 50, 100).map(|o| o.into_burst),
+            Some(Duration::ZERO)
+        );
+        let other: Vec<FaultSpec> = vec!["db-lock".parse().expect("parses")];
+        assert_eq!(super::opening(&other, &arrivals, 300, 100), None);
     }
 
     #[test]

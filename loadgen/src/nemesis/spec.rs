@@ -30,6 +30,11 @@ pub enum FaultKind {
     /// Redis, its events on the topic, one more winner's event still to be written. The burst
     /// runs on the campaign created again under the same id.
     StaleState,
+    /// The campaign gets a sale window that opens mid-burst, and before the burst one of
+    /// several apis is restarted with its clock a minute fast: by its clock the sale is open
+    /// while by the others' (and Redis's) it is not. It heals when that api is restarted on
+    /// the true clock.
+    ClockSkew,
     /// SIGKILL the run's own Redis; restart it from its append-only file.
     RedisKill,
     /// SIGSTOP the run's own Redis past the api's response timeout; SIGCONT it.
@@ -51,7 +56,7 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
-    pub const ALL: [Self; 18] = [
+    pub const ALL: [Self; 19] = [
         Self::ConsumerCrash,
         Self::ApiCrash,
         Self::DbOutage,
@@ -61,6 +66,7 @@ impl FaultKind {
         Self::Poison,
         Self::RebalanceStorm,
         Self::StaleState,
+        Self::ClockSkew,
         Self::RedisKill,
         Self::RedisPause,
         Self::RedisFlush,
@@ -83,6 +89,7 @@ impl FaultKind {
             Self::Poison => "poison",
             Self::RebalanceStorm => "rebalance-storm",
             Self::StaleState => "stale-state",
+            Self::ClockSkew => "clock-skew",
             Self::RedisKill => "redis-kill",
             Self::RedisPause => "redis-pause",
             Self::RedisFlush => "redis-flush",
@@ -138,6 +145,8 @@ impl FaultKind {
             Self::DbOutage | Self::DbLock | Self::RebalanceStorm => When::At(Duration::ZERO),
             // Before the burst, whatever `@` says.
             Self::StaleState => When::At(Duration::ZERO),
+            // When the window opens.
+            Self::ClockSkew => When::HalfTheSurplus,
             Self::Poison => When::At(Duration::from_millis(200)),
             // Mid-sale: the gate holds admissions, and more are coming.
             Self::ApiCrash
@@ -163,6 +172,8 @@ impl FaultKind {
             Self::DbOutage | Self::DbLock => Some(Duration::from_secs(8)),
             // Down this long before the restart.
             Self::ApiCrash => Some(Duration::from_secs(1)),
+            // The skewed api keeps its clock this long past the window's opening.
+            Self::ClockSkew => Some(Duration::from_secs(2)),
             Self::DbRestart => Some(Duration::from_secs(2)),
             Self::DbReadonly => Some(Duration::from_secs(5)),
             Self::RebalanceStorm => Some(Duration::from_secs(6)),
@@ -182,9 +193,15 @@ impl FaultKind {
         }
     }
 
-    /// Whether it strikes before the burst (its `@when` means nothing).
+    /// Whether it strikes before the burst (for `stale-state`, `@when` means nothing; for
+    /// `clock-skew`, it is when the window opens).
     pub fn strikes_before_burst(self) -> bool {
-        self == Self::StaleState
+        matches!(self, Self::StaleState | Self::ClockSkew)
+    }
+
+    /// Whether it runs over several apis (one of them is struck), so it gets at least 2.
+    pub fn needs_apis(self) -> bool {
+        matches!(self, Self::ApiCrash | Self::ClockSkew)
     }
 
     /// Whether `:for` means anything for it.
@@ -225,6 +242,9 @@ pub enum When {
     HalfTheLimit,
     /// The store faults' default: once a quarter of the limit was issued (at least one).
     QuarterTheLimit,
+    /// `clock-skew`'s default for the window's opening: when half the users beyond the limit
+    /// have arrived, so that many come early and enough come after it to sell out.
+    HalfTheSurplus,
 }
 
 impl When {
@@ -232,7 +252,7 @@ impl When {
     /// an armed `consumer-crash`, rows; `None` for a time.
     pub fn count(self, limit: u32) -> Option<u64> {
         match self {
-            Self::At(_) => None,
+            Self::At(_) | Self::HalfTheSurplus => None,
             Self::Issued(count) => Some(count),
             Self::HalfTheLimit => Some(u64::from(limit / 2).max(1)),
             Self::QuarterTheLimit => Some(u64::from(limit / 4).max(1)),
@@ -280,13 +300,18 @@ impl FromStr for FaultSpec {
         };
         let mut spec = Self::new(name.parse()?);
         if let Some(when) = when {
-            if spec.kind.strikes_before_burst() {
+            if spec.kind == FaultKind::StaleState {
                 return Err(format!(
                     "`{raw}`: {} strikes before the burst, so `@{when}` means nothing; leave it out",
                     spec.kind
                 ));
             }
             spec.when = match when.strip_suffix("issued") {
+                Some(_) if spec.kind == FaultKind::ClockSkew => {
+                    return Err(format!(
+                        "`{raw}`: clock-skew's `@` is when the sale window opens, a time into the burst like @2s"
+                    ));
+                }
                 Some(count) => When::Issued(count.parse().ok().filter(|n| *n > 0).ok_or_else(
                     || format!("`{raw}`: `@{when}` needs a count above 0, like @50issued"),
                 )?),
@@ -319,7 +344,7 @@ impl fmt::Display for FaultSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.kind)?;
         match self.when {
-            When::HalfTheLimit | When::QuarterTheLimit => {}
+            When::HalfTheLimit | When::QuarterTheLimit | When::HalfTheSurplus => {}
             when if when == self.kind.default_when() => {}
             When::At(at) => write!(f, "@{}", humantime(at))?,
             When::Issued(n) => write!(f, "@{n}issued")?,
@@ -413,6 +438,8 @@ mod tests {
             "redis-flush@10issued",
             "kafka-pause",
             "redis-pause@3s:11s",
+            "clock-skew",
+            "clock-skew@1.5s:3s",
         ] {
             let spec: FaultSpec = typed.parse().expect("parses");
             assert_eq!(spec.to_string(), typed);
@@ -434,5 +461,6 @@ mod tests {
         assert!(error("redis-flush:1s").contains("heals by itself"));
         assert!(error("stale-state@2s").contains("before the burst"));
         assert!(error("stale-state:2s").contains("heals by itself"));
+        assert!(error("clock-skew@50issued").contains("when the sale window opens"));
     }
 }

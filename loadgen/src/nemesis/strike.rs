@@ -10,7 +10,7 @@ use ::sandbox::{
 };
 use anyhow::Context;
 use coupon_domain::{
-    CouponIssued, Seq, Strategy, UserId,
+    CampaignState, CouponIssued, Seq, Strategy, UserId,
     history::{FaultPhase, ResultClass},
 };
 use coupon_runtime::{backoff::poll_until, proxy::Mode};
@@ -33,6 +33,9 @@ const API_KAFKA_DELAY: Duration = Duration::from_secs(3);
 
 /// The size of the oversized poison record (the one that once stopped the consumer).
 const POISON_BYTES: usize = 70_000;
+
+/// How fast `clock-skew`'s api runs: past any opening a burst may have.
+const CLOCK_SKEW: time::Duration = time::Duration::minutes(1);
 
 /// How long each extra consumer of `rebalance-storm` stays in the group.
 const STORM_STAY: Duration = Duration::from_millis(1500);
@@ -80,6 +83,11 @@ pub(super) async fn one(
     if let Some(why) = not_applicable(spec.kind, scene.strategy) {
         return skipped(spec, why);
     }
+    if spec.kind == FaultKind::ClockSkew {
+        return clock_skew_heals(scene, spec, started)
+            .await
+            .with_context(|| format!("fault {spec} failed"));
+    }
     if spec.kind.strikes_before_burst() {
         // Struck by [`before_burst`], already.
         return Ok(());
@@ -98,7 +106,7 @@ pub(super) async fn one(
         FaultKind::DbLock => db_lock(scene, spec, burst_done).await,
         FaultKind::Poison => poison(scene, spec).await,
         FaultKind::RebalanceStorm => rebalance_storm(scene, spec).await,
-        FaultKind::StaleState => Ok(()),
+        FaultKind::StaleState | FaultKind::ClockSkew => Ok(()),
         FaultKind::RedisKill => redis_kill(scene, spec).await,
         FaultKind::RedisPause => redis_pause(scene, spec).await,
         FaultKind::RedisFlush => redis_flush(scene, spec).await,
@@ -179,7 +187,7 @@ async fn consumer_crash(
         }
         // Armed before the burst ([`super::prepare`]): the consumer kills itself after its
         // rows; the crash shows as a restart.
-        When::Issued(_) | When::HalfTheLimit | When::QuarterTheLimit => {
+        When::Issued(_) | When::HalfTheLimit | When::QuarterTheLimit | When::HalfTheSurplus => {
             let gave_up = async {
                 let _ = burst_done.wait_for(|done| *done).await;
                 tokio::time::sleep(EFFECT_TIMEOUT).await;
@@ -289,9 +297,88 @@ pub(super) async fn before_burst(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow:
     if let Some(why) = not_applicable(spec.kind, scene.strategy) {
         return skipped(spec, why);
     }
-    stale_state(scene, spec)
-        .await
-        .with_context(|| format!("fault {spec} failed"))
+    match spec.kind {
+        FaultKind::ClockSkew => clock_skew(scene, spec).await,
+        _ => stale_state(scene, spec).await,
+    }
+    .with_context(|| format!("fault {spec} failed"))
+}
+
+/// Before the burst, the last of several apis is restarted with its clock [`CLOCK_SKEW`] fast,
+/// and the fault checks that it took: that api calls the campaign open while the first, on the
+/// true clock, does not. Then it waits until the burst is due, [`super::Opening::into_burst`]
+/// before the window opens. Whatever clock an api reads, the gate judges the window by Redis's.
+async fn clock_skew(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> {
+    let opening = scene
+        .opening
+        .context("the campaign was created without the window clock-skew opens mid-burst")?;
+    let urls = scene.pipeline.api_urls();
+    if urls.len() < 2 {
+        return skipped(spec, "only one api runs (--apis 2 or more)");
+    }
+    let last = urls.len() - 1;
+    let target = scene
+        .pipeline
+        .restart_api_with_clock(last, CLOCK_SKEW)
+        .await?;
+    let skewed = crate::client::ApiClient::new(&urls[last], None)?
+        .campaign(scene.campaign_id)
+        .await?
+        .state;
+    let truthful = scene.api.campaign(scene.campaign_id).await?.state;
+    anyhow::ensure!(
+        (skewed, truthful) == (CampaignState::Open, CampaignState::NotOpen),
+        "the skewed api calls the campaign {}, the first api {}: expected open and not_open",
+        skewed.as_str(),
+        truthful.as_str()
+    );
+    scene.line(
+        spec,
+        FaultPhase::Inject,
+        &target,
+        &format!(
+            "restarted with its clock {} s fast: it calls the sale open, the others not_open",
+            CLOCK_SKEW.whole_seconds()
+        ),
+    );
+    let burst_at = opening.at - opening.into_burst;
+    let wait = burst_at - time::OffsetDateTime::now_utc();
+    anyhow::ensure!(
+        wait.is_positive(),
+        "the api took too long to restart: the burst is {:.1} s late for its window",
+        -wait.as_seconds_f64()
+    );
+    // The fault's schedule: the burst starts this long before the window opens.
+    tokio::time::sleep(wait.unsigned_abs()).await;
+    Ok(())
+}
+
+/// `clock-skew` heals [`FaultSpec::lasting`] past the window's opening: its api is restarted on
+/// the true clock (if it was struck at all).
+async fn clock_skew_heals(
+    scene: &Scene<'_>,
+    spec: &FaultSpec,
+    started: Instant,
+) -> anyhow::Result<()> {
+    if !super::not_struck(std::slice::from_ref(spec), &scene.history.faults()).is_empty() {
+        return Ok(());
+    }
+    let opening = scene
+        .opening
+        .context("clock-skew struck without a window")?;
+    tokio::time::sleep_until(started + opening.into_burst + lasting(spec)).await;
+    let last = scene.pipeline.api_urls().len() - 1;
+    let target = scene
+        .pipeline
+        .restart_api_with_clock(last, time::Duration::ZERO)
+        .await?;
+    scene.line(
+        spec,
+        FaultPhase::Heal,
+        &target,
+        "restarted on the true clock",
+    );
+    Ok(())
 }
 
 /// The campaign's id gets an earlier incarnation before the burst: the first quarter of the
@@ -396,7 +483,7 @@ async fn stale_state(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> 
     );
     let strategy = scene.strategy;
     let limit = coupon_domain::CouponLimit::parse(u64::from(scene.limit))?;
-    scene.api.create_campaign(id, limit, strategy).await?;
+    scene.api.create_campaign(id, limit, strategy, None).await?;
     // Its campaign exists again: the consumer's retry worker writes the late winner's coupon
     // (within its backoff), as part of the new campaign's limit.
     let written = poll_until(

@@ -27,6 +27,10 @@ pub const SERVE_PIPELINE: &str = "__serve-pipeline";
 /// The env var that tells a child which loadgen started it.
 const PARENT_PID: &str = "LOADGEN_PARENT_PID";
 
+/// Fault `clock-skew`: how many ms the api child's clock runs off the true one (its
+/// `clock_offset`, which the api takes from no flag or env var of its own).
+pub(super) const CLOCK_OFFSET_MS: &str = "LOADGEN_API_CLOCK_OFFSET_MS";
+
 /// How long a child may take to start answering.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -277,6 +281,15 @@ pub async fn serve(part: &str) -> anyhow::Result<()> {
             let mut api = coupon_api::Settings::try_parse_from(["coupon-api"])?;
             if let Some(control) = control {
                 control.break_api(&mut api);
+            }
+            if let Ok(offset) = std::env::var(CLOCK_OFFSET_MS) {
+                let offset_ms: i64 = offset
+                    .parse()
+                    .with_context(|| format!("{CLOCK_OFFSET_MS}={offset} is no count of ms"))?;
+                api.clock_offset = time::Duration::milliseconds(offset_ms);
+                if offset_ms != 0 {
+                    eprintln!("fault clock-skew: this api's clock runs {offset_ms} ms off");
+                }
             }
             coupon_api::Application::build(api)
                 .await

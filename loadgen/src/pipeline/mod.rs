@@ -164,16 +164,27 @@ impl Pipeline {
     pub async fn restart_api(&self, index: usize) -> anyhow::Result<String> {
         let api = self.apis.get(index).context("no such api")?;
         api.start().await?;
-        let pid = api
-            .child
-            .lock()
-            .ok()
-            .and_then(|c| c.as_ref().map(Child::id));
-        Ok(format!(
-            "api {} (pid {})",
-            api.client.base_url,
-            pid.unwrap_or_default()
-        ))
+        Ok(api.describe())
+    }
+
+    /// Fault `clock-skew`: stops api `index` (SIGTERM: it finishes what it is answering) and
+    /// starts it again on the same address with its clock `offset` off (zero: the true clock),
+    /// waiting until it answers. Returns what it is now, for the history.
+    pub async fn restart_api_with_clock(
+        &self,
+        index: usize,
+        offset: time::Duration,
+    ) -> anyhow::Result<String> {
+        let api = self.apis.get(index).context("no such api")?;
+        if let Some(mut running) = api.take() {
+            tokio::task::spawn_blocking(move || child::terminate(&mut running))
+                .await
+                .context("stopping an api panicked")??;
+        }
+        let offset_ms = offset.whole_milliseconds().to_string();
+        api.start_with(&[(child::CLOCK_OFFSET_MS, offset_ms)])
+            .await?;
+        Ok(api.describe())
     }
 
     /// Fault `consumer-crash`: restarts the consumer armed to crash (SIGKILL) after writing
@@ -290,12 +301,17 @@ struct ApiChild {
 impl ApiChild {
     /// Spawns the api and waits until it answers; refused while it runs.
     async fn start(&self) -> anyhow::Result<()> {
+        self.start_with(&[]).await
+    }
+
+    /// [`Self::start`], with `extra_env` on top of its settings.
+    async fn start_with(&self, extra_env: &[(&str, String)]) -> anyhow::Result<()> {
         anyhow::ensure!(
             self.child.lock().map_or(true, |c| c.is_none()),
             "the api at {} is already running",
             self.client.base_url
         );
-        let mut running = self.spec.spawn(&[])?;
+        let mut running = self.spec.spawn(extra_env)?;
         if let Err(error) = child::wait_answering(&mut running, &self.client).await {
             child::kill(&mut running);
             let log = self.spec.log.display();
@@ -305,6 +321,20 @@ impl ApiChild {
             *slot = Some(running);
         }
         Ok(())
+    }
+
+    /// What it is, for the history: `api http://… (pid N)`.
+    fn describe(&self) -> String {
+        let pid = self
+            .child
+            .lock()
+            .ok()
+            .and_then(|c| c.as_ref().map(Child::id));
+        format!(
+            "api {} (pid {})",
+            self.client.base_url,
+            pid.unwrap_or_default()
+        )
     }
 
     /// The running process, taken out (to kill or stop it).

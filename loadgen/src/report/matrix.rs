@@ -60,6 +60,12 @@ pub struct MatrixRow {
 }
 
 fn when(spec: &FaultSpec) -> String {
+    if spec.kind == FaultKind::ClockSkew {
+        return match spec.when {
+            When::At(at) => format!("before the burst; opens {} ms in", at.as_millis()),
+            _ => "before the burst; opens mid-burst".to_owned(),
+        };
+    }
     if spec.kind.strikes_before_burst() {
         return "before the burst".to_owned();
     }
@@ -68,11 +74,15 @@ fn when(spec: &FaultSpec) -> String {
         When::Issued(n) => format!("after {n} issued"),
         When::HalfTheLimit => "after half the limit in rows".to_owned(),
         When::QuarterTheLimit => "after a quarter of the limit issued".to_owned(),
+        When::HalfTheSurplus => "halfway into the users beyond the limit".to_owned(),
     }
 }
 
 fn lasting(spec: &FaultSpec) -> String {
     match spec.lasting {
+        Some(lasting) if spec.kind == FaultKind::ClockSkew => {
+            format!("{} ms past the opening", lasting.as_millis())
+        }
         Some(lasting) if spec.lasting_given || spec.kind != FaultKind::DbOutage => {
             format!("{} ms", lasting.as_millis())
         }

@@ -13,7 +13,7 @@ use coupon_domain::{
     fence::{self, At, RebuildFence, Revocation},
 };
 
-use crate::reconcile::{EventFact, Facts, FailedFact, GateFact, RowFact};
+use crate::reconcile::{EventFact, Facts, FailedFact, GateFact, RowFact, SaleWindow};
 
 /// One topic's facts, shared by every campaign of one verification: read once.
 #[derive(Debug, Clone, Default)]
@@ -55,6 +55,7 @@ pub struct CampaignFacts {
     pub revocations: Vec<Revocation>,
     /// The life of the campaign's first gate (`campaign.first_epoch`).
     pub first_epoch: Option<u64>,
+    pub window: SaleWindow,
 }
 
 impl CampaignFacts {
@@ -81,6 +82,7 @@ impl CampaignFacts {
                 0
             },
             history: history.map(|h| h.records),
+            window: self.window,
             campaign_created_by_run,
             begins_at: self.first_epoch.map(|first| {
                 self.rebuild_fences

@@ -6,7 +6,7 @@ use coupon_domain::{CampaignId, Strategy};
 use coupon_store::{Store, campaigns, coupons, course, failed_events, fences};
 
 use super::CampaignFacts;
-use crate::reconcile::{FailedFact, KafkaSource, RowFact};
+use crate::reconcile::{FailedFact, KafkaSource, RowFact, SaleWindow};
 
 pub async fn connect(database_url: &str) -> anyhow::Result<Store> {
     Store::open(database_url, 4).await.with_context(|| {
@@ -36,8 +36,17 @@ pub async fn campaign(store: &Store, id: &str) -> anyhow::Result<CampaignFacts> 
     let strategy = stored.campaign.strategy;
     let limit = stored.campaign.limit.get();
     let first_epoch = stored.first_epoch;
+    let unix_us = |at: Option<time::OffsetDateTime>| {
+        at.map(|at| i64::try_from(at.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX))
+    };
+    let window = SaleWindow {
+        opens_at_us: unix_us(stored.campaign.opens_at),
+        closes_at_us: unix_us(stored.campaign.closes_at),
+    };
     if !strategy.has_gate() {
-        return course_stage(store, &campaign_id, strategy, limit).await;
+        let mut facts = course_stage(store, &campaign_id, strategy, limit).await?;
+        facts.window = window;
+        return Ok(facts);
     }
     let rows = coupons::list(store, &campaign_id)
         .await?
@@ -69,6 +78,7 @@ pub async fn campaign(store: &Store, id: &str) -> anyhow::Result<CampaignFacts> 
         rebuild_fences,
         revocations,
         first_epoch,
+        window,
     })
 }
 
@@ -116,6 +126,7 @@ async fn course_stage(
         rebuild_fences: Vec::new(),
         revocations: Vec::new(),
         first_epoch: None,
+        window: SaleWindow::default(),
     })
 }
 

@@ -63,6 +63,11 @@ fn healthy() -> Facts {
         ]),
         campaign_created_by_run: true,
         begins_at: None,
+        // Opened at the epoch: every request above was sent at 0.
+        window: SaleWindow {
+            opens_at_us: Some(0),
+            closes_at_us: None,
+        },
     }
 }
 
@@ -87,7 +92,7 @@ fn a_healthy_campaign_passes_every_check() {
         verdict.checks.iter().all(|c| c.status == Status::Pass),
         "{verdict:#?}"
     );
-    assert_eq!(verdict.checks.len(), 7);
+    assert_eq!(verdict.checks.len(), 8);
 }
 
 /// The two-round-trip gate's extra winner, user 4 with slot 4 of a limit of 3: in Redis, on the
@@ -275,7 +280,10 @@ fn checks_without_history_are_skipped_not_passed() {
         .filter(|c| c.status == Status::Skip)
         .map(|c| c.id)
         .collect();
-    assert_eq!(skipped, vec![CheckId::I3, CheckId::I5, CheckId::I7]);
+    assert_eq!(
+        skipped,
+        vec![CheckId::I3, CheckId::I5, CheckId::I7, CheckId::I8]
+    );
     assert!(verdict.holds());
 }
 
@@ -519,4 +527,77 @@ fn leftovers_of_an_earlier_campaign_are_named_not_blamed_on_the_run() {
         "{blind:#?}"
     );
     assert!(blind.leftovers.is_empty());
+}
+
+/// `record` for a request sent at `sent_at_us` and answered `response_us` later (`None`: no
+/// reply came).
+fn sent(
+    user_id: u64,
+    result: ResultClass,
+    sent_at_us: i64,
+    response_us: Option<u64>,
+) -> HistoryRecord {
+    HistoryRecord {
+        sent_at_us,
+        response_us,
+        seq: (result == ResultClass::Issued).then_some(u32::try_from(user_id).unwrap_or(0)),
+        ..record(user_id, result, None)
+    }
+}
+
+/// The healthy campaign with a window of [10 s, 20 s) and user `user`'s request replaced.
+fn windowed(user: u64, request: HistoryRecord) -> Facts {
+    let mut facts = healthy();
+    facts.window = SaleWindow {
+        opens_at_us: Some(10_000_000),
+        closes_at_us: Some(20_000_000),
+    };
+    for record in facts.history.iter_mut().flatten() {
+        record.sent_at_us = 15_000_000;
+        if record.user_id == user {
+            *record = request.clone();
+        }
+    }
+    facts
+}
+
+#[test]
+fn i8_catches_a_coupon_admitted_before_the_window_opened() {
+    // An api whose clock ran ahead answered `issued` 2 s before the opening.
+    let early = windowed(1, sent(1, ResultClass::Issued, 8_000_000, Some(5_000)));
+    assert_eq!(failing(&early), vec![CheckId::I8]);
+    assert_eq!(offenders_of(&early, CheckId::I8), vec![1]);
+    // A request sent after the close that left a row, though its reply was lost.
+    let late = windowed(2, sent(2, ResultClass::Timeout, 20_500_000, None));
+    assert_eq!(failing(&late), vec![CheckId::I8]);
+    assert_eq!(offenders_of(&late, CheckId::I8), vec![2]);
+}
+
+#[test]
+fn i8_passes_what_may_have_been_admitted_inside_the_window() {
+    // Answered just before the opening by loadgen's clock: within the clocks' slack.
+    let slack = windowed(1, sent(1, ResultClass::Issued, 9_985_000, Some(1_000)));
+    assert_eq!(failing(&slack), Vec::<CheckId>::new());
+    // Sent before the opening, answered after it.
+    let across = windowed(1, sent(1, ResultClass::Issued, 9_000_000, Some(2_000_000)));
+    assert_eq!(failing(&across), Vec::<CheckId>::new());
+    // An apply whose outcome was unknown may have been admitted when its script ran, later.
+    let unknown = windowed(3, sent(3, ResultClass::Unknown, 5_000_000, Some(10_000)));
+    assert_eq!(failing(&unknown), Vec::<CheckId>::new());
+}
+
+#[test]
+fn i8_is_skipped_without_a_window_or_a_history() {
+    let mut no_window = windowed(1, sent(1, ResultClass::Issued, 8_000_000, Some(5_000)));
+    no_window.window = SaleWindow::default();
+    assert_eq!(
+        reconcile(&no_window).status_of(CheckId::I8),
+        Some(Status::Skip)
+    );
+    let mut no_history = windowed(1, sent(1, ResultClass::Issued, 8_000_000, Some(5_000)));
+    no_history.history = None;
+    assert_eq!(
+        reconcile(&no_history).status_of(CheckId::I8),
+        Some(Status::Skip)
+    );
 }
