@@ -74,7 +74,8 @@ pub struct Cli {
     /// incarnation, deleted by hand, whose gate, events and a late winner's event stay behind
     /// (`reliable` only). `clock-skew`: the campaign's sale window opens mid-burst (`@when`
     /// into it; default once half the users beyond the limit arrived), and before the
-    /// burst the last of several apis is restarted with its clock a minute fast, and on the true
+    /// burst the last of several apis is restarted with its clock fast (the sale open a minute
+    /// by it when it really opens), and on the true
     /// clock again 2 s (`:for`) past the opening. The consumer's faults touch only strategies that run one (kafka, per-user,
     /// reliable).
     /// `db-restart` (SIGKILL of the MySQL server, restarted after 2 s), `db-readonly`
@@ -110,7 +111,7 @@ pub struct Cli {
 
     /// How many api processes the pipeline loadgen starts: the first at --host, the others on
     /// free ports, all on the same stores; the burst's users are spread over them in turn.
-    /// `api-crash` kills the last one, so it gets at least 2.
+    /// `api-crash` kills the last one, and `clock-skew` skews its clock, so each gets at least 2.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
     pub apis: u16,
 
@@ -421,6 +422,25 @@ impl Cli {
             "redis-rollback needs a Redis without an append-only file, and redis-kill one with it: \
              give each a run of its own"
         );
+        if kinds.contains(&FaultKind::ClockSkew) {
+            anyhow::ensure!(
+                kinds.iter().filter(|k| **k == FaultKind::ClockSkew).count() == 1,
+                "the campaign has one sale window: give clock-skew once"
+            );
+            for other in [FaultKind::ApiCrash, FaultKind::StaleState] {
+                anyhow::ensure!(
+                    !kinds.contains(&other),
+                    "clock-skew and {other} both restart what the other relies on (the last api, \
+                     the campaign and its window): give each a run of its own"
+                );
+            }
+            anyhow::ensure!(
+                self.users > self.limit.get() as usize,
+                "clock-skew opens the sale window once half the users beyond the limit arrived: \
+                 it needs --users above --limit ({})",
+                self.limit
+            );
+        }
         if let Strategies::One(strategy) = self.strategy {
             for kind in kinds.iter().filter(|k| k.needs_sandbox()) {
                 if let Some(why) = crate::nemesis::not_applicable(*kind, strategy) {
@@ -601,6 +621,15 @@ mod tests {
         assert!(stale(&["loadgen", "--fault", "clock-skew", "--campaign", "c"]).is_err());
         assert_eq!(apis(&["loadgen", "--fault", "clock-skew"]).ok(), Some(2));
         assert!(apis(&["loadgen", "--fault", "clock-skew", "--goose-metrics"]).is_err());
+        for refused in [
+            &["loadgen", "--fault", "clock-skew,clock-skew@2s"][..],
+            &["loadgen", "--fault", "clock-skew,api-crash"],
+            &["loadgen", "--fault", "stale-state", "--fault", "clock-skew"],
+            &["loadgen", "--fault", "clock-skew", "--users", "100"],
+        ] {
+            assert!(stale(refused).is_err(), "{refused:?}");
+        }
+        assert!(stale(&["loadgen", "--fault", "clock-skew", "--users", "101"]).is_ok());
         assert!(Cli::try_parse_from(["loadgen", "--apis", "0"]).is_err());
         let mixed = Cli::try_parse_from(["loadgen", "--fault", "all,poison"]).expect("parses");
         assert!(mixed.validate().is_err(), "all takes no other fault");

@@ -860,9 +860,11 @@ fn exactly_limit(index: &Index) -> Check {
 
 /// I8: every coupon was admitted inside the campaign's sale window by the gate's clock. The
 /// admission happened while one of the user's requests was under way: not before it was sent,
-/// and for an `issued` reply, not after it came back (an apply whose outcome was unknown may
-/// have been admitted later, when its script ran). A coupon whose every such request lies
-/// wholly outside the window was admitted outside it, whatever clock an api read.
+/// and for an `issued` or `pending` reply (the gate admitted the user before answering), not
+/// after it came back; an apply whose outcome was unknown may have been admitted later, when
+/// its script ran. A coupon whose every such request lies wholly outside the window was
+/// admitted outside it, whatever clock an api read. Rows are held to this run's requests only
+/// when the run created the campaign (an earlier run's rows are none of its doing).
 fn inside_window(index: &Index) -> Check {
     const TITLE: &str = "no coupon admitted outside the sale window";
     let facts = index.facts;
@@ -877,22 +879,25 @@ fn inside_window(index: &Index) -> Check {
             "no loadgen history: when each coupon was admitted is not known",
         );
     }
+    let admitted_before_reply =
+        |r: &HistoryRecord| matches!(r.result, ResultClass::Issued | ResultClass::Pending);
     let span = |r: &HistoryRecord| {
-        let to = (r.result == ResultClass::Issued)
+        let to = admitted_before_reply(r)
             .then(|| r.response_us.map(|us| r.sent_at_us + us as i64))
             .flatten();
         (r.sent_at_us, to)
     };
-    // Users told `issued` by a request that lies wholly outside the window.
+    // Users told they were admitted by a request that lies wholly outside the window.
     let issued_outside = index.replies.iter().filter(|(_, rs)| {
         rs.iter().any(|r| {
             let (from, to) = span(r);
-            r.result == ResultClass::Issued && !window.may_hold(from, to)
+            admitted_before_reply(r) && !window.may_hold(from, to)
         })
     });
     // Users holding a row whose every request that may have admitted them lies outside it.
     let rows_outside = index.rows.keys().filter(|user| {
-        !index.leftover_rows_only.contains(user)
+        facts.campaign_created_by_run
+            && !index.leftover_rows_only.contains(user)
             && index.replies.get(user).is_some_and(|rs| {
                 let admitting: Vec<&&HistoryRecord> = rs
                     .iter()

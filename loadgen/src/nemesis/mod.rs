@@ -58,7 +58,7 @@ pub struct Opening {
 
 /// How long after the campaign is created the burst starts, when its window opens mid-burst:
 /// time enough to restart the api whose clock is skewed.
-const OPENING_LEAD: Duration = Duration::from_secs(5);
+const OPENING_LEAD: Duration = Duration::from_secs(10);
 
 /// The opening `faults` ask the campaign's window for, if any (`clock-skew`): `@when` into the
 /// burst, or by default once half the users beyond the limit have arrived, so that those come
@@ -104,7 +104,8 @@ impl Scene<'_> {
 }
 
 /// Arms what must be in place before the first request (the consumer that crashes itself
-/// after N rows), and strikes the faults that strike before the burst (`stale-state`).
+/// after N rows), strikes the faults that strike before the burst (`stale-state`,
+/// `clock-skew`), and for `clock-skew` waits until the burst is due.
 /// Returns whether the consumer crash is armed.
 pub async fn prepare(scene: &Scene<'_>, faults: &[FaultSpec]) -> anyhow::Result<bool> {
     // First what strikes before the burst: a consumer armed before them would count their rows.
@@ -127,6 +128,10 @@ pub async fn prepare(scene: &Scene<'_>, faults: &[FaultSpec]) -> anyhow::Result<
                 armed = true;
             }
         }
+    }
+    // Last, since arming a crash restarts the consumer: the burst starts when its window says.
+    for spec in faults.iter().filter(|f| f.kind == FaultKind::ClockSkew) {
+        strike::until_burst_due(scene, spec).await?;
     }
     Ok(armed)
 }

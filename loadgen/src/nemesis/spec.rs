@@ -31,7 +31,7 @@ pub enum FaultKind {
     /// runs on the campaign created again under the same id.
     StaleState,
     /// The campaign gets a sale window that opens mid-burst, and before the burst one of
-    /// several apis is restarted with its clock a minute fast: by its clock the sale is open
+    /// several apis is restarted with its clock fast: by its clock the sale is open
     /// while by the others' (and Redis's) it is not. It heals when that api is restarted on
     /// the true clock.
     ClockSkew,

@@ -34,7 +34,7 @@ const API_KAFKA_DELAY: Duration = Duration::from_secs(3);
 /// The size of the oversized poison record (the one that once stopped the consumer).
 const POISON_BYTES: usize = 70_000;
 
-/// How fast `clock-skew`'s api runs: past any opening a burst may have.
+/// How long the sale has been open by `clock-skew`'s api's clock when it really opens.
 const CLOCK_SKEW: time::Duration = time::Duration::minutes(1);
 
 /// How long each extra consumer of `rebalance-storm` stays in the group.
@@ -84,7 +84,7 @@ pub(super) async fn one(
         return skipped(spec, why);
     }
     if spec.kind == FaultKind::ClockSkew {
-        return clock_skew_heals(scene, spec, started)
+        return clock_skew_heals(scene, spec)
             .await
             .with_context(|| format!("fault {spec} failed"));
     }
@@ -304,10 +304,11 @@ pub(super) async fn before_burst(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow:
     .with_context(|| format!("fault {spec} failed"))
 }
 
-/// Before the burst, the last of several apis is restarted with its clock [`CLOCK_SKEW`] fast,
-/// and the fault checks that it took: that api calls the campaign open while the first, on the
-/// true clock, does not. Then it waits until the burst is due, [`super::Opening::into_burst`]
-/// before the window opens. Whatever clock an api reads, the gate judges the window by Redis's.
+/// Before the burst, the last of several apis is restarted with its clock fast by the time
+/// left until the window opens and [`CLOCK_SKEW`] more, and the fault checks that it took: that
+/// api calls the campaign open while the first, on the true clock, does not. Whatever clock an
+/// api reads, the gate judges the window by Redis's. Should the check fail, the api is put back
+/// on the true clock before the error is returned.
 async fn clock_skew(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> {
     let opening = scene
         .opening
@@ -317,56 +318,84 @@ async fn clock_skew(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> {
         return skipped(spec, "only one api runs (--apis 2 or more)");
     }
     let last = urls.len() - 1;
-    let target = scene
-        .pipeline
-        .restart_api_with_clock(last, CLOCK_SKEW)
-        .await?;
-    let skewed = crate::client::ApiClient::new(&urls[last], None)?
-        .campaign(scene.campaign_id)
-        .await?
-        .state;
-    let truthful = scene.api.campaign(scene.campaign_id).await?.state;
-    anyhow::ensure!(
-        (skewed, truthful) == (CampaignState::Open, CampaignState::NotOpen),
-        "the skewed api calls the campaign {}, the first api {}: expected open and not_open",
-        skewed.as_str(),
-        truthful.as_str()
-    );
+    let skew = (opening.at - time::OffsetDateTime::now_utc()) + CLOCK_SKEW;
+    let target = scene.pipeline.restart_api_with_clock(last, skew).await?;
+    let checked = async {
+        let skewed = crate::client::ApiClient::new(&urls[last], None)?
+            .campaign(scene.campaign_id)
+            .await?
+            .state;
+        let truthful = scene.api.campaign(scene.campaign_id).await?.state;
+        anyhow::ensure!(
+            (skewed, truthful) == (CampaignState::Open, CampaignState::NotOpen),
+            "the skewed api calls the campaign {}, the first api {}: expected open and not_open",
+            skewed.as_str(),
+            truthful.as_str()
+        );
+        Ok(())
+    }
+    .await;
+    if let Err(error) = checked {
+        scene
+            .pipeline
+            .restart_api_with_clock(last, time::Duration::ZERO)
+            .await?;
+        return Err(error);
+    }
     scene.line(
         spec,
         FaultPhase::Inject,
         &target,
         &format!(
-            "restarted with its clock {} s fast: it calls the sale open, the others not_open",
-            CLOCK_SKEW.whole_seconds()
+            "restarted with its clock {:.1} s fast: it calls the sale open, the others not_open",
+            skew.as_seconds_f64()
         ),
     );
-    let burst_at = opening.at - opening.into_burst;
-    let wait = burst_at - time::OffsetDateTime::now_utc();
-    anyhow::ensure!(
-        wait.is_positive(),
-        "the api took too long to restart: the burst is {:.1} s late for its window",
-        -wait.as_seconds_f64()
-    );
+    Ok(())
+}
+
+/// The last step before the burst when `clock-skew` struck: waits until the burst is due,
+/// [`super::Opening::into_burst`] before the window opens. If it is already past (the restart
+/// took longer than the lead), the skewed api is put back on the true clock and the fault fails.
+pub(super) async fn until_burst_due(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> {
+    let Some(opening) = scene.opening else {
+        return Ok(());
+    };
+    if !super::not_struck(std::slice::from_ref(spec), &scene.history.faults()).is_empty() {
+        return Ok(());
+    }
+    let wait = (opening.at - opening.into_burst) - time::OffsetDateTime::now_utc();
+    if !wait.is_positive() {
+        let last = scene.pipeline.api_urls().len() - 1;
+        scene
+            .pipeline
+            .restart_api_with_clock(last, time::Duration::ZERO)
+            .await?;
+        anyhow::bail!(
+            "fault {spec} failed: the burst is {:.1} s late for its window (the skewed api took \
+             too long to restart); that api is back on the true clock",
+            -wait.as_seconds_f64()
+        );
+    }
     // The fault's schedule: the burst starts this long before the window opens.
     tokio::time::sleep(wait.unsigned_abs()).await;
     Ok(())
 }
 
-/// `clock-skew` heals [`FaultSpec::lasting`] past the window's opening: its api is restarted on
-/// the true clock (if it was struck at all).
-async fn clock_skew_heals(
-    scene: &Scene<'_>,
-    spec: &FaultSpec,
-    started: Instant,
-) -> anyhow::Result<()> {
+/// `clock-skew` heals [`FaultSpec::lasting`] past the window's opening, by the true clock: its
+/// api is restarted on the true clock (if it was struck at all).
+async fn clock_skew_heals(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> {
     if !super::not_struck(std::slice::from_ref(spec), &scene.history.faults()).is_empty() {
         return Ok(());
     }
     let opening = scene
         .opening
         .context("clock-skew struck without a window")?;
-    tokio::time::sleep_until(started + opening.into_burst + lasting(spec)).await;
+    let heal_in = (opening.at + lasting(spec)) - time::OffsetDateTime::now_utc();
+    if heal_in.is_positive() {
+        // The fault's length: the api keeps its clock until then.
+        tokio::time::sleep(heal_in.unsigned_abs()).await;
+    }
     let last = scene.pipeline.api_urls().len() - 1;
     let target = scene
         .pipeline

@@ -571,6 +571,18 @@ fn i8_catches_a_coupon_admitted_before_the_window_opened() {
     let late = windowed(2, sent(2, ResultClass::Timeout, 20_500_000, None));
     assert_eq!(failing(&late), vec![CheckId::I8]);
     assert_eq!(offenders_of(&late, CheckId::I8), vec![2]);
+    // A 202: the gate admitted the user before it answered, before the opening.
+    let pending = windowed(3, sent(3, ResultClass::Pending, 4_000_000, Some(5_000_000)));
+    assert!(failing(&pending).contains(&CheckId::I8));
+    assert_eq!(offenders_of(&pending, CheckId::I8), vec![3]);
+    // On a campaign the run did not create, a row may be an earlier run's: only the replies
+    // are held to the window.
+    let mut earlier_run = late.clone();
+    earlier_run.campaign_created_by_run = false;
+    assert_eq!(
+        reconcile(&earlier_run).status_of(CheckId::I8),
+        Some(Status::Pass)
+    );
 }
 
 #[test]
