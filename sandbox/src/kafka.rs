@@ -232,34 +232,7 @@ impl PrivateKafka {
     }
 }
 
-/// `kafka <brokers> (pid N)`, as a fault's history line names it (pid 0 while it is down).
-impl std::fmt::Display for PrivateKafka {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "kafka {} (pid {})",
-            self.brokers,
-            self.process.pid().unwrap_or_default()
-        )
-    }
-}
-
-impl crate::process::Restartable for PrivateKafka {
-    fn server(&mut self) -> &mut Server {
-        &mut self.process
-    }
-
-    fn start_again(&mut self) -> impl std::future::Future<Output = anyhow::Result<()>> {
-        self.restart()
-    }
-}
-
-impl Drop for PrivateKafka {
-    fn drop(&mut self) {
-        self.process.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+crate::process::private_server!(PrivateKafka, "kafka", brokers);
 
 #[cfg(test)]
 mod tests {

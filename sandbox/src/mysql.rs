@@ -275,34 +275,7 @@ fn mariadbd() -> PathBuf {
     }
 }
 
-/// `mysql 127.0.0.1:<port> (pid N)`, as a fault's history line names it (pid 0 while down).
-impl std::fmt::Display for PrivateMysql {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "mysql {} (pid {})",
-            self.address,
-            self.process.pid().unwrap_or_default()
-        )
-    }
-}
-
-impl crate::process::Restartable for PrivateMysql {
-    fn server(&mut self) -> &mut Server {
-        &mut self.process
-    }
-
-    fn start_again(&mut self) -> impl std::future::Future<Output = anyhow::Result<()>> {
-        self.restart()
-    }
-}
-
-impl Drop for PrivateMysql {
-    fn drop(&mut self) {
-        self.process.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+crate::process::private_server!(PrivateMysql, "mysql", address);
 
 #[cfg(test)]
 mod tests {

@@ -97,3 +97,39 @@ pub trait Restartable: std::fmt::Display {
     /// A new process on the same port and data, once it answers.
     fn start_again(&mut self) -> impl Future<Output = anyhow::Result<()>>;
 }
+
+/// What every private server is beside its own code: named `<what> <address> (pid N)` for a
+/// fault's history line (pid 0 while it is down), [`Restartable`] through its `process` and its
+/// `restart`, and stopped with its directory removed when dropped.
+macro_rules! private_server {
+    ($server:ty, $what:literal, $address:ident) => {
+        impl std::fmt::Display for $server {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(
+                    f,
+                    concat!($what, " {} (pid {})"),
+                    self.$address,
+                    self.process.pid().unwrap_or_default()
+                )
+            }
+        }
+
+        impl $crate::process::Restartable for $server {
+            fn server(&mut self) -> &mut $crate::process::Server {
+                &mut self.process
+            }
+
+            fn start_again(&mut self) -> impl std::future::Future<Output = anyhow::Result<()>> {
+                self.restart()
+            }
+        }
+
+        impl Drop for $server {
+            fn drop(&mut self) {
+                self.process.stop();
+                let _ = std::fs::remove_dir_all(&self.dir);
+            }
+        }
+    };
+}
+pub(crate) use private_server;

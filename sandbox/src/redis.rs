@@ -134,31 +134,4 @@ fn spawn(port: u16, dir: &Path, persistence: Persistence) -> anyhow::Result<Chil
         .context("failed to start redis-server (run scripts/stack up first)")
 }
 
-/// `redis <url> (pid N)`, as a fault's history line names it (pid 0 while it is down).
-impl std::fmt::Display for PrivateRedis {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "redis {} (pid {})",
-            self.url,
-            self.process.pid().unwrap_or_default()
-        )
-    }
-}
-
-impl crate::process::Restartable for PrivateRedis {
-    fn server(&mut self) -> &mut Server {
-        &mut self.process
-    }
-
-    fn start_again(&mut self) -> impl std::future::Future<Output = anyhow::Result<()>> {
-        self.restart()
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.process.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+crate::process::private_server!(PrivateRedis, "redis", url);

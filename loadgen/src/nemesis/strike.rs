@@ -336,10 +336,7 @@ async fn clock_skew(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> {
     }
     .await;
     if let Err(error) = checked {
-        scene
-            .pipeline
-            .restart_api_with_clock(last, time::Duration::ZERO)
-            .await?;
+        on_the_true_clock(scene).await?;
         return Err(error);
     }
     scene.line(
@@ -361,16 +358,12 @@ pub(super) async fn until_burst_due(scene: &Scene<'_>, spec: &FaultSpec) -> anyh
     let Some(opening) = scene.opening else {
         return Ok(());
     };
-    if !super::not_struck(std::slice::from_ref(spec), &scene.history.faults()).is_empty() {
+    if !struck(scene, spec) {
         return Ok(());
     }
     let wait = (opening.at - opening.into_burst) - time::OffsetDateTime::now_utc();
     if !wait.is_positive() {
-        let last = scene.pipeline.api_urls().len() - 1;
-        scene
-            .pipeline
-            .restart_api_with_clock(last, time::Duration::ZERO)
-            .await?;
+        on_the_true_clock(scene).await?;
         anyhow::bail!(
             "fault {spec} failed: the burst is {:.1} s late for its window (the skewed api took \
              too long to restart); that api is back on the true clock",
@@ -385,7 +378,7 @@ pub(super) async fn until_burst_due(scene: &Scene<'_>, spec: &FaultSpec) -> anyh
 /// `clock-skew` heals [`FaultSpec::lasting`] past the window's opening, by the true clock: its
 /// api is restarted on the true clock (if it was struck at all).
 async fn clock_skew_heals(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result<()> {
-    if !super::not_struck(std::slice::from_ref(spec), &scene.history.faults()).is_empty() {
+    if !struck(scene, spec) {
         return Ok(());
     }
     let opening = scene
@@ -396,11 +389,7 @@ async fn clock_skew_heals(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result
         // The fault's length: the api keeps its clock until then.
         tokio::time::sleep(heal_in.unsigned_abs()).await;
     }
-    let last = scene.pipeline.api_urls().len() - 1;
-    let target = scene
-        .pipeline
-        .restart_api_with_clock(last, time::Duration::ZERO)
-        .await?;
+    let target = on_the_true_clock(scene).await?;
     scene.line(
         spec,
         FaultPhase::Heal,
@@ -408,6 +397,20 @@ async fn clock_skew_heals(scene: &Scene<'_>, spec: &FaultSpec) -> anyhow::Result
         "restarted on the true clock",
     );
     Ok(())
+}
+
+/// Whether `spec` left its injection in the history.
+fn struck(scene: &Scene<'_>, spec: &FaultSpec) -> bool {
+    super::not_struck(std::slice::from_ref(spec), &scene.history.faults()).is_empty()
+}
+
+/// Restarts `clock-skew`'s api (the last) on the true clock; returns what it is now.
+async fn on_the_true_clock(scene: &Scene<'_>) -> anyhow::Result<String> {
+    let last = scene.pipeline.api_urls().len().saturating_sub(1);
+    scene
+        .pipeline
+        .restart_api_with_clock(last, time::Duration::ZERO)
+        .await
 }
 
 /// The campaign's id gets an earlier incarnation before the burst: the first quarter of the
